@@ -1,0 +1,49 @@
+"""The one ASGI app (``twinbill serve``): admin UI, application gateway, webhook endpoints."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from core.errors import TwinbillError
+from multiplexer.bootstrap import MuxContext
+from multiplexer.gateway import router as gateway_router
+from multiplexer.http import BodySizeLimit, error_body, error_response
+
+
+def create_app(ctx: MuxContext) -> FastAPI:
+    app = FastAPI(
+        title="twinbill",
+        version="0.1.0",
+        description="Billing gateway, webhooks and admin of twinbill.",
+    )
+    app.state.mux = ctx
+    app.add_middleware(BodySizeLimit)
+
+    @app.exception_handler(TwinbillError)
+    async def _twinbill_error(_request: Request, exc: TwinbillError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("invalid_input", "request does not match the API", fields=fields),
+            status_code=422,
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.include_router(gateway_router)
+    try:
+        from multiplexer.webhooks.router import router as webhooks_router
+    except ImportError:  # pragma: no cover - until the webhooks package lands
+        webhooks_router = None
+    if webhooks_router is not None:
+        app.include_router(webhooks_router)
+    return app

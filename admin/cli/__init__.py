@@ -1,0 +1,27 @@
+"""The ``twinbill`` command line: one Typer app, one module per command group.
+
+Exit codes: 0 success / clean, 1 "found something" (differences, failures), 2 error.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from admin.cli import db, routes, sandbox
+
+app = typer.Typer(
+    name="twinbill",
+    help="Move paying users from a legacy billing system to a new one, safely.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(routes.users, name="users")
+app.add_typer(routes.rollout, name="rollout")
+app.add_typer(routes.tokens, name="tokens")
+app.command("serve")(routes.serve)
+
+
+def main() -> None:
+    app()

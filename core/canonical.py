@@ -1,0 +1,260 @@
+"""The canonical billing model: what both billing systems are mapped into.
+
+Each backend maps its own objects here on its own side of the adapter
+boundary; the facade returns these shapes whichever system answers, and the
+reconciler diffs two of them field by field.
+
+Conventions: amounts are integer minor units with the record's ISO 4217
+``currency`` (uppercase); timestamps are timezone-aware UTC. Every record has
+``id`` (its id in the system that produced it) and ``legacy_id`` (its id in the
+legacy system: equal to ``id`` on the legacy side, the carried-over external id
+on the new side, ``None`` for records the new system created itself).
+References (``subscription_id``, ``invoice_id``, ``payment_id``) use the
+producing system's own ids.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from core.money import Money, is_currency
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def from_unix(ts: int | float | None) -> datetime | None:
+    """Stripe-style unix seconds -> aware UTC datetime (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(int(ts), tz=UTC)
+
+
+class System(StrEnum):
+    LEGACY = "legacy"
+    NEW = "new"
+
+
+class SubscriptionStatus(StrEnum):
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    UNPAID = "unpaid"
+    CANCELED = "canceled"
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    PAUSED = "paused"
+
+    @property
+    def billing(self) -> bool:
+        """Does a subscription in this status still bill the user?"""
+        return self in {self.TRIALING, self.ACTIVE, self.PAST_DUE, self.UNPAID}
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class PaymentStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+class Interval(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    YEAR = "year"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    id: str
+    legacy_id: str | None = None
+
+
+class _Priced(_Record):
+    currency: str
+
+    @field_validator("currency")
+    @classmethod
+    def _iso(cls, value: str) -> str:
+        if not is_currency(value):
+            raise ValueError(f"unknown currency {value!r}")
+        return value.upper()
+
+
+class Customer(_Priced):
+    user_id: str
+    email: str | None = None
+    name: str | None = None
+    balance: int = 0  # negative: credit owed to the customer (Stripe's sign convention)
+    payment_method_ids: tuple[str, ...] = ()
+    created_at: UtcDateTime | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SubscriptionItem(_Record):
+    plan_code: str
+    product_name: str | None = None
+    unit_amount: int = Field(ge=0)
+    quantity: int = Field(default=1, ge=0)
+    interval: Interval
+    interval_count: int = Field(default=1, ge=1)
+
+
+class Subscription(_Priced):
+    status: SubscriptionStatus
+    created_at: UtcDateTime
+    current_period_start: UtcDateTime
+    current_period_end: UtcDateTime
+    trial_start: UtcDateTime | None = None
+    trial_end: UtcDateTime | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: UtcDateTime | None = None
+    ended_at: UtcDateTime | None = None
+    items: tuple[SubscriptionItem, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def next_renewal_at(self) -> datetime | None:
+        """When billing next happens; None when it will not renew."""
+        if not self.status.billing or self.cancel_at_period_end:
+            return None
+        if self.status is SubscriptionStatus.TRIALING and self.trial_end:
+            return self.trial_end
+        return self.current_period_end
+
+    @property
+    def recurring_amount(self) -> int:
+        return sum(i.unit_amount * i.quantity for i in self.items)
+
+
+class Discount(_Record):
+    subscription_id: str | None = None
+    coupon_code: str
+    percent_off_bp: int | None = Field(default=None, ge=1, le=10_000)
+    amount_off: int | None = Field(default=None, ge=0)
+    currency: str | None = None
+    duration: str  # once | repeating | forever
+    duration_in_months: int | None = None
+    starts_at: UtcDateTime | None = None
+    ends_at: UtcDateTime | None = None
+
+
+class InvoiceLine(_Record):
+    description: str | None = None
+    amount: int
+    quantity: int = 1
+    period_start: UtcDateTime | None = None
+    period_end: UtcDateTime | None = None
+    proration: bool = False
+    plan_code: str | None = None
+
+
+class Invoice(_Priced):
+    number: str | None = None
+    subscription_id: str | None = None
+    status: InvoiceStatus
+    created_at: UtcDateTime
+    period_start: UtcDateTime | None = None
+    period_end: UtcDateTime | None = None
+    due_at: UtcDateTime | None = None
+    paid_at: UtcDateTime | None = None
+    subtotal: int
+    discount_total: int = Field(default=0, ge=0)
+    tax: int = Field(default=0, ge=0)
+    total: int
+    amount_paid: int = Field(default=0, ge=0)
+    amount_due: int = Field(default=0, ge=0)
+    paid_out_of_band: bool = False
+    lines: tuple[InvoiceLine, ...] = ()
+
+    @property
+    def money_total(self) -> Money:
+        return Money(self.currency, self.total)
+
+
+class Payment(_Priced):
+    invoice_id: str | None = None
+    amount: int = Field(gt=0)
+    status: PaymentStatus
+    method: str  # card | offline | bank_transfer | other
+    payment_method_id: str | None = None
+    reference: str | None = None
+    paid_at: UtcDateTime
+    amount_refunded: int = Field(default=0, ge=0)
+
+
+class Refund(_Priced):
+    payment_id: str | None = None
+    amount: int = Field(gt=0)
+    reason: str | None = None
+    method: str = "card"  # card | offline
+    reference: str | None = None
+    created_at: UtcDateTime
+
+
+class Plan(_Priced):
+    """A price point a subscription can be on (Stripe Plan/Price; newbilling plan_code)."""
+
+    product_name: str | None = None
+    unit_amount: int = Field(ge=0)
+    interval: Interval
+    interval_count: int = Field(default=1, ge=1)
+
+
+class RefundMode(StrEnum):
+    NONE = "none"
+    PRORATED = "prorated"
+    LAST_PAYMENT = "last_payment"
+
+
+class BillingHistory(BaseModel):
+    """Everything one system holds about one user, canonically."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str
+    system: System
+    customer: Customer | None
+    subscriptions: tuple[Subscription, ...] = ()
+    discounts: tuple[Discount, ...] = ()
+    invoices: tuple[Invoice, ...] = ()
+    payments: tuple[Payment, ...] = ()
+    refunds: tuple[Refund, ...] = ()
+
+    @property
+    def billing_subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(s for s in self.subscriptions if s.status.billing)
+
+
+class BillingSummary(BaseModel):
+    """What the application shows on a user's billing page."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str
+    system: System
+    customer: Customer | None
+    subscriptions: tuple[Subscription, ...]
+    next_renewal_at: UtcDateTime | None
+    open_invoices: int
+    balance: int
+    currency: str | None

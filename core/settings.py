@@ -1,0 +1,83 @@
+"""Settings from the environment (prefix ``TWINBILL_``); secrets never from files in the repo."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from core.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINBILL_", extra="ignore", populate_by_name=True)
+
+    database_url: str = "sqlite:///./twinbill.db"
+    redis_url: str | None = None  # unset: in-process cache, limiter and Celery broker
+
+    legacy_backend: str = "stripe"
+    legacy_api_key: SecretStr | None = None
+    legacy_api_base: str | None = None  # e.g. http://127.0.0.1:8420 for localstripe
+    legacy_webhook_secret: SecretStr | None = None
+    legacy_rate_limit: float = Field(default=20.0, gt=0)  # requests/second, all workers
+
+    new_backend: str = "http"
+    new_base_url: str | None = None
+    new_api_token: SecretStr | None = None
+    new_webhook_secret: SecretStr | None = None
+    new_rate_limit: float = Field(default=50.0, gt=0)
+
+    http_timeout: float = Field(default=10.0, gt=0)
+    max_amount_major: int = Field(default=1_000_000, gt=0)  # ceiling for manual money entry
+    renewal_guard_seconds: int = Field(default=7200, ge=0, alias="TWINBILL_RENEWAL_GUARD")
+
+    app_webhook_url: str | None = None
+    app_webhook_secret: SecretStr | None = None
+
+    secret_key: SecretStr | None = None  # admin sessions and CSRF
+    session_max_age: int = Field(default=8 * 3600, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {exc}") from None
+        return value
+
+    @field_validator("redis_url", "legacy_api_base", "new_base_url", "app_webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if "://" not in value:
+            raise ValueError(f"{value!r} is not a URL (expected scheme://host...)")
+        return value.rstrip("/")
+
+    def require(self, *names: str) -> None:
+        """Fail naming every missing variable an operation needs."""
+        missing = [f"TWINBILL_{n.upper()}" for n in names if getattr(self, n) in (None, "")]
+        if missing:
+            raise ConfigurationError(f"missing setting(s): {', '.join(missing)}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's error into one naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            var = field if field.startswith("TWINBILL_") else f"TWINBILL_{field.upper()}"
+            parts.append(f"{var}: {err['msg']}")
+        raise ConfigurationError("invalid settings: " + "; ".join(parts)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

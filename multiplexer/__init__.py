@@ -1,0 +1,1 @@
+"""twinbill multiplexer."""

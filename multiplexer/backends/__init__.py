@@ -1,0 +1,1 @@
+"""Billing backends: one interface (``base.BillingBackend``), one module per system."""

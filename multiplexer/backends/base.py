@@ -1,0 +1,163 @@
+"""The port every billing system is spoken to through: canonical in, canonical out.
+
+``BillingBackend`` is what the facade needs from any system. The legacy and the
+new system each add what only the migration needs from them
+(``LegacyBillingBackend``: raw snapshots and migration-caused cancels;
+``NewBillingBackend``: pending imports). Adapters translate their SDK's errors
+into ``core.errors.BackendError`` subclasses at the boundary and send an
+idempotency key with every write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from core.canonical import (
+    BillingHistory,
+    Customer,
+    Invoice,
+    Payment,
+    Plan,
+    Refund,
+    RefundMode,
+    Subscription,
+)
+from core.money import Money
+
+#: Called before every request a backend sends; the global rate limiter plugs in here.
+Throttle = Callable[[], None]
+
+
+def no_throttle() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """Who a call is about, with the ids each system knows the user by."""
+
+    user_id: str
+    legacy_customer_id: str | None = None
+    new_customer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RawSnapshot:
+    """A user's complete legacy state as the legacy API returned it (JSON-ready dicts)."""
+
+    user_id: str
+    customer_id: str
+    objects: dict[str, Any] = field(default_factory=dict)  # customer, subscriptions, invoices...
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    id: str
+    status: str  # pending | active | discarded
+    user_id: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class BillingBackend(Protocol):
+    name: str
+
+    # reads
+    def get_history(self, ref: UserRef) -> BillingHistory: ...
+    def list_subscriptions(self, ref: UserRef) -> list[Subscription]: ...
+    def list_invoices(self, ref: UserRef) -> list[Invoice]: ...
+    def list_payments(self, ref: UserRef) -> list[Payment]: ...
+
+    # writes: each takes the caller's idempotency key
+    def create_customer(
+        self,
+        user_id: str,
+        *,
+        email: str | None,
+        name: str | None,
+        currency: str,
+        idempotency_key: str,
+    ) -> Customer: ...
+    def create_subscription(
+        self,
+        ref: UserRef,
+        plan: Plan,
+        *,
+        quantity: int,
+        trial_days: int | None,
+        idempotency_key: str,
+    ) -> Subscription: ...
+    def change_plan(
+        self,
+        ref: UserRef,
+        subscription_id: str,
+        plan: Plan,
+        *,
+        prorate: bool,
+        idempotency_key: str,
+    ) -> Subscription: ...
+    def cancel_subscription(
+        self,
+        ref: UserRef,
+        subscription_id: str,
+        *,
+        at_period_end: bool,
+        refund: RefundMode,
+        idempotency_key: str,
+    ) -> Subscription: ...
+    def refund_payment(
+        self,
+        ref: UserRef,
+        payment_id: str,
+        *,
+        amount: Money | None,
+        reason: str | None,
+        idempotency_key: str,
+    ) -> Refund: ...
+    def record_offline_payment(
+        self,
+        ref: UserRef,
+        amount: Money,
+        *,
+        reference: str,
+        paid_at: datetime,
+        invoice_id: str | None,
+        note: str | None,
+        idempotency_key: str,
+    ) -> Payment: ...
+    def record_offline_refund(
+        self,
+        ref: UserRef,
+        amount: Money,
+        *,
+        reference: str,
+        refunded_at: datetime,
+        payment_id: str | None,
+        reason: str | None,
+        idempotency_key: str,
+    ) -> Refund: ...
+
+
+@runtime_checkable
+class LegacyBillingBackend(BillingBackend, Protocol):
+    def get_plan(self, plan_code: str) -> Plan: ...
+    def iter_customers(self, page_size: int = 100) -> Iterator[Customer]: ...
+    def snapshot(self, ref: UserRef) -> RawSnapshot: ...
+    def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory: ...
+    def cancel_for_migration(
+        self, ref: UserRef, subscription_id: str, *, migration_id: str, idempotency_key: str
+    ) -> Subscription: ...
+
+
+@runtime_checkable
+class NewBillingBackend(BillingBackend, Protocol):
+    def create_import(self, payload: dict[str, Any], *, idempotency_key: str) -> ImportResult: ...
+    def activate_import(self, import_id: str, *, idempotency_key: str) -> ImportResult: ...
+    def discard_import(self, import_id: str, *, idempotency_key: str) -> ImportResult: ...
+    def get_import(self, import_id: str) -> ImportResult: ...
+    def get_bundle(self, user_id: str) -> dict[str, Any]: ...
+    def map_bundle(self, bundle: dict[str, Any]) -> BillingHistory: ...
+    def export(self) -> Iterator[dict[str, Any]]: ...

@@ -1,0 +1,398 @@
+"""``BillingMux``: one billing API for the application, whichever system a user lives in.
+
+Reads go to the system of record from the (possibly cached) route. Writes
+re-read the route from the database first, refuse users that are migrating
+(retryable) or held/failed (read-only), validate money against the user's
+currency and the configured ceiling, carry an idempotency key, and leave an
+audit entry naming the actor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.canonical import (
+    BillingSummary,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    Refund,
+    RefundMode,
+    Subscription,
+    System,
+)
+from core.db import transaction
+from core.errors import CurrencyMismatch, InvalidInput, UserHeld, UserMigrating
+from core.money import Money
+from multiplexer import routing
+from multiplexer.backends.base import BillingBackend, LegacyBillingBackend, UserRef
+from multiplexer.cache import RouteCache, RouteInfo
+from multiplexer.placement import current_placement
+
+#: Seconds a caller should wait before retrying a write for a migrating user.
+MIGRATING_RETRY_AFTER = 30
+
+
+def derived_key(*parts: str) -> str:
+    """A stable idempotency key from the facts that make an operation unique."""
+    return "tb-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+class BillingMux:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        cache: RouteCache,
+        backends: dict[str, BillingBackend],
+        *,
+        max_amount_major: int,
+        new_key: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._sessions = sessions
+        self._cache = cache
+        self._backends = backends
+        self._max_major = max_amount_major
+        self._new_key = new_key
+
+    # -- routing -----------------------------------------------------------------------------
+    def route(self, user_id: str, *, for_write: bool = False) -> RouteInfo:
+        with self._sessions() as session:
+            if for_write:
+                return routing.resolve_for_write(session, self._cache, user_id)
+            return routing.lookup(session, self._cache, user_id)
+
+    def _backend(self, info: RouteInfo) -> BillingBackend:
+        return self._backends[info.system]
+
+    @staticmethod
+    def _ref(info: RouteInfo) -> UserRef:
+        return UserRef(info.user_id, info.legacy_customer_id, info.new_customer_id)
+
+    def _writable(self, user_id: str) -> RouteInfo:
+        info = self.route(user_id, for_write=True)
+        if info.state == routing.MIGRATING:
+            raise UserMigrating(user_id, MIGRATING_RETRY_AFTER)
+        if info.state not in routing.WRITABLE:
+            raise UserHeld(user_id, info.state)
+        return info
+
+    def _check_money(self, info: RouteInfo, amount: Money) -> Money:
+        amount.check_positive(max_major=self._max_major)
+        if info.currency and amount.currency != info.currency.upper():
+            raise CurrencyMismatch(
+                f"user {info.user_id!r} is billed in {info.currency.upper()}, not {amount.currency}"
+            )
+        return amount
+
+    def _audit(
+        self,
+        info: RouteInfo,
+        actor: str,
+        action: str,
+        after: dict[str, Any],
+        reason: str | None = None,
+    ) -> None:
+        with transaction(self._sessions) as session:
+            audit.record(
+                session,
+                actor=actor,
+                action=action,
+                resource_type="user",
+                resource_id=info.user_id,
+                after={"system": info.system, **after},
+                reason=reason,
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+    def list_subscriptions(self, user_id: str) -> list[Subscription]:
+        info = self.route(user_id)
+        return self._backend(info).list_subscriptions(self._ref(info))
+
+    def list_invoices(self, user_id: str) -> list[Invoice]:
+        info = self.route(user_id)
+        return self._backend(info).list_invoices(self._ref(info))
+
+    def list_payments(self, user_id: str) -> list[Payment]:
+        info = self.route(user_id)
+        return self._backend(info).list_payments(self._ref(info))
+
+    def summary(self, user_id: str) -> BillingSummary:
+        info = self.route(user_id)
+        history = self._backend(info).get_history(self._ref(info))
+        renewals = [s.next_renewal_at for s in history.subscriptions if s.next_renewal_at]
+        customer = history.customer
+        return BillingSummary(
+            user_id=user_id,
+            system=System(info.system),
+            customer=customer,
+            subscriptions=history.subscriptions,
+            next_renewal_at=min(renewals) if renewals else None,
+            open_invoices=sum(1 for i in history.invoices if i.status is InvoiceStatus.OPEN),
+            balance=customer.balance if customer else 0,
+            currency=customer.currency if customer else info.currency,
+        )
+
+    # -- writes ------------------------------------------------------------------------------
+    def create_user(
+        self,
+        user_id: str,
+        *,
+        email: str | None,
+        name: str | None,
+        currency: str,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> Customer:
+        """Place a brand-new user by the rollout policy and create it there (never migrated)."""
+        from core.money import exponent
+
+        exponent(currency)
+        with transaction(self._sessions) as session:
+            existing = session.get(routing.Route, user_id)
+            if existing is not None:
+                raise InvalidInput(f"user {user_id!r} already exists (lives in {existing.system})")
+            system = current_placement(session).system_for(user_id)
+        key = idempotency_key or derived_key("create-user", user_id)
+        customer = self._backends[system].create_customer(
+            user_id, email=email, name=name, currency=currency.upper(), idempotency_key=key
+        )
+        with transaction(self._sessions) as session:
+            ids = (
+                {"legacy_customer_id": customer.id}
+                if system == "legacy"
+                else {"new_customer_id": customer.id}
+            )
+            routing.create_route(
+                session,
+                user_id,
+                system=system,
+                actor=actor,
+                reason="new user placed by rollout policy",
+                cache=self._cache,
+                email=email,
+                name=name,
+                currency=currency.upper(),
+                **ids,
+            )
+        return customer
+
+    def create_subscription(
+        self,
+        user_id: str,
+        plan_code: str,
+        *,
+        quantity: int = 1,
+        trial_days: int | None = None,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> Subscription:
+        info = self._writable(user_id)
+        plan = self._plan(plan_code)
+        if info.currency and plan.currency != info.currency.upper():
+            raise CurrencyMismatch(
+                f"plan {plan_code!r} is in {plan.currency}, user "
+                f"{user_id!r} is billed in {info.currency.upper()}"
+            )
+        sub = self._backend(info).create_subscription(
+            self._ref(info),
+            plan,
+            quantity=quantity,
+            trial_days=trial_days,
+            idempotency_key=idempotency_key or self._new_key(),
+        )
+        self._audit(
+            info, actor, "billing.subscription_created", {"subscription": sub.id, "plan": plan_code}
+        )
+        return sub
+
+    def change_plan(
+        self,
+        user_id: str,
+        subscription_id: str,
+        plan_code: str,
+        *,
+        prorate: bool = True,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> Subscription:
+        info = self._writable(user_id)
+        plan = self._plan(plan_code)
+        sub = self._backend(info).change_plan(
+            self._ref(info),
+            subscription_id,
+            plan,
+            prorate=prorate,
+            idempotency_key=idempotency_key or self._new_key(),
+        )
+        self._audit(
+            info,
+            actor,
+            "billing.plan_changed",
+            {"subscription": subscription_id, "plan": plan_code, "prorate": prorate},
+        )
+        return sub
+
+    def cancel(
+        self,
+        user_id: str,
+        subscription_id: str,
+        *,
+        at_period_end: bool,
+        refund: RefundMode = RefundMode.NONE,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> Subscription:
+        info = self._writable(user_id)
+        sub = self._backend(info).cancel_subscription(
+            self._ref(info),
+            subscription_id,
+            at_period_end=at_period_end,
+            refund=refund,
+            idempotency_key=idempotency_key or self._new_key(),
+        )
+        self._audit(
+            info,
+            actor,
+            "billing.subscription_canceled",
+            {
+                "subscription": subscription_id,
+                "at_period_end": at_period_end,
+                "refund": refund.value,
+            },
+        )
+        return sub
+
+    def refund_payment(
+        self,
+        user_id: str,
+        payment_id: str,
+        *,
+        amount: Money | None,
+        reason: str | None,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> Refund:
+        info = self._writable(user_id)
+        if amount is not None:
+            self._check_money(info, amount)
+        refund = self._backend(info).refund_payment(
+            self._ref(info),
+            payment_id,
+            amount=amount,
+            reason=reason,
+            idempotency_key=idempotency_key or self._new_key(),
+        )
+        self._audit(
+            info,
+            actor,
+            "billing.payment_refunded",
+            {
+                "payment": payment_id,
+                "refund": refund.id,
+                "amount": refund.amount,
+                "currency": refund.currency,
+            },
+            reason,
+        )
+        return refund
+
+    def record_offline_payment(
+        self,
+        user_id: str,
+        amount: Money,
+        *,
+        reference: str,
+        paid_at: datetime,
+        actor: str,
+        invoice_id: str | None = None,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Payment:
+        reference = _require_reference(reference)
+        info = self._writable(user_id)
+        self._check_money(info, amount)
+        key = idempotency_key or derived_key("offline-payment", user_id, reference)
+        payment = self._backend(info).record_offline_payment(
+            self._ref(info),
+            amount,
+            reference=reference,
+            paid_at=paid_at,
+            invoice_id=invoice_id,
+            note=note,
+            idempotency_key=key,
+        )
+        self._audit(
+            info,
+            actor,
+            "support.offline_payment",
+            {
+                "payment": payment.id,
+                "amount": amount.amount,
+                "currency": amount.currency,
+                "reference": reference,
+            },
+            note,
+        )
+        return payment
+
+    def record_offline_refund(
+        self,
+        user_id: str,
+        amount: Money,
+        *,
+        reference: str,
+        refunded_at: datetime,
+        actor: str,
+        payment_id: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Refund:
+        reference = _require_reference(reference)
+        info = self._writable(user_id)
+        self._check_money(info, amount)
+        key = idempotency_key or derived_key("offline-refund", user_id, reference)
+        refund = self._backend(info).record_offline_refund(
+            self._ref(info),
+            amount,
+            reference=reference,
+            refunded_at=refunded_at,
+            payment_id=payment_id,
+            reason=reason,
+            idempotency_key=key,
+        )
+        self._audit(
+            info,
+            actor,
+            "support.offline_refund",
+            {
+                "refund": refund.id,
+                "amount": amount.amount,
+                "currency": amount.currency,
+                "reference": reference,
+            },
+            reason,
+        )
+        return refund
+
+    def _plan(self, plan_code: str):  # type: ignore[no-untyped-def]
+        legacy = self._backends["legacy"]
+        if not isinstance(legacy, LegacyBillingBackend):
+            raise InvalidInput("no plan catalogue: the legacy backend cannot list plans")
+        return legacy.get_plan(plan_code)
+
+
+def _require_reference(reference: str | None) -> str:
+    ref = (reference or "").strip()
+    if not ref:
+        raise InvalidInput("a reference (e.g. the bank transaction id) is required")
+    if len(ref) > 120:
+        raise InvalidInput("reference is longer than 120 characters")
+    return ref

@@ -1,0 +1,255 @@
+"""The facade as a JSON API for the application: ``/api/v1/users/{user_id}/...``.
+
+Bearer-token auth (hashed at rest), 409 + Retry-After while a user migrates,
+404 for unknown users, 422 for bad input. Amounts are integer minor units with
+an explicit currency, exactly as in the canonical model.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.canonical import (
+    BillingSummary,
+    Customer,
+    Invoice,
+    Payment,
+    Refund,
+    RefundMode,
+    Subscription,
+)
+from core.db import transaction
+from core.money import Money
+from multiplexer.bootstrap import MuxContext
+from multiplexer.facade import BillingMux
+from multiplexer.tokens import verify_token
+
+UserId = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewUserIn(_In):
+    user_id: UserId
+    email: str | None = Field(default=None, max_length=254)
+    name: str | None = Field(default=None, max_length=200)
+    currency: str = Field(min_length=3, max_length=3)
+
+
+class SubscriptionIn(_In):
+    plan_code: str = Field(min_length=1, max_length=120)
+    quantity: int = Field(default=1, ge=1, le=10_000)
+    trial_days: int | None = Field(default=None, ge=1, le=730)
+
+
+class ChangePlanIn(_In):
+    plan_code: str = Field(min_length=1, max_length=120)
+    prorate: bool = True
+
+
+class CancelIn(_In):
+    at_period_end: bool = True
+    refund: RefundMode = RefundMode.NONE
+
+
+class RefundIn(_In):
+    amount: int | None = Field(default=None, description="minor units; omit for the rest")
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class OfflinePaymentIn(_In):
+    amount: int = Field(description="minor units (cents, yen, fils)")
+    currency: str = Field(min_length=3, max_length=3)
+    reference: str = Field(min_length=1, max_length=120)
+    paid_at: datetime | None = None
+    invoice_id: str | None = None
+    note: str | None = Field(default=None, max_length=500)
+
+
+class OfflineRefundIn(_In):
+    amount: int
+    currency: str = Field(min_length=3, max_length=3)
+    reference: str = Field(min_length=1, max_length=120)
+    refunded_at: datetime | None = None
+    payment_id: str | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def get_context(request: Request) -> MuxContext:
+    return request.app.state.mux  # type: ignore[no-any-return]
+
+
+def authenticated(request: Request, ctx: Annotated[MuxContext, Depends(get_context)]) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    with transaction(ctx.sessions) as session:
+        token = verify_token(session, presented.strip())
+        if token is None:
+            raise HTTPException(
+                401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return f"token:{token.name}"
+
+
+Actor = Annotated[str, Depends(authenticated)]
+
+
+def facade(ctx: Annotated[MuxContext, Depends(get_context)]) -> BillingMux:
+    return ctx.mux
+
+
+Mux = Annotated[BillingMux, Depends(facade)]
+
+router = APIRouter(prefix="/api/v1", tags=["billing"])
+
+
+def _utc(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    if value.tzinfo is None:
+        raise HTTPException(422, "timestamps must carry a timezone (UTC)")
+    return value.astimezone(UTC)
+
+
+@router.post("/users", status_code=201, response_model=Customer)
+def create_user(body: NewUserIn, actor: Actor, mux: Mux, key: IdemKey = None) -> Any:
+    return mux.create_user(
+        body.user_id,
+        email=body.email,
+        name=body.name,
+        currency=body.currency,
+        actor=actor,
+        idempotency_key=key,
+    )
+
+
+@router.get("/users/{user_id}/summary", response_model=BillingSummary)
+def summary(user_id: UserId, _: Actor, mux: Mux) -> Any:
+    return mux.summary(user_id)
+
+
+@router.get("/users/{user_id}/subscriptions", response_model=list[Subscription])
+def subscriptions(user_id: UserId, _: Actor, mux: Mux) -> Any:
+    return mux.list_subscriptions(user_id)
+
+
+@router.get("/users/{user_id}/invoices", response_model=list[Invoice])
+def invoices(user_id: UserId, _: Actor, mux: Mux) -> Any:
+    return mux.list_invoices(user_id)
+
+
+@router.get("/users/{user_id}/payments", response_model=list[Payment])
+def payments(user_id: UserId, _: Actor, mux: Mux) -> Any:
+    return mux.list_payments(user_id)
+
+
+@router.post("/users/{user_id}/subscriptions", status_code=201, response_model=Subscription)
+def create_subscription(
+    user_id: UserId, body: SubscriptionIn, actor: Actor, mux: Mux, key: IdemKey = None
+) -> Any:
+    return mux.create_subscription(
+        user_id,
+        body.plan_code,
+        quantity=body.quantity,
+        trial_days=body.trial_days,
+        actor=actor,
+        idempotency_key=key,
+    )
+
+
+@router.post(
+    "/users/{user_id}/subscriptions/{subscription_id}/change-plan", response_model=Subscription
+)
+def change_plan(
+    user_id: UserId,
+    subscription_id: str,
+    body: ChangePlanIn,
+    actor: Actor,
+    mux: Mux,
+    key: IdemKey = None,
+) -> Any:
+    return mux.change_plan(
+        user_id,
+        subscription_id,
+        body.plan_code,
+        prorate=body.prorate,
+        actor=actor,
+        idempotency_key=key,
+    )
+
+
+@router.post("/users/{user_id}/subscriptions/{subscription_id}/cancel", response_model=Subscription)
+def cancel(
+    user_id: UserId,
+    subscription_id: str,
+    body: CancelIn,
+    actor: Actor,
+    mux: Mux,
+    key: IdemKey = None,
+) -> Any:
+    return mux.cancel(
+        user_id,
+        subscription_id,
+        at_period_end=body.at_period_end,
+        refund=body.refund,
+        actor=actor,
+        idempotency_key=key,
+    )
+
+
+@router.post(
+    "/users/{user_id}/payments/{payment_id}/refunds", status_code=201, response_model=Refund
+)
+def refund(
+    user_id: UserId, payment_id: str, body: RefundIn, actor: Actor, mux: Mux, key: IdemKey = None
+) -> Any:
+    amount = None
+    if body.amount is not None:
+        if body.currency is None:
+            raise HTTPException(422, "currency is required with amount")
+        amount = Money(body.currency, body.amount)
+    return mux.refund_payment(
+        user_id, payment_id, amount=amount, reason=body.reason, actor=actor, idempotency_key=key
+    )
+
+
+@router.post("/users/{user_id}/offline-payments", status_code=201, response_model=Payment)
+def offline_payment(
+    user_id: UserId, body: OfflinePaymentIn, actor: Actor, mux: Mux, key: IdemKey = None
+) -> Any:
+    return mux.record_offline_payment(
+        user_id,
+        Money(body.currency, body.amount),
+        reference=body.reference,
+        paid_at=_utc(body.paid_at),
+        invoice_id=body.invoice_id,
+        note=body.note,
+        actor=actor,
+        idempotency_key=key,
+    )
+
+
+@router.post("/users/{user_id}/offline-refunds", status_code=201, response_model=Refund)
+def offline_refund(
+    user_id: UserId, body: OfflineRefundIn, actor: Actor, mux: Mux, key: IdemKey = None
+) -> Any:
+    return mux.record_offline_refund(
+        user_id,
+        Money(body.currency, body.amount),
+        reference=body.reference,
+        refunded_at=_utc(body.refunded_at),
+        payment_id=body.payment_id,
+        reason=body.reason,
+        actor=actor,
+        idempotency_key=key,
+    )

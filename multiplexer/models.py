@@ -1,0 +1,120 @@
+"""Multiplexer tables: routing, rollout policy, application tokens, webhook inbox and outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, UtcDateTime, utcnow
+
+BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+class Route(Base):
+    """Where one app user's billing lives. Changed only through ``routing.transition``."""
+
+    __tablename__ = "routes"
+
+    user_id: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    system: Mapped[str] = mapped_column(sa.String(10))  # legacy | new
+    state: Mapped[str] = mapped_column(sa.String(12), index=True)
+    held_from: Mapped[str | None] = mapped_column(sa.String(12), default=None)
+    cohort: Mapped[str | None] = mapped_column(sa.String(80), default=None, index=True)
+    legacy_customer_id: Mapped[str | None] = mapped_column(sa.String(120), unique=True)
+    new_customer_id: Mapped[str | None] = mapped_column(sa.String(120), default=None, index=True)
+    email: Mapped[str | None] = mapped_column(sa.String(254), default=None, index=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200), default=None)
+    currency: Mapped[str | None] = mapped_column(sa.String(3), default=None)
+    facets: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The audited view of a route (before/after in the activity log)."""
+        return {
+            "system": self.system,
+            "state": self.state,
+            "held_from": self.held_from,
+            "cohort": self.cohort,
+            "legacy_customer_id": self.legacy_customer_id,
+            "new_customer_id": self.new_customer_id,
+            "version": self.version,
+        }
+
+
+class RolloutPolicy(Base):
+    """Single row: where brand-new users are placed."""
+
+    __tablename__ = "rollout_policy"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    new_users_bp: Mapped[int] = mapped_column(sa.Integer, default=0)  # basis points of 100%
+    salt: Mapped[str] = mapped_column(sa.String(64))
+    allow: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # always new
+    deny: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # always legacy
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ApiToken(Base):
+    """Bearer tokens of the application; only a SHA-256 of the secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+
+class InboundEvent(Base):
+    """Every webhook received from either billing system, kept whatever its fate."""
+
+    __tablename__ = "inbound_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(sa.String(10))  # legacy | new
+    provider_event_id: Mapped[str] = mapped_column(sa.String(120))
+    type: Mapped[str] = mapped_column(sa.String(80))
+    user_id: Mapped[str | None] = mapped_column(sa.String(120), default=None, index=True)
+    canonical_type: Mapped[str | None] = mapped_column(sa.String(80), default=None)
+    # forwarded | suppressed | unknown_user | ignored
+    disposition: Mapped[str] = mapped_column(sa.String(20), index=True)
+    reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "provider", "provider_event_id", name="uq_inbound_events_provider_event"
+        ),
+    )
+
+
+class OutboxMessage(Base):
+    """A canonical event waiting to be delivered to the application, in order per user."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    user_id: Mapped[str] = mapped_column(sa.String(120))
+    type: Mapped[str] = mapped_column(sa.String(80))
+    body: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(12), default="pending")  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+    __table_args__ = (
+        sa.Index("ix_outbox_user_status", "user_id", "status", "id"),
+        sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    )

@@ -1,0 +1,169 @@
+"""The routing table's rules: who lives where, and the only way to change it.
+
+``transition`` is the single function that changes a route: it checks the
+state machine, bumps the version, writes the audit entry in the caller's
+transaction, and invalidates the cache once that transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import IllegalTransition, UnknownUser
+from multiplexer.cache import RouteCache, RouteInfo
+from multiplexer.models import Route
+
+LEGACY, MIGRATING, NEW, FAILED, HELD = "legacy", "migrating", "new", "failed", "held"
+STATES = (LEGACY, MIGRATING, NEW, FAILED, HELD)
+
+#: The state machine. ``new -> legacy`` is absent on purpose: once the legacy
+#: subscriptions are canceled, routing back would leave the user billed nowhere.
+ALLOWED: dict[str, frozenset[str]] = {
+    LEGACY: frozenset({MIGRATING, HELD}),
+    MIGRATING: frozenset({LEGACY, NEW, FAILED}),
+    FAILED: frozenset({MIGRATING, LEGACY, NEW, HELD}),
+    NEW: frozenset({HELD}),
+    HELD: frozenset({LEGACY, NEW, FAILED}),  # release: back to where it was held from
+}
+WRITABLE = frozenset({LEGACY, NEW})
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+
+
+def info_of(route: Route) -> RouteInfo:
+    return RouteInfo(
+        user_id=route.user_id,
+        system=route.system,
+        state=route.state,
+        version=route.version,
+        legacy_customer_id=route.legacy_customer_id,
+        new_customer_id=route.new_customer_id,
+        currency=route.currency,
+    )
+
+
+def _invalidate_after_commit(session: Session, cache: RouteCache | None, user_id: str) -> None:
+    if cache is None:
+        return
+    cache.invalidate(user_id)  # now: readers in this process stop trusting the old entry
+
+    @event.listens_for(session, "after_commit", once=True)
+    def _again(_s: Session) -> None:  # and again after commit, against a racing re-fill
+        cache.invalidate(user_id)
+
+
+def transition(
+    session: Session,
+    user_id: str,
+    to_state: str,
+    *,
+    actor: str,
+    reason: str,
+    cache: RouteCache | None = None,
+    system: str | None = None,
+    expected_version: int | None = None,
+    **fields: Any,
+) -> Route:
+    """Move a user's route to ``to_state`` (and optionally another system / ids)."""
+    if to_state not in STATES:
+        raise IllegalTransition(f"unknown route state {to_state!r}")
+    route = session.execute(
+        sa.select(Route).where(Route.user_id == user_id).with_for_update()
+    ).scalar_one_or_none()
+    if route is None:
+        raise UnknownUser(user_id)
+    if expected_version is not None and route.version != expected_version:
+        raise IllegalTransition(
+            f"route of {user_id!r} changed underneath (version {route.version}, "
+            f"expected {expected_version}); re-read and retry"
+        )
+    if to_state != route.state and to_state not in ALLOWED[route.state]:
+        raise IllegalTransition(
+            f"user {user_id!r}: route cannot go from {route.state!r} to {to_state!r}"
+        )
+    if route.state == HELD and to_state != route.held_from and route.held_from is not None:
+        raise IllegalTransition(
+            f"user {user_id!r} was held from {route.held_from!r}; release it there first"
+        )
+    before = route.snapshot()
+    if to_state == HELD:
+        route.held_from = route.state
+    elif route.state == HELD:
+        route.held_from = None
+    route.state = to_state
+    if system is not None:
+        route.system = system
+    for key, value in fields.items():
+        if not hasattr(Route, key):
+            raise TypeError(f"Route has no field {key!r}")
+        setattr(route, key, value)
+    route.version += 1
+    audit.record(
+        session,
+        actor=actor,
+        action=f"route.{to_state}",
+        resource_type="route",
+        resource_id=user_id,
+        before=before,
+        after=route.snapshot(),
+        reason=reason,
+    )
+    session.flush()
+    _invalidate_after_commit(session, cache, user_id)
+    return route
+
+
+def create_route(
+    session: Session,
+    user_id: str,
+    *,
+    system: str,
+    actor: str,
+    reason: str,
+    cache: RouteCache | None = None,
+    **fields: Any,
+) -> Route:
+    """Create a route row (inventory sync, import, or placement of a new user)."""
+    route = Route(user_id=user_id, system=system, state=system, version=1, facets={}, **fields)
+    session.add(route)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="route.created",
+        resource_type="route",
+        resource_id=user_id,
+        before=None,
+        after=route.snapshot(),
+        reason=reason,
+    )
+    _invalidate_after_commit(session, cache, user_id)
+    return route
+
+
+def lookup(session: Session, cache: RouteCache, user_id: str) -> RouteInfo:
+    """For reads: cached, version-carrying route information."""
+    hit = cache.get(user_id)
+    if hit is not None:
+        return hit
+    return resolve_for_write(session, cache, user_id)
+
+
+def resolve_for_write(session: Session, cache: RouteCache, user_id: str) -> RouteInfo:
+    """For writes: always the database's current row (refreshes the cache on the way)."""
+    route = session.get(Route, user_id, populate_existing=True)
+    if route is None:
+        raise UnknownUser(user_id)
+    info = info_of(route)
+    cache.put(info)
+    return info
