@@ -28,7 +28,7 @@ def create_celery(settings: Settings, task_modules: tuple[str, ...] = ()) -> Cel
     embedded = not settings.redis_url
     app = Celery("twinbill", set_as_current=True)
     app.conf.update(
-        broker_url="memory://" if embedded else settings.redis_url,
+        broker_url="memory://localhost/" if embedded else settings.redis_url,
         result_backend=None,
         task_ignore_result=True,
         task_acks_late=True,

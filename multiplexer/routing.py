@@ -134,7 +134,8 @@ def create_route(
     **fields: Any,
 ) -> Route:
     """Create a route row (inventory sync, import, or placement of a new user)."""
-    route = Route(user_id=user_id, system=system, state=system, version=1, facets={}, **fields)
+    fields.setdefault("facets", {})
+    route = Route(user_id=user_id, system=system, state=system, version=1, **fields)
     session.add(route)
     session.flush()
     audit.record(

@@ -73,6 +73,7 @@ class Endpoints:
     def env(self) -> dict[str, str]:
         """The variables that point twinbill at this sandbox."""
         return {
+            "TWINBILL_LEGACY_BACKEND": "localstripe",
             "TWINBILL_LEGACY_API_BASE": self.legacy_url,
             "TWINBILL_LEGACY_API_KEY": self.legacy_api_key,
             "TWINBILL_NEW_BASE_URL": self.new_url,

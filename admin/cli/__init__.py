@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from admin.cli import db, routes, sandbox
+from admin.cli import db, migrate, routes, sandbox
 
 app = typer.Typer(
     name="twinbill",
@@ -21,6 +21,11 @@ app.add_typer(routes.users, name="users")
 app.add_typer(routes.rollout, name="rollout")
 app.add_typer(routes.tokens, name="tokens")
 app.command("serve")(routes.serve)
+app.add_typer(migrate.cohort, name="cohort")
+app.command("migrate")(migrate.migrate)
+app.command("demo")(migrate.demo)
+app.command("worker")(migrate.worker)
+app.command("beat")(migrate.beat)
 
 
 def main() -> None:

@@ -1,0 +1,344 @@
+"""Cohorts: named sets of users migrated together, with progress counted in the database.
+
+Selection is pure over inventory rows (``select_users``); everything else is a
+short transaction. A cohort halts itself when its failure rate crosses its
+threshold; paused and halted cohorts start no new user (users already running
+finish their saga — stopping a saga midway is what the reaper is for).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.db import transaction, utcnow
+from core.errors import InvalidInput
+from migration.models import Cohort, CohortMember, Migration
+from multiplexer.models import Route
+
+MIN_SAMPLE_FOR_HALT = 1  # one failure in a 10-user pilot is 10%: that *should* stop it
+FINISHED = ("done", "failed")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    user_id: str
+    facets: dict[str, Any]
+
+
+def _facet(c: Candidate, name: str) -> Any:
+    return c.facets.get(name)
+
+
+def select_users(
+    candidates: Sequence[Candidate],
+    *,
+    where: dict[str, set[str]] | None = None,
+    min_complexity: int | None = None,
+    max_complexity: int | None = None,
+    size: int | None = None,
+    stratify: Sequence[str] = (),
+    seed: int = 0,
+) -> list[str]:
+    """Filter, then sample ``size`` users covering every value of each stratify field."""
+    pool = [
+        c
+        for c in candidates
+        if all(str(_facet(c, k)) in v for k, v in (where or {}).items())
+        and (min_complexity is None or (_facet(c, "complexity") or 0) >= min_complexity)
+        and (max_complexity is None or (_facet(c, "complexity") or 0) <= max_complexity)
+    ]
+    pool.sort(key=lambda c: c.user_id)
+    rng = random.Random(seed)
+    rng.shuffle(pool)
+    if size is None or size >= len(pool):
+        return sorted(c.user_id for c in pool)
+    chosen: dict[str, Candidate] = {}
+    for fld in stratify:  # first one user per distinct value of every stratify field
+        seen: set[Any] = {_facet(c, fld) for c in chosen.values()}
+        for c in pool:
+            value = _facet(c, fld)
+            if value not in seen and len(chosen) < size:
+                chosen[c.user_id] = c
+                seen.add(value)
+    for c in pool:
+        if len(chosen) >= size:
+            break
+        chosen.setdefault(c.user_id, c)
+    return sorted(chosen)
+
+
+def candidates(session: Session) -> list[Candidate]:
+    """Users still on legacy and not in any unfinished cohort."""
+    busy = sa.select(CohortMember.user_id).where(CohortMember.status.notin_(FINISHED))
+    rows = session.execute(
+        sa.select(Route.user_id, Route.facets, Route.currency).where(
+            Route.state == "legacy",
+            Route.legacy_customer_id.is_not(None),
+            Route.user_id.notin_(busy),
+        )
+    )
+    return [Candidate(r.user_id, {"currency": r.currency, **(r.facets or {})}) for r in rows]
+
+
+def create(
+    sessions: sessionmaker[Session],
+    name: str,
+    user_ids: Iterable[str],
+    *,
+    actor: str,
+    definition: dict[str, Any] | None = None,
+    halt_at_bp: int = 500,
+    dry_run: bool = False,
+    include_in_flight: bool = False,
+    inject_bug: str | None = None,
+) -> int:
+    ids = list(dict.fromkeys(u.strip() for u in user_ids if u.strip()))
+    if not name or len(name) > 80:
+        raise InvalidInput("cohort name must be 1-80 characters")
+    if not ids:
+        raise InvalidInput(f"cohort {name!r} would be empty: no user matched")
+    with transaction(sessions) as session:
+        if session.get(Cohort, name) is not None:
+            raise InvalidInput(f"cohort {name!r} already exists")
+        routes = {
+            r.user_id: r for r in session.scalars(sa.select(Route).where(Route.user_id.in_(ids)))
+        }
+        unknown = [u for u in ids if u not in routes]
+        if unknown:
+            raise InvalidInput(
+                f"unknown users (run `twinbill users sync`): {', '.join(unknown[:10])}"
+            )
+        not_legacy = [u for u in ids if routes[u].state != "legacy"]
+        if not_legacy:
+            raise InvalidInput(
+                "only users on legacy can join a cohort; not: "
+                + ", ".join(f"{u} ({routes[u].state})" for u in not_legacy[:10])
+            )
+        session.add(
+            Cohort(
+                name=name,
+                status="created",
+                definition=definition or {},
+                halt_at_bp=halt_at_bp,
+                dry_run=dry_run,
+                include_in_flight=include_in_flight,
+                inject_bug=inject_bug,
+            )
+        )
+        session.flush()
+        for u in ids:
+            session.add(CohortMember(cohort=name, user_id=u, status="pending"))
+        audit.record(
+            session,
+            actor=actor,
+            action="cohort.created",
+            resource_type="cohort",
+            resource_id=name,
+            after={"size": len(ids), **(definition or {})},
+        )
+    return len(ids)
+
+
+def get(session: Session, name: str) -> Cohort:
+    cohort = session.get(Cohort, name)
+    if cohort is None:
+        raise InvalidInput(f"no cohort named {name!r} (twinbill cohort list)")
+    return cohort
+
+
+def set_status(
+    sessions: sessionmaker[Session],
+    name: str,
+    status: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+) -> Cohort:
+    allowed = {
+        "running": {"created", "paused", "halted", "done", "running"},
+        "paused": {"running", "created"},
+        "halted": {"running"},
+        "done": {"running"},
+    }
+    with transaction(sessions) as session:
+        cohort = get(session, name)
+        if cohort.status not in allowed[status]:
+            raise InvalidInput(f"cohort {name!r} is {cohort.status}; cannot become {status}")
+        before = cohort.status
+        cohort.status = status
+        if status == "running":
+            cohort.started_at = cohort.started_at or utcnow()
+            cohort.halt_reason = None
+            cohort.finished_at = None
+        if status == "halted":
+            cohort.halt_reason = reason
+        if status == "done":
+            cohort.finished_at = utcnow()
+        audit.record(
+            session,
+            actor=actor,
+            action=f"cohort.{status}",
+            resource_type="cohort",
+            resource_id=name,
+            before={"status": before},
+            after={"status": status},
+            reason=reason,
+        )
+        return cohort
+
+
+@dataclass
+class Progress:
+    name: str
+    status: str
+    total: int
+    by_status: dict[str, int]
+    failures_by_kind: dict[str, int]
+    deferred_by_reason: dict[str, int]
+    halt_reason: str | None
+    halt_at_bp: int
+    started_at: Any = None
+    finished_at: Any = None
+    failed_users: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in FINISHED)
+
+    @property
+    def failure_rate(self) -> float:
+        done = self.finished
+        return self.by_status.get("failed", 0) / done if done else 0.0
+
+    @property
+    def settled(self) -> bool:
+        """Nothing left that a worker will still pick up on its own."""
+        return all(self.by_status.get(s, 0) == 0 for s in ("pending", "queued", "running"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "total": self.total,
+            "by_status": self.by_status,
+            "failure_rate": round(self.failure_rate, 4),
+            "failures_by_kind": self.failures_by_kind,
+            "deferred_by_reason": self.deferred_by_reason,
+            "halt_reason": self.halt_reason,
+            "halt_at_percent": self.halt_at_bp / 100,
+            "failed_users": self.failed_users,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+def progress(session: Session, name: str) -> Progress:
+    cohort = get(session, name)
+    members = list(session.scalars(sa.select(CohortMember).where(CohortMember.cohort == name)))
+    by_status = Counter(m.status for m in members)
+    failures = Counter(m.error_kind or "unknown" for m in members if m.status == "failed")
+    deferred = Counter(_reason_class(m.reason) for m in members if m.status == "deferred")
+    failed = [
+        {
+            "user_id": m.user_id,
+            "migration_id": m.migration_id,
+            "kind": m.error_kind,
+            "reason": m.reason,
+        }
+        for m in members
+        if m.status == "failed"
+    ]
+    return Progress(
+        name,
+        cohort.status,
+        len(members),
+        dict(by_status),
+        dict(failures),
+        dict(deferred),
+        cohort.halt_reason,
+        cohort.halt_at_bp,
+        cohort.started_at,
+        cohort.finished_at,
+        failed[:50],
+    )
+
+
+def _reason_class(reason: str | None) -> str:
+    """Group deferral reasons ('open invoice in_123 ...' -> 'open invoice')."""
+    if not reason:
+        return "unknown"
+    for prefix in ("open invoice", "pending invoice item", "subscription", "legacy keeps"):
+        if reason.startswith(prefix):
+            if prefix == "subscription":
+                if "safety window" in reason:
+                    return "renewal inside safety window"
+                if "scheduled change" in reason:
+                    return "pending scheduled change"
+                return "subscription past due"
+            return prefix
+    return reason[:40]
+
+
+def check_halt(sessions: sessionmaker[Session], name: str) -> str | None:
+    """Halt the cohort if its failure rate crossed the threshold; returns the reason."""
+    with sessions() as session:
+        p = progress(session, name)
+    failed = p.by_status.get("failed", 0)
+    if p.status != "running" or failed < MIN_SAMPLE_FOR_HALT:
+        return None
+    if p.failure_rate * 10_000 <= p.halt_at_bp:
+        return None
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(p.failures_by_kind.items()))
+    reason = (
+        f"failure rate {p.failure_rate:.1%} crossed the {p.halt_at_bp / 100:.1f}% "
+        f"threshold ({failed} of {p.finished} finished users failed; {kinds})"
+    )
+    set_status(sessions, name, "halted", actor="system:cohort", reason=reason)
+    return reason
+
+
+def maybe_done(sessions: sessionmaker[Session], name: str) -> bool:
+    with sessions() as session:
+        p = progress(session, name)
+    if p.status == "running" and p.settled:
+        set_status(sessions, name, "done", actor="system:cohort")
+        return True
+    return False
+
+
+def members_to_start(session: Session, name: str, statuses: Sequence[str]) -> list[str]:
+    return list(
+        session.scalars(
+            sa.select(CohortMember.user_id)
+            .where(CohortMember.cohort == name, CohortMember.status.in_(statuses))
+            .order_by(CohortMember.user_id)
+        )
+    )
+
+
+def stats_by_cohort(session: Session) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for cohort, status, n in session.execute(
+        sa.select(CohortMember.cohort, CohortMember.status, sa.func.count()).group_by(
+            CohortMember.cohort, CohortMember.status
+        )
+    ):
+        out[cohort][status] = n
+    return dict(out)
+
+
+def latest_migration(session: Session, user_id: str) -> Migration | None:
+    return session.scalar(
+        sa.select(Migration)
+        .where(Migration.user_id == user_id)
+        .order_by(Migration.created_at.desc())
+        .limit(1)
+    )

@@ -1,0 +1,104 @@
+"""Durable state of migrations: one row per attempt to move a user, one per saga step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, UtcDateTime, utcnow
+
+BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+class Migration(Base):
+    __tablename__ = "migrations"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)  # mig_<hex>
+    user_id: Mapped[str] = mapped_column(sa.String(120), index=True)
+    cohort: Mapped[str | None] = mapped_column(sa.String(80), default=None, index=True)
+    # pending | running | deferred | succeeded | failed | compensated | dry_run
+    status: Mapped[str] = mapped_column(sa.String(12), index=True)
+    step: Mapped[str | None] = mapped_column(sa.String(20), default=None)  # last finished step
+    pivoted: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # legacy cancel started
+    generation: Mapped[int] = mapped_column(sa.Integer, default=1)  # bumped by re-check restarts
+    dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    include_in_flight: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    inject_bug: Mapped[str | None] = mapped_column(sa.String(40), default=None)
+    snapshot_id: Mapped[int | None] = mapped_column(BigId, default=None)
+    import_id: Mapped[str | None] = mapped_column(sa.String(60), default=None)
+    owner: Mapped[str | None] = mapped_column(sa.String(120), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None, index=True)
+    error_kind: Mapped[str | None] = mapped_column(sa.String(20), default=None)
+    error_message: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    defer_reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    defer_until: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+
+class MigrationStep(Base):
+    __tablename__ = "migration_steps"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    migration_id: Mapped[str] = mapped_column(sa.ForeignKey("migrations.id"))
+    step: Mapped[str] = mapped_column(sa.String(20))
+    attempt: Mapped[int] = mapped_column(sa.Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    outcome: Mapped[str] = mapped_column(sa.String(12), default="running")  # running|ok|error
+    error_kind: Mapped[str | None] = mapped_column(sa.String(20), default=None)
+    error_message: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(120), default=None)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+
+    __table_args__ = (sa.Index("ix_migration_steps_migration", "migration_id", "id"),)
+
+
+class Snapshot(Base):
+    """A user's complete legacy state at fetch time, with a content hash."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    migration_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    user_id: Mapped[str] = mapped_column(sa.String(120), index=True)
+    customer_id: Mapped[str] = mapped_column(sa.String(120))
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Cohort(Base):
+    __tablename__ = "cohorts"
+
+    name: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    # created | running | paused | halted | done
+    status: Mapped[str] = mapped_column(sa.String(10), default="created")
+    definition: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    halt_at_bp: Mapped[int] = mapped_column(sa.Integer, default=500)  # 5.00 %
+    halt_reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    include_in_flight: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    inject_bug: Mapped[str | None] = mapped_column(sa.String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+
+class CohortMember(Base):
+    __tablename__ = "cohort_members"
+
+    cohort: Mapped[str] = mapped_column(sa.ForeignKey("cohorts.name"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    # pending | queued | running | done | failed | deferred
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    migration_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)
+    reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    error_kind: Mapped[str | None] = mapped_column(sa.String(20), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (sa.Index("ix_cohort_members_status", "cohort", "status"),)

@@ -1,0 +1,47 @@
+"""Is a user's legacy state quiet enough to move? Pure: decides on a canonical history.
+
+A user with something in flight is *deferred* with a reason (and retried later),
+never failed: an open or past-due invoice in dunning, a renewal inside the
+safety window, a pending scheduled change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from core.canonical import BillingHistory, InvoiceStatus, SubscriptionStatus
+
+PENDING_CHANGE_KEYS = ("twinbill_pending_change", "pending_update", "schedule")
+
+
+def defer_reason(
+    history: BillingHistory,
+    *,
+    now: datetime,
+    renewal_guard: timedelta,
+    include_in_flight: bool = False,
+    raw: dict | None = None,
+) -> str | None:
+    if not include_in_flight:
+        for inv in history.invoices:
+            if inv.status is InvoiceStatus.OPEN:
+                return f"open invoice {inv.id} in dunning ({inv.amount_due} {inv.currency} due)"
+        for sub in history.subscriptions:
+            if sub.status in (SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID):
+                return f"subscription {sub.id} is {sub.status.value}"
+    for sub in history.billing_subscriptions:
+        renewal = sub.next_renewal_at
+        if renewal is not None and now <= renewal < now + renewal_guard:
+            return (
+                f"subscription {sub.id} renews at {renewal:%Y-%m-%d %H:%M} UTC, inside the "
+                f"{renewal_guard} safety window"
+            )
+        for key in PENDING_CHANGE_KEYS:
+            if sub.metadata.get(key):
+                return f"subscription {sub.id} has a pending scheduled change ({key})"
+    for item in (raw or {}).get("pending_invoice_items", []) or []:
+        return f"pending invoice item {item.get('id')} waits for the next invoice"
+    for sub in (raw or {}).get("subscriptions", []) or []:
+        if sub.get("pending_update") or sub.get("schedule"):
+            return f"subscription {sub.get('id')} has a pending scheduled change"
+    return None

@@ -1,0 +1,266 @@
+"""Durable bookkeeping of the saga: migration rows, step records, leases, snapshots.
+
+Every function here commits its own short transaction: a worker killed at any
+line leaves at worst a step marked ``running``, which the next run repeats
+(every step is safe to run twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.db import transaction, utcnow
+from core.errors import ReconciliationError
+from migration.models import CohortMember, Migration, MigrationStep, Snapshot
+from multiplexer.backends.base import RawSnapshot
+
+ACTIVE = ("pending", "running", "deferred")
+TERMINAL = ("succeeded", "failed", "compensated", "dry_run")
+
+
+def new_id() -> str:
+    return "mig_" + secrets.token_hex(10)
+
+
+def content_hash(objects: dict[str, Any]) -> str:
+    blob = json.dumps(objects, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def create(
+    sessions: sessionmaker[Session],
+    user_id: str,
+    *,
+    cohort: str | None = None,
+    dry_run: bool = False,
+    include_in_flight: bool = False,
+    inject_bug: str | None = None,
+) -> str:
+    """A migration for the user, or the one already under way (never two at once)."""
+    with transaction(sessions) as session:
+        existing = session.scalar(
+            sa.select(Migration.id).where(
+                Migration.user_id == user_id,
+                Migration.status.in_(ACTIVE),
+                Migration.dry_run.is_(dry_run),
+            )
+        )
+        if existing:
+            return existing
+        mig = Migration(
+            id=new_id(),
+            user_id=user_id,
+            cohort=cohort,
+            status="pending",
+            dry_run=dry_run,
+            include_in_flight=include_in_flight,
+            inject_bug=inject_bug,
+            pivoted=False,
+            generation=1,
+        )
+        session.add(mig)
+        if cohort:
+            _member(session, cohort, user_id, "queued", migration_id=mig.id)
+        return mig.id
+
+
+def _member(session: Session, cohort: str, user_id: str, status: str, **fields: Any) -> None:
+    member = session.get(CohortMember, (cohort, user_id))
+    if member is None:
+        return
+    member.status = status
+    for k, v in fields.items():
+        setattr(member, k, v)
+
+
+def claim(
+    sessions: sessionmaker[Session], migration_id: str, owner: str, *, stale_after: float
+) -> Migration | None:
+    """Take the lease on a migration unless a live worker holds it."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        result = session.execute(
+            sa.update(Migration)
+            .where(
+                Migration.id == migration_id,
+                Migration.status.in_(("pending", "running")),
+                sa.or_(
+                    Migration.owner.is_(None),
+                    Migration.owner == owner,
+                    Migration.heartbeat_at < now - timedelta(seconds=stale_after),
+                ),
+            )
+            .values(
+                owner=owner,
+                heartbeat_at=now,
+                status="running",
+                started_at=sa.func.coalesce(Migration.started_at, now),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        mig = session.get(Migration, migration_id)
+        if mig is not None and mig.cohort:
+            _member(session, mig.cohort, mig.user_id, "running", migration_id=mig.id)
+        return mig
+
+
+def load(sessions: sessionmaker[Session], migration_id: str) -> Migration:
+    with sessions() as session:
+        mig = session.get(Migration, migration_id)
+        if mig is None:
+            raise LookupError(f"no migration {migration_id!r}")
+        return mig
+
+
+def begin_step(
+    sessions: sessionmaker[Session], mig: Migration, step: str, key: str | None = None
+) -> int:
+    with transaction(sessions) as session:
+        attempt = 1 + (
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(MigrationStep)
+                .where(MigrationStep.migration_id == mig.id, MigrationStep.step == step)
+            )
+            or 0
+        )
+        row = MigrationStep(
+            migration_id=mig.id, step=step, attempt=attempt, idempotency_key=key, outcome="running"
+        )
+        session.add(row)
+        session.execute(
+            sa.update(Migration).where(Migration.id == mig.id).values(heartbeat_at=utcnow())
+        )
+        session.flush()
+        return row.id
+
+
+def end_step(
+    sessions: sessionmaker[Session],
+    step_id: int,
+    *,
+    outcome: str,
+    detail: dict[str, Any] | None = None,
+    error: BaseException | None = None,
+    advance: dict[str, Any] | None = None,
+    actor: str = "system:saga",
+) -> None:
+    """Close a step record and (on success) advance the migration, in one transaction."""
+    with transaction(sessions) as session:
+        row = session.get(MigrationStep, step_id)
+        assert row is not None
+        row.finished_at = utcnow()
+        row.outcome = outcome
+        row.detail = detail
+        if error is not None:
+            row.error_kind = getattr(error, "kind", "bug")
+            row.error_message = str(error)[:2000]
+        mig = session.get(Migration, row.migration_id)
+        assert mig is not None
+        mig.heartbeat_at = utcnow()
+        if outcome == "ok":
+            mig.step = row.step
+            for k, v in (advance or {}).items():
+                setattr(mig, k, v)
+        audit.record(
+            session,
+            actor=actor,
+            action=f"saga.{row.step}.{outcome}",
+            resource_type="migration",
+            resource_id=mig.id,
+            after={
+                "user_id": mig.user_id,
+                "attempt": row.attempt,
+                **({"error": row.error_message} if error else {}),
+            },
+        )
+
+
+def finish(
+    sessions: sessionmaker[Session],
+    migration_id: str,
+    status: str,
+    *,
+    error: BaseException | None = None,
+    member_status: str | None = None,
+    reason: str | None = None,
+    defer_until: datetime | None = None,
+) -> None:
+    with transaction(sessions) as session:
+        mig = session.get(Migration, migration_id)
+        assert mig is not None
+        mig.status = status
+        mig.owner = None
+        mig.finished_at = utcnow() if status in TERMINAL else None
+        if error is not None:
+            mig.error_kind = getattr(error, "kind", "bug")
+            mig.error_message = str(error)[:2000]
+        if status == "deferred":
+            mig.defer_reason, mig.defer_until = reason, defer_until
+        if mig.cohort:
+            _member(
+                session,
+                mig.cohort,
+                mig.user_id,
+                member_status or status,
+                reason=reason or (str(error)[:500] if error else None),
+                error_kind=getattr(error, "kind", None) if error else None,
+            )
+
+
+def store_snapshot(
+    sessions: sessionmaker[Session], migration_id: str, snap: RawSnapshot
+) -> tuple[int, str]:
+    digest = content_hash(snap.objects)
+    with transaction(sessions) as session:
+        row = Snapshot(
+            migration_id=migration_id,
+            user_id=snap.user_id,
+            customer_id=snap.customer_id,
+            content_hash=digest,
+            body=snap.objects,
+        )
+        session.add(row)
+        session.flush()
+        return row.id, digest
+
+
+def load_snapshot(sessions: sessionmaker[Session], snapshot_id: int) -> RawSnapshot:
+    """A stored snapshot, refused if its content no longer matches its hash."""
+    with sessions() as session:
+        row = session.get(Snapshot, snapshot_id)
+        if row is None:
+            raise ReconciliationError(f"snapshot {snapshot_id} does not exist")
+        if content_hash(row.body) != row.content_hash:
+            raise ReconciliationError(
+                f"snapshot {snapshot_id} of user {row.user_id} fails its content hash: "
+                "it was altered after it was taken; re-fetch with --refetch"
+            )
+        return RawSnapshot(row.user_id, row.customer_id, row.body)
+
+
+def snapshot_hash(sessions: sessionmaker[Session], snapshot_id: int) -> str:
+    with sessions() as session:
+        row = session.get(Snapshot, snapshot_id)
+        assert row is not None
+        return row.content_hash
+
+
+def steps_of(session: Session, migration_id: str) -> list[MigrationStep]:
+    return list(
+        session.scalars(
+            sa.select(MigrationStep)
+            .where(MigrationStep.migration_id == migration_id)
+            .order_by(MigrationStep.id)
+        )
+    )

@@ -1,0 +1,245 @@
+"""The per-user migration saga: one transaction across two systems that share none.
+
+    preflight -> lock -> fetch -> transform -> load -> recheck   (compensated on failure)
+    -> CANCEL (the pivot)
+    -> activate -> flip -> verify                                 (forward recovery only)
+
+Every step is recorded durably (``records``) and safe to run twice; a worker
+that dies at any line leaves a migration the reaper hands to another worker,
+which resumes after the last finished step. Before the pivot (the legacy
+cancel) a failure is compensated: the pending import is discarded and the
+route goes back to ``legacy``. From the pivot on, only forward recovery:
+retry until done, or ``failed`` with a page for a human.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.db import transaction, utcnow
+from core.errors import (
+    BackendError,
+    BackendRejected,
+    BackendUnavailable,
+    IllegalTransition,
+    NotFound,
+    RateLimited,
+    TransformError,
+    TwinbillError,
+)
+from core.ratelimit import RateLimiter, backoff_delay
+from migration import records, steps
+from migration.models import Migration
+from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend
+from multiplexer.cache import RouteCache
+
+log = logging.getLogger("twinbill.saga")
+
+ORDER = (
+    "preflight",
+    "lock",
+    "fetch",
+    "transform",
+    "load",
+    "recheck",
+    "cancel",
+    "activate",
+    "flip",
+    "verify",
+)
+DRY_RUN_ORDER = ("preflight", "fetch", "transform", "load", "discard")
+PIVOT = "cancel"
+
+
+class Deferred(Exception):
+    """Preflight says: not now. Carries the reason shown to operators."""
+
+
+class Restart(Exception):
+    """Legacy changed since the snapshot: go back to fetch under a new generation."""
+
+
+Verifier = Callable[[Migration, "SagaDeps"], dict[str, Any]]
+
+
+@dataclass
+class SagaDeps:
+    sessions: sessionmaker[Session]
+    cache: RouteCache | None
+    legacy: LegacyBillingBackend
+    new: NewBillingBackend
+    limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    verifier: Verifier | None = None
+    renewal_guard: timedelta = timedelta(hours=2)
+    max_attempts: int = 6  # per step, for transient errors
+    max_restarts: int = 3  # re-check failures before giving up (deferred)
+    stale_after: float = 120.0  # seconds without heartbeat before the reaper steps in
+    sleep: Callable[[float], None] = time.sleep
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{threading.get_ident()}")
+    page: Callable[[str], None] = lambda message: log.error("PAGE: %s", message)
+
+
+def next_step(mig: Migration) -> str | None:
+    order = DRY_RUN_ORDER if mig.dry_run else ORDER
+    if mig.step is None:
+        return order[0]
+    idx = order.index(mig.step)
+    return order[idx + 1] if idx + 1 < len(order) else None
+
+
+def run(deps: SagaDeps, migration_id: str) -> Migration:
+    """Drive one migration as far as it goes now. Safe to call again at any time."""
+    mig = records.claim(deps.sessions, migration_id, deps.owner, stale_after=deps.stale_after)
+    if mig is None:
+        return records.load(deps.sessions, migration_id)  # finished, or a live worker has it
+    while True:
+        mig = records.load(deps.sessions, migration_id)
+        step = next_step(mig)
+        if step is None:
+            status = "dry_run" if mig.dry_run else "succeeded"
+            records.finish(deps.sessions, mig.id, status, member_status="done")
+            return records.load(deps.sessions, migration_id)
+        try:
+            _run_step(deps, mig, step)
+        except Deferred as exc:
+            until = utcnow() + timedelta(minutes=30)
+            records.finish(deps.sessions, mig.id, "deferred", reason=str(exc), defer_until=until)
+            return records.load(deps.sessions, migration_id)
+        except Restart as exc:
+            if mig.generation >= deps.max_restarts:
+                _compensate(deps, mig)
+                records.finish(
+                    deps.sessions,
+                    mig.id,
+                    "deferred",
+                    reason=f"legacy keeps changing during migration: {exc}",
+                    defer_until=utcnow() + timedelta(minutes=30),
+                )
+                return records.load(deps.sessions, migration_id)
+            _restart(deps, mig)
+        except Exception as exc:  # noqa: BLE001 - every failure must end in a known state
+            return _fail(deps, mig, step, exc)
+
+
+def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
+    fn = getattr(steps, f"step_{step}")
+    attempt = 0
+    while True:
+        attempt += 1
+        step_id = records.begin_step(deps.sessions, mig, step, steps.key_for(mig, step))
+        try:
+            advance, detail = fn(deps, mig)
+        except (Deferred, Restart) as signal:
+            records.end_step(
+                deps.sessions,
+                step_id,
+                outcome="deferred" if isinstance(signal, Deferred) else "restart",
+                detail={"reason": str(signal)},
+            )
+            raise
+        except (RateLimited, BackendUnavailable) as exc:
+            records.end_step(deps.sessions, step_id, outcome="error", error=exc)
+            if attempt >= deps.max_attempts:
+                raise
+            delay = backoff_delay(attempt)
+            if isinstance(exc, RateLimited):
+                limiter = deps.limiters.get(exc.backend or "legacy")
+                if limiter is not None:
+                    limiter.penalise(exc.retry_after)
+                delay = max(delay, exc.retry_after)
+            deps.sleep(min(delay, 60.0))
+            mig = records.load(deps.sessions, mig.id)
+            continue
+        except BaseException as exc:
+            records.end_step(deps.sessions, step_id, outcome="error", error=exc)
+            raise
+        records.end_step(deps.sessions, step_id, outcome="ok", detail=detail, advance=advance)
+        return
+
+
+def _restart(deps: SagaDeps, mig: Migration) -> None:
+    """Discard the pending import and go back to fetch with a new generation."""
+    steps.discard_import(deps, mig)
+    with transaction(deps.sessions) as session:
+        row = session.get(Migration, mig.id)
+        assert row is not None
+        row.generation += 1
+        row.import_id = None
+        row.step = "lock"  # next: fetch (the route stays locked)
+        audit.record(
+            session,
+            actor="system:saga",
+            action="saga.restart",
+            resource_type="migration",
+            resource_id=mig.id,
+            after={"generation": row.generation},
+            reason="legacy changed",
+        )
+
+
+def _compensate(deps: SagaDeps, mig: Migration) -> None:
+    """Undo everything before the pivot: discard the import, route back to legacy."""
+    step_id = records.begin_step(deps.sessions, mig, "compensate")
+    try:
+        steps.discard_import(deps, mig)
+        steps.unlock(deps, mig)
+    except Exception as exc:
+        records.end_step(deps.sessions, step_id, outcome="error", error=exc)
+        raise
+    records.end_step(deps.sessions, step_id, outcome="ok")
+
+
+def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migration:
+    mig = records.load(deps.sessions, mig.id)
+    if not isinstance(exc, TwinbillError):
+        log.exception("migration %s: unexpected error in %s", mig.id, step)
+    if not mig.pivoted:
+        try:
+            _compensate(deps, mig)
+        except Exception as comp_exc:  # noqa: BLE001
+            deps.page(
+                f"migration {mig.id} (user {mig.user_id}): compensation failed after "
+                f"{step} failed ({exc}); then {comp_exc}. See runbook: stuck-migrating."
+            )
+            records.finish(deps.sessions, mig.id, "running", error=comp_exc, member_status="failed")
+            return records.load(deps.sessions, mig.id)
+        records.finish(
+            deps.sessions,
+            mig.id,
+            "compensated" if not mig.dry_run else "failed",
+            error=_classified(exc),
+            member_status="failed",
+        )
+        return records.load(deps.sessions, mig.id)
+    # past the pivot: the user is canceled in legacy; never route back
+    with contextlib.suppress(IllegalTransition):
+        steps.mark_failed(deps, mig, reason=f"{step}: {exc}")
+    deps.page(
+        f"migration {mig.id} (user {mig.user_id}) failed after the legacy cancel, in step "
+        f"{step}: {exc}. The user is read-only; resume with `twinbill migrate "
+        f"{mig.user_id} --resume` once the cause is fixed (runbook: failed-after-pivot)."
+    )
+    records.finish(deps.sessions, mig.id, "failed", error=_classified(exc), member_status="failed")
+    return records.load(deps.sessions, mig.id)
+
+
+def _classified(exc: Exception) -> Exception:
+    """Data problems are data errors, whichever layer noticed them."""
+    if isinstance(exc, (TransformError, BackendError, TwinbillError)):
+        if isinstance(exc, BackendRejected) and not isinstance(exc, NotFound):
+            exc.kind = "data"  # the new system refused what we built from legacy data
+        return exc
+    wrapped = TwinbillError(f"{type(exc).__name__}: {exc}")
+    wrapped.kind = "bug"
+    return wrapped

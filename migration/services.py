@@ -1,0 +1,185 @@
+"""What the CLI, the admin and the Celery tasks call: plain functions over ``SagaDeps``.
+
+Tasks in ``migration/tasks.py`` are a few lines each that call these; tests call
+them directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from core.db import transaction, utcnow
+from core.errors import InvalidInput
+from migration import cohorts, records, saga
+from migration.models import Cohort, CohortMember, Migration
+from migration.saga import SagaDeps
+from multiplexer import routing
+from multiplexer.models import Route
+
+log = logging.getLogger("twinbill.migration")
+
+Enqueue = Callable[[str], None]  # migration id -> schedule a worker run
+
+
+def migrate_user(
+    deps: SagaDeps,
+    user_id: str,
+    *,
+    cohort: str | None = None,
+    dry_run: bool = False,
+    include_in_flight: bool = False,
+    inject_bug: str | None = None,
+) -> Migration:
+    """Synchronously migrate one user (``twinbill migrate USER_ID``)."""
+    mig_id = records.create(
+        deps.sessions,
+        user_id,
+        cohort=cohort,
+        dry_run=dry_run,
+        include_in_flight=include_in_flight,
+        inject_bug=inject_bug,
+    )
+    return saga.run(deps, mig_id)
+
+
+def resume_user(deps: SagaDeps, user_id: str) -> Migration:
+    """Resume a user's failed migration from its last finished step (after a human fix)."""
+    with transaction(deps.sessions) as session:
+        mig = cohorts.latest_migration(session, user_id)
+        if mig is None or mig.status not in ("failed", "running"):
+            raise InvalidInput(f"user {user_id!r} has no failed migration to resume")
+        if not mig.pivoted:
+            raise InvalidInput(
+                f"migration {mig.id} failed before the pivot and was "
+                "compensated: start a new one instead"
+            )
+        route = session.get(Route, user_id)
+        if route is not None and route.state == routing.FAILED:
+            routing.transition(
+                session,
+                user_id,
+                routing.MIGRATING,
+                actor="system:saga",
+                reason=f"resume {mig.id}",
+                cache=deps.cache,
+            )
+        mig.status, mig.owner, mig.error_kind, mig.error_message = "running", None, None, None
+        mig_id = mig.id
+    return saga.run(deps, mig_id)
+
+
+def start_cohort(
+    deps: SagaDeps, name: str, enqueue: Enqueue, *, actor: str, retry_failed: bool = False
+) -> int:
+    """Mark the cohort running and enqueue every member that still has to go."""
+    cohorts.set_status(deps.sessions, name, "running", actor=actor)
+    statuses = ["pending", "queued", "deferred"] + (["failed"] if retry_failed else [])
+    with deps.sessions() as session:
+        cohort = cohorts.get(session, name)
+        users = cohorts.members_to_start(session, name, statuses)
+        opts = dict(
+            dry_run=cohort.dry_run,
+            include_in_flight=cohort.include_in_flight,
+            inject_bug=cohort.inject_bug,
+        )
+    started = 0
+    for user_id in users:
+        mig_id = _migration_for_member(deps, name, user_id, opts, retry_failed=retry_failed)
+        if mig_id:
+            enqueue(mig_id)
+            started += 1
+    if not users:
+        cohorts.maybe_done(deps.sessions, name)
+    return started
+
+
+def _migration_for_member(
+    deps: SagaDeps, cohort: str, user_id: str, opts: dict, *, retry_failed: bool
+) -> str | None:
+    with deps.sessions() as session:
+        member = session.get(CohortMember, (cohort, user_id))
+        current = (
+            session.get(Migration, member.migration_id) if member and member.migration_id else None
+        )
+    if current is not None and current.status in ("pending", "running"):
+        return current.id
+    if current is not None and current.status == "failed" and current.pivoted:
+        return None  # past the pivot: a human resumes it (runbook), never a fresh start
+    with transaction(deps.sessions) as session:
+        route = session.get(Route, user_id)
+        if route is None or route.state != routing.LEGACY:
+            member = session.get(CohortMember, (cohort, user_id))
+            if member is not None and route is not None and route.state == routing.NEW:
+                member.status = "done"
+                member.reason = "already on the new system"
+            return None
+    return records.create(deps.sessions, user_id, cohort=cohort, **opts)
+
+
+def run_member(deps: SagaDeps, migration_id: str) -> Migration | None:
+    """Worker entry point: run one migration unless its cohort is paused or halted."""
+    mig = records.load(deps.sessions, migration_id)
+    if mig.cohort:
+        with deps.sessions() as session:
+            cohort = session.get(Cohort, mig.cohort)
+            if (
+                cohort is not None
+                and cohort.status in ("paused", "halted")
+                and mig.status == "pending"
+            ):
+                return None  # stays queued; `cohort resume` enqueues it again
+    result = saga.run(deps, migration_id)
+    if result.cohort:
+        cohorts.check_halt(deps.sessions, result.cohort)
+        cohorts.maybe_done(deps.sessions, result.cohort)
+    return result
+
+
+def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
+    """Find migrations whose worker died (stale heartbeat) or whose task was lost, and
+    deferred users whose wait is over; hand them back to a worker."""
+    now = utcnow()
+    stale = now - timedelta(seconds=deps.stale_after)
+    with deps.sessions() as session:
+        dead = list(
+            session.scalars(
+                sa.select(Migration.id).where(
+                    Migration.status == "running", Migration.heartbeat_at < stale
+                )
+            )
+        )
+        lost = list(
+            session.scalars(
+                sa.select(Migration.id).where(
+                    Migration.status == "pending", Migration.created_at < stale
+                )
+            )
+        )
+        due = list(
+            session.execute(
+                sa.select(Migration.id, Migration.cohort).where(
+                    Migration.status == "deferred", Migration.defer_until < now
+                )
+            )
+        )
+    for mig_id in dead + lost:
+        log.warning("reaper: resuming migration %s", mig_id)
+        enqueue(mig_id)
+    retried = 0
+    for mig_id, cohort in due:
+        with deps.sessions() as session:
+            c = session.get(Cohort, cohort) if cohort else None
+            if c is not None and c.status != "running":
+                continue
+        with transaction(deps.sessions) as session:
+            mig = session.get(Migration, mig_id)
+            if mig is None or mig.status != "deferred":
+                continue
+            mig.status, mig.step, mig.snapshot_id, mig.generation = "pending", None, None, 1
+        enqueue(mig_id)
+        retried += 1
+    return {"resumed": len(dead), "lost": len(lost), "deferred_retried": retried}

@@ -1,0 +1,312 @@
+"""The saga's steps. Each takes (deps, migration), returns (fields to advance, detail).
+
+Every step is idempotent: it may run again after a crash at any line, and its
+writes carry idempotency keys derived from the migration id (and generation),
+so a repeat lands on the same object instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from core.db import transaction, utcnow
+from core.errors import (
+    BackendRejected,
+    BackendUnavailable,
+    IllegalTransition,
+    NotFound,
+    TwinbillError,
+)
+from migration import records
+from migration.preflight import defer_reason
+from migration.transform import build_payload
+from multiplexer import routing
+from multiplexer.backends.base import UserRef
+from multiplexer.models import Route
+
+if TYPE_CHECKING:
+    from migration.models import Migration
+    from migration.saga import SagaDeps
+
+Result = tuple[dict[str, Any], dict[str, Any] | None]
+ACTOR = "system:saga"
+
+
+def key_for(mig: Migration, step: str) -> str | None:
+    return {
+        "load": f"{mig.id}:g{mig.generation}:import",
+        "activate": f"{mig.id}:activate",
+        "discard": f"{mig.id}:g{mig.generation}:discard",
+    }.get(step)
+
+
+def _ref(deps: SagaDeps, user_id: str) -> UserRef:
+    with deps.sessions() as session:
+        route = session.get(Route, user_id)
+        if route is None:
+            from core.errors import UnknownUser
+
+            raise UnknownUser(user_id)
+        return UserRef(user_id, route.legacy_customer_id, route.new_customer_id)
+
+
+def _take_snapshot(deps: SagaDeps, mig: Migration) -> Result:
+    snap = deps.legacy.snapshot(_ref(deps, mig.user_id))
+    snapshot_id, digest = records.store_snapshot(deps.sessions, mig.id, snap)
+    return {"snapshot_id": snapshot_id}, {
+        "content_hash": digest,
+        "objects": {k: len(v) if isinstance(v, list) else 1 for k, v in snap.objects.items()},
+    }
+
+
+def step_preflight(deps: SagaDeps, mig: Migration) -> Result:
+    with deps.sessions() as session:
+        route = session.get(Route, mig.user_id)
+        if route is None:
+            from core.errors import UnknownUser
+
+            raise UnknownUser(mig.user_id)
+        if route.state == routing.NEW or route.system == "new":
+            raise IllegalTransition(f"user {mig.user_id!r} already lives in the new system")
+        if route.state not in (routing.LEGACY, routing.MIGRATING):
+            raise IllegalTransition(f"user {mig.user_id!r} is {route.state}, not legacy")
+    advance, detail = _take_snapshot(deps, mig)
+    snap = records.load_snapshot(deps.sessions, advance["snapshot_id"])
+    history = deps.legacy.map_snapshot(snap)
+    reason = defer_reason(
+        history,
+        now=datetime.now(UTC),
+        renewal_guard=deps.renewal_guard,
+        include_in_flight=mig.include_in_flight,
+        raw=snap.objects,
+    )
+    if reason:
+        from migration.saga import Deferred
+
+        raise Deferred(reason)
+    return advance, detail
+
+
+def step_lock(deps: SagaDeps, mig: Migration) -> Result:
+    with transaction(deps.sessions) as session:
+        route = session.get(Route, mig.user_id)
+        if route is not None and route.state != routing.MIGRATING:
+            routing.transition(
+                session,
+                mig.user_id,
+                routing.MIGRATING,
+                actor=ACTOR,
+                reason=f"migration {mig.id}",
+                cache=deps.cache,
+                cohort=mig.cohort or route.cohort,
+            )
+    return {}, None
+
+
+def step_fetch(deps: SagaDeps, mig: Migration) -> Result:
+    """Under the lock. The preflight snapshot is reused: the re-check step proves that
+    nothing changed between it and the import, so a second full read buys nothing."""
+    if mig.snapshot_id is not None and mig.generation == 1:
+        return {}, {"reused_snapshot": mig.snapshot_id}
+    return _take_snapshot(deps, mig)
+
+
+def step_transform(deps: SagaDeps, mig: Migration) -> Result:
+    assert mig.snapshot_id is not None
+    snap = records.load_snapshot(deps.sessions, mig.snapshot_id)
+    history = deps.legacy.map_snapshot(snap)
+    out = build_payload(history, source_ref=mig.id, bug=mig.inject_bug)
+    return {}, {"counts": out.counts, "skipped": out.skipped}
+
+
+def _payload(deps: SagaDeps, mig: Migration) -> dict[str, Any]:
+    assert mig.snapshot_id is not None
+    snap = records.load_snapshot(deps.sessions, mig.snapshot_id)
+    return build_payload(
+        deps.legacy.map_snapshot(snap), source_ref=mig.id, bug=mig.inject_bug
+    ).payload
+
+
+def step_load(deps: SagaDeps, mig: Migration) -> Result:
+    result = deps.new.create_import(_payload(deps, mig), idempotency_key=key_for(mig, "load"))
+    return {"import_id": result.id}, {"import_id": result.id, "status": result.status}
+
+
+def step_recheck(deps: SagaDeps, mig: Migration) -> Result:
+    assert mig.snapshot_id is not None
+    before = records.snapshot_hash(deps.sessions, mig.snapshot_id)
+    fresh = deps.legacy.snapshot(_ref(deps, mig.user_id))
+    after = records.content_hash(fresh.objects)
+    if after != before:
+        from migration.saga import Restart
+
+        records.store_snapshot(deps.sessions, mig.id, fresh)
+        raise Restart(
+            f"legacy state changed since snapshot {mig.snapshot_id} ({before[:12]} -> {after[:12]})"
+        )
+    return {}, {"content_hash": after}
+
+
+def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
+    """The pivot. Marked durably *before* the first legacy write."""
+    with transaction(deps.sessions) as session:
+        from migration.models import Migration as M
+
+        row = session.get(M, mig.id)
+        assert row is not None
+        row.pivoted = True
+    assert mig.snapshot_id is not None
+    snap = records.load_snapshot(deps.sessions, mig.snapshot_id)
+    history = deps.legacy.map_snapshot(snap)
+    ref = _ref(deps, mig.user_id)
+    canceled = []
+    for sub in history.billing_subscriptions:
+        _cancel_one(deps, mig, ref, sub.id)
+        canceled.append(sub.id)
+    return {}, {"canceled": canceled}
+
+
+def _cancel_one(deps: SagaDeps, mig: Migration, ref: UserRef, sub_id: str) -> None:
+    """Stripe replays a saved 500 under the same idempotency key: after a 5xx, re-read the
+    subscription; only if it is still live, try again under a *new* key."""
+    for attempt in range(1, deps.max_attempts + 1):
+        key = f"{mig.id}:cancel:{sub_id}:{attempt}"
+        try:
+            deps.legacy.cancel_for_migration(ref, sub_id, migration_id=mig.id, idempotency_key=key)
+            return
+        except BackendUnavailable:
+            if _legacy_canceled(deps, ref, sub_id):
+                return
+            if attempt == deps.max_attempts:
+                raise
+            from core.ratelimit import backoff_delay
+
+            deps.sleep(min(backoff_delay(attempt), 30.0))
+
+
+def _legacy_canceled(deps: SagaDeps, ref: UserRef, sub_id: str) -> bool:
+    try:
+        subs = deps.legacy.list_subscriptions(ref)
+    except TwinbillError:
+        return False
+    return any(s.id == sub_id and not s.status.billing for s in subs)
+
+
+def step_activate(deps: SagaDeps, mig: Migration) -> Result:
+    assert mig.import_id is not None
+    result = deps.new.activate_import(mig.import_id, idempotency_key=key_for(mig, "activate"))
+    subs = result.raw.get("subscriptions") or []
+    return {}, {
+        "status": result.status,
+        "next_renewals": {s.get("external_id"): s.get("next_renewal_at") for s in subs},
+    }
+
+
+def step_flip(deps: SagaDeps, mig: Migration) -> Result:
+    new_customer = None
+    try:
+        bundle = deps.new.get_bundle(mig.user_id)
+        new_customer = (bundle.get("customer") or {}).get("id")
+    except NotFound:
+        pass
+    with transaction(deps.sessions) as session:
+        route = session.get(Route, mig.user_id)
+        assert route is not None
+        if route.state != routing.NEW:
+            routing.transition(
+                session,
+                mig.user_id,
+                routing.NEW,
+                actor=ACTOR,
+                reason=f"migration {mig.id}",
+                cache=deps.cache,
+                system="new",
+                new_customer_id=new_customer,
+            )
+    return {}, {"new_customer_id": new_customer}
+
+
+def step_verify(deps: SagaDeps, mig: Migration) -> Result:
+    if deps.verifier is not None:
+        return {}, deps.verifier(mig, deps)
+    return {}, count_and_total_check(deps, mig)
+
+
+def count_and_total_check(deps: SagaDeps, mig: Migration) -> dict[str, Any]:
+    """Fallback verification: same number of records and same per-currency totals."""
+    payload = _payload(deps, mig)
+    new = deps.new.map_bundle(deps.new.get_bundle(mig.user_id))
+    counts_new = {
+        "subscriptions": len([s for s in new.subscriptions if s.legacy_id]),
+        "invoices": len([i for i in new.invoices if i.legacy_id]),
+        "payments": len([p for p in new.payments if p.legacy_id]),
+        "refunds": len([r for r in new.refunds if r.legacy_id]),
+    }
+    counts_old = {k: len(payload[k]) for k in counts_new}
+    paid_old = sum(i["amount_paid"] for i in payload["invoices"])
+    paid_new = sum(i.amount_paid for i in new.invoices if i.legacy_id)
+    clean = counts_old == counts_new and paid_old == paid_new
+    return {
+        "clean": clean,
+        "counts": counts_new,
+        "expected": counts_old,
+        "amount_paid": [paid_old, paid_new],
+    }
+
+
+def step_discard(deps: SagaDeps, mig: Migration) -> Result:
+    """Dry run only: the import proved the payload acceptable; now remove it."""
+    discard_import(deps, mig)
+    return {"import_id": None}, {"discarded": True}
+
+
+# -- helpers used by compensation and restarts -------------------------------------------
+
+
+def discard_import(deps: SagaDeps, mig: Migration) -> None:
+    mig = records.load(deps.sessions, mig.id)
+    if mig.import_id is None:
+        return
+    try:
+        deps.new.discard_import(mig.import_id, idempotency_key=f"{mig.id}:discard:{mig.import_id}")
+    except NotFound:
+        pass
+    except BackendRejected as exc:
+        if "active" in str(exc):
+            raise IllegalTransition(
+                f"import {mig.import_id} is already active; cannot compensate, continue forward"
+            ) from exc
+        raise
+
+
+def unlock(deps: SagaDeps, mig: Migration) -> None:
+    with transaction(deps.sessions) as session:
+        route = session.get(Route, mig.user_id)
+        if route is not None and route.state == routing.MIGRATING:
+            routing.transition(
+                session,
+                mig.user_id,
+                routing.LEGACY,
+                actor=ACTOR,
+                reason=f"migration {mig.id} compensated",
+                cache=deps.cache,
+            )
+
+
+def mark_failed(deps: SagaDeps, mig: Migration, *, reason: str) -> None:
+    with transaction(deps.sessions) as session:
+        route = session.get(Route, mig.user_id)
+        if route is not None and route.state == routing.MIGRATING:
+            routing.transition(
+                session,
+                mig.user_id,
+                routing.FAILED,
+                actor=ACTOR,
+                reason=reason[:500],
+                cache=deps.cache,
+            )
+
+
+def now() -> datetime:
+    return utcnow()

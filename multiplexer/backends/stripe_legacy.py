@@ -1,0 +1,391 @@
+"""The legacy system: Stripe Billing through the official SDK (the only module importing stripe).
+
+The client is built once by the composition root (``registry.build_legacy``) and
+passed in; nothing here touches the global ``stripe.api_key``. Every request goes
+through ``StripeCalls.call`` (stripe_transport): the throttle first (each page of a
+list counts), then the SDK, then the error translation into ``core.errors``.
+
+``dialect`` says which request parameters the server understands: ``"current"``
+(real Stripe at the SDK's pinned API version: Prices, ``proration_behavior``,
+customer balance transactions, ``paid_out_of_band``) or ``"localstripe"`` (the
+older Plans API: ``plan`` in items, ``prorate``, no balance transactions, no
+out-of-band payments; see docs/legacy-gaps.md). Reading does not depend on it:
+the mapping reads both generations of shapes.
+
+Idempotency: every write sends an ``idempotency_key``; a write made of several
+requests derives one key per step (``<key>:<step>``) so a retry replays each
+step. Stripe replays a saved *500* under the same key as well: a retried write
+that keeps failing that way must be re-read and retried under a fresh key by the
+caller (the migration engine does re-read-then-retry), not hammered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import stripe
+
+from core.canonical import (
+    BillingHistory,
+    Customer,
+    Invoice,
+    Payment,
+    Plan,
+    Refund,
+    RefundMode,
+    Subscription,
+)
+from core.errors import BackendRejected, NotFound
+from core.money import Money
+from multiplexer.backends.base import RawSnapshot, Throttle, UserRef, no_throttle
+from multiplexer.backends.stripe_fields import META_CURRENCY, META_REASON, META_USER
+from multiplexer.backends.stripe_mapping import (
+    customer_currency,
+    map_customer,
+    map_objects,
+    map_plan,
+    map_subscription,
+)
+from multiplexer.backends.stripe_offline import record_offline_payment, record_offline_refund
+from multiplexer.backends.stripe_payments import map_refund
+from multiplexer.backends.stripe_transport import Dialect, StripeCalls, to_plain
+
+STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+MIGRATION_META = "twinbill_migration"
+
+
+class StripeLegacyBackend:
+    """``LegacyBillingBackend`` over ``stripe.StripeClient``."""
+
+    name = "stripe"
+
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        throttle: Throttle = no_throttle,
+        *,
+        dialect: Dialect = "current",
+        page_size: int = 100,
+    ) -> None:
+        self.client = client
+        self.dialect = dialect
+        self._t = StripeCalls(client, throttle, page_size, dialect)
+
+    # -- plumbing --------------------------------------------------------------
+    def _customer_id(self, ref: UserRef) -> str:
+        if not ref.legacy_customer_id:
+            raise NotFound(f"user {ref.user_id!r} has no legacy customer id", backend=self.name)
+        return ref.legacy_customer_id
+
+    # -- reads -----------------------------------------------------------------
+    def snapshot(self, ref: UserRef) -> RawSnapshot:
+        """The customer's complete state, every page of every list, as plain dicts."""
+        cid = self._customer_id(ref)
+        return RawSnapshot(
+            user_id=ref.user_id, customer_id=cid, objects=self._t.fetch_snapshot(cid)
+        )
+
+    def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
+        return map_objects(snapshot.user_id, snapshot.objects)
+
+    def get_history(self, ref: UserRef) -> BillingHistory:
+        return self.map_snapshot(self.snapshot(ref))
+
+    def list_subscriptions(self, ref: UserRef) -> list[Subscription]:
+        return list(self.get_history(ref).subscriptions)
+
+    def list_invoices(self, ref: UserRef) -> list[Invoice]:
+        return list(self.get_history(ref).invoices)
+
+    def list_payments(self, ref: UserRef) -> list[Payment]:
+        return list(self.get_history(ref).payments)
+
+    def get_plan(self, plan_code: str) -> Plan:
+        return map_plan(
+            to_plain(
+                self._t.call(
+                    "retrieve plan",
+                    self.client.v1.plans.retrieve,
+                    plan_code,
+                    {"expand": ["product"]},
+                )
+            )
+        )
+
+    def iter_customers(self, page_size: int = 100) -> Iterator[Customer]:
+        params = {"expand": ["data.subscriptions"]} if self.dialect == "current" else {}
+        for cus in self._t.pages(
+            "list customers", self.client.v1.customers.list, params=params, page_size=page_size
+        ):
+            yield map_customer(cus)
+
+    # -- writes ------------------------------------------------------------------
+
+    def create_customer(
+        self,
+        user_id: str,
+        *,
+        email: str | None,
+        name: str | None,
+        currency: str,
+        idempotency_key: str,
+    ) -> Customer:
+        """Stripe customers have no settable currency: twinbill keeps it in metadata."""
+        params: dict[str, Any] = {"metadata": {META_USER: user_id, META_CURRENCY: currency.upper()}}
+        if email is not None:
+            params["email"] = email
+        if name is not None:
+            params["name"] = name
+        cus = self._t.write(
+            "create customer", self.client.v1.customers.create, key=idempotency_key, params=params
+        )
+        return map_customer(cus)
+
+    def _check_plan(self, customer: dict[str, Any], plan: Plan) -> str:
+        """Refuse a plan the catalogue does not hold as asked, or in another currency."""
+        try:
+            actual = self.get_plan(plan.id)
+        except NotFound as exc:
+            raise BackendRejected(
+                f"legacy has no plan {plan.id!r}",
+                backend=self.name,
+                status=exc.status,
+                field="plan",
+            ) from exc
+        mine = (actual.currency, actual.unit_amount, actual.interval, actual.interval_count)
+        asked = (plan.currency, plan.unit_amount, plan.interval, plan.interval_count)
+        if mine != asked:
+            raise BackendRejected(
+                f"plan {plan.id!r} is {mine} in legacy, caller asked {asked}",
+                backend=self.name,
+                field="plan",
+            )
+        cur = customer_currency(customer)
+        if plan.currency != cur:
+            raise BackendRejected(
+                f"plan {plan.id!r} is in {plan.currency}, customer {customer['id']} bills in {cur}",
+                backend=self.name,
+                field="currency",
+            )
+        return plan.id
+
+    def _item(self, code: str, **extra: Any) -> dict[str, Any]:
+        return {"plan" if self.dialect == "localstripe" else "price": code, **extra}
+
+    def create_subscription(
+        self,
+        ref: UserRef,
+        plan: Plan,
+        *,
+        quantity: int,
+        trial_days: int | None,
+        idempotency_key: str,
+    ) -> Subscription:
+        cid = self._customer_id(ref)
+        cus = to_plain(self._t.call("retrieve customer", self.client.v1.customers.retrieve, cid))
+        params: dict[str, Any] = {
+            "customer": cid,
+            "items": [self._item(self._check_plan(cus, plan), quantity=quantity)],
+        }
+        if trial_days:
+            params["trial_period_days"] = trial_days
+        sub = self._t.write(
+            "create subscription",
+            self.client.v1.subscriptions.create,
+            key=idempotency_key,
+            params=params,
+        )
+        return map_subscription(sub)
+
+    def change_plan(
+        self, ref: UserRef, subscription_id: str, plan: Plan, *, prorate: bool, idempotency_key: str
+    ) -> Subscription:
+        """With ``prorate`` the difference is invoiced (and charged) now.
+
+        Current API: ``proration_behavior=always_invoice``. localstripe only knows
+        ``prorate`` and leaves the credit pending, so the invoice is created and
+        paid explicitly (and ``prorate=False`` is ignored by it: see legacy-gaps).
+        """
+        v1 = self.client.v1
+        cid = self._customer_id(ref)
+        sub = to_plain(
+            self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
+        )
+        cus = to_plain(self._t.call("retrieve customer", v1.customers.retrieve, cid))
+        item_id = sub["items"]["data"][0]["id"]
+        params: dict[str, Any] = {"items": [self._item(self._check_plan(cus, plan), id=item_id)]}
+        if self.dialect == "localstripe":
+            params["prorate"] = prorate
+        else:
+            params["proration_behavior"] = "always_invoice" if prorate else "none"
+        updated = self._t.write(
+            "change plan",
+            v1.subscriptions.update,
+            subscription_id,
+            key=f"{idempotency_key}:update",
+            params=params,
+        )
+        if self.dialect == "localstripe" and prorate:
+            inv = self._t.write(
+                "invoice proration",
+                v1.invoices.create,
+                key=f"{idempotency_key}:invoice",
+                params={"customer": cid, "subscription": subscription_id},
+            )
+            if inv.get("status") == "draft":
+                self._t.write(
+                    "pay proration", v1.invoices.pay, inv["id"], key=f"{idempotency_key}:pay"
+                )
+            updated = to_plain(
+                self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
+            )
+        return map_subscription(updated)
+
+    def cancel_subscription(
+        self,
+        ref: UserRef,
+        subscription_id: str,
+        *,
+        at_period_end: bool,
+        refund: RefundMode,
+        idempotency_key: str,
+    ) -> Subscription:
+        v1 = self.client.v1
+        if refund is RefundMode.PRORATED:
+            raise BackendRejected(
+                "the legacy adapter cannot refund a prorated share on cancel",
+                backend=self.name,
+                field="refund",
+            )
+        if at_period_end:
+            if refund is not RefundMode.NONE:
+                raise BackendRejected(
+                    "no refund when cancelling at period end", backend=self.name, field="refund"
+                )
+            sub = self._t.write(
+                "cancel at period end",
+                v1.subscriptions.update,
+                subscription_id,
+                key=idempotency_key,
+                params={"cancel_at_period_end": True},
+            )
+            return map_subscription(sub)
+        if refund is RefundMode.LAST_PAYMENT:
+            self._refund_last_payment(ref, subscription_id, f"{idempotency_key}:refund")
+        sub = self._t.write(
+            "cancel subscription",
+            v1.subscriptions.cancel,
+            subscription_id,
+            key=f"{idempotency_key}:cancel",
+            params={"invoice_now": False, "prorate": False},
+        )
+        return map_subscription(sub)
+
+    def _refund_last_payment(self, ref: UserRef, subscription_id: str, key: str) -> None:
+        history = self.get_history(ref)
+        invoices = {i.id for i in history.invoices if i.subscription_id == subscription_id}
+        paid = [
+            p
+            for p in history.payments
+            if p.invoice_id in invoices and p.method == "card" and p.amount > p.amount_refunded
+        ]
+        if paid:
+            last = max(paid, key=lambda p: (p.paid_at, p.id))
+            self.refund_payment(ref, last.id, amount=None, reason="canceled", idempotency_key=key)
+
+    def cancel_for_migration(
+        self, ref: UserRef, subscription_id: str, *, migration_id: str, idempotency_key: str
+    ) -> Subscription:
+        """Cancel now, no proration, no refund; marked first so the webhook layer can
+        tell the resulting ``customer.subscription.deleted`` from a real cancellation.
+
+        Re-running after a crash is safe: an already canceled subscription is returned.
+        """
+        v1 = self.client.v1
+        sub = to_plain(
+            self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
+        )
+        if sub.get("status") in ("canceled", "incomplete_expired"):
+            return map_subscription(sub)
+        self._t.write(
+            "mark migration",
+            v1.subscriptions.update,
+            subscription_id,
+            key=f"{idempotency_key}:mark",
+            params={"metadata": {MIGRATION_META: migration_id}},
+        )
+        sub = self._t.write(
+            "cancel for migration",
+            v1.subscriptions.cancel,
+            subscription_id,
+            key=f"{idempotency_key}:cancel",
+            params={"invoice_now": False, "prorate": False},
+        )
+        return map_subscription(sub)
+
+    def refund_payment(
+        self,
+        ref: UserRef,
+        payment_id: str,
+        *,
+        amount: Money | None,
+        reason: str | None,
+        idempotency_key: str,
+    ) -> Refund:
+        params: dict[str, Any] = {"charge": payment_id}
+        if amount is not None:
+            params["amount"] = amount.amount
+        if reason:
+            params["metadata"] = {META_REASON: reason}
+            if reason in STRIPE_REFUND_REASONS and self.dialect == "current":
+                params["reason"] = reason
+        rf = self._t.write(
+            "refund payment", self.client.v1.refunds.create, key=idempotency_key, params=params
+        )
+        return map_refund(rf)
+
+    def record_offline_payment(
+        self,
+        ref: UserRef,
+        amount: Money,
+        *,
+        reference: str,
+        paid_at: datetime,
+        invoice_id: str | None,
+        note: str | None,
+        idempotency_key: str,
+    ) -> Payment:
+        return record_offline_payment(
+            self._t,
+            self._customer_id(ref),
+            amount,
+            reference=reference,
+            paid_at=paid_at,
+            invoice_id=invoice_id,
+            note=note,
+            idempotency_key=idempotency_key,
+        )
+
+    def record_offline_refund(
+        self,
+        ref: UserRef,
+        amount: Money,
+        *,
+        reference: str,
+        refunded_at: datetime,
+        payment_id: str | None,
+        reason: str | None,
+        idempotency_key: str,
+    ) -> Refund:
+        return record_offline_refund(
+            self._t,
+            self._customer_id(ref),
+            amount,
+            reference=reference,
+            refunded_at=refunded_at,
+            payment_id=payment_id,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )

@@ -1,0 +1,181 @@
+"""Talking to Stripe: throttle, SDK call, error translation, paging, snapshot fetch.
+
+Split from ``stripe_legacy`` so the backend reads as billing operations. Still
+the only place (with ``stripe_legacy``) that imports ``stripe``.
+
+Stripe replays a saved *500* under the same idempotency key: a write that keeps
+failing that way must be re-read and retried under a fresh key by the caller
+(the migration engine's re-read-then-retry), never hammered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import stripe
+
+from core.errors import BackendError, BackendRejected, BackendUnavailable, NotFound, RateLimited
+from multiplexer.backends.base import Throttle
+
+Dialect = Literal["current", "localstripe"]
+
+
+def translate(exc: stripe.StripeError, what: str) -> BackendError:
+    """Stripe SDK error -> twinbill error, keeping status, code and retry hints."""
+    status = exc.http_status
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    should_retry = headers.get("stripe-should-retry")
+    ctx: dict[str, Any] = {
+        "backend": "stripe",
+        "status": status,
+        "code": exc.code,
+        "request_id": exc.request_id,
+        "stripe_should_retry": should_retry,
+    }
+    message = f"legacy {what}: {exc.user_message or str(exc) or type(exc).__name__}"
+    if isinstance(exc, stripe.RateLimitError) or status == 429:
+        try:
+            retry_after = float(headers.get("retry-after", 1.0))
+        except ValueError:
+            retry_after = 1.0
+        return RateLimited(message, retry_after=retry_after, **ctx)
+    if isinstance(exc, stripe.APIConnectionError) or status is None or status >= 500:
+        return BackendUnavailable(message, **ctx)
+    if should_retry == "true":  # e.g. 409 lock_timeout: Stripe says trying again helps
+        return BackendUnavailable(message, **ctx)
+    if status == 404:
+        return NotFound(message, **ctx)
+    return BackendRejected(message, param=getattr(exc, "param", None), **ctx)
+
+
+def to_plain(obj: Any) -> dict[str, Any]:
+    """stripe 16 objects are not dicts: JSON-ready plain data, recursively."""
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+class StripeCalls:
+    """One client, one throttle: every request, every page, goes through ``call``."""
+
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        throttle: Throttle,
+        page_size: int = 100,
+        dialect: Dialect = "current",
+    ) -> None:
+        self.client = client
+        self.throttle = throttle
+        self.page_size = page_size
+        self.dialect = dialect
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.throttle()
+        try:
+            return fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            raise translate(exc, what) from exc
+
+    def write(
+        self,
+        what: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        key: str,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return to_plain(self.call(what, fn, *args, params or {}, {"idempotency_key": key}))
+
+    def pages(
+        self,
+        what: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        params: dict[str, Any] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every page, one throttled request each (not ``auto_paging_iter``: it can't throttle)."""
+        base = dict(params or {}, limit=page_size or self.page_size)
+        after: str | None = None
+        while True:
+            query = dict(base, starting_after=after) if after else base
+            page = to_plain(self.call(what, fn, *args, query))
+            data = page.get("data") or []
+            yield from data
+            if not page.get("has_more") or not data:
+                return
+            after = data[-1]["id"]
+
+    def fetch_snapshot(self, cid: str) -> dict[str, Any]:
+        v1 = self.client.v1
+        customer = to_plain(self.call("retrieve customer", v1.customers.retrieve, cid))
+        current = self.dialect == "current"
+        subs = list(
+            self.pages(
+                "list subscriptions",
+                v1.subscriptions.list,
+                params={
+                    "customer": cid,
+                    "status": "all",
+                    **({"expand": ["data.discounts.source.coupon"]} if current else {}),
+                },
+            )
+        )
+        for sub in subs:
+            if (sub.get("items") or {}).get("has_more"):
+                sub["items"] = {
+                    "object": "list",
+                    "has_more": False,
+                    "data": list(
+                        self.pages(
+                            "list subscription items",
+                            v1.subscription_items.list,
+                            params={"subscription": sub["id"]},
+                        )
+                    ),
+                }
+        invoices = list(
+            self.pages(
+                "list invoices",
+                v1.invoices.list,
+                params={"customer": cid, **({"expand": ["data.payments"]} if current else {})},
+            )
+        )
+        for inv in invoices:
+            if (inv.get("lines") or {}).get("has_more"):
+                inv["lines"] = {
+                    "object": "list",
+                    "has_more": False,
+                    "data": list(
+                        self.pages("list invoice lines", v1.invoices.line_items.list, inv["id"])
+                    ),
+                }
+        charges = list(
+            self.pages(
+                "list charges",
+                v1.charges.list,
+                params={"customer": cid, **({"expand": ["data.refunds"]} if current else {})},
+            )
+        )
+        refunds: list[dict[str, Any]] = []
+        for ch in charges:
+            if (ch.get("refunds") or {}).get("has_more") or "refunds" not in ch:
+                refunds += self.pages("list refunds", v1.refunds.list, params={"charge": ch["id"]})
+        objects: dict[str, Any] = {
+            "customer": customer,
+            "subscriptions": subs,
+            "invoices": invoices,
+            "charges": charges,
+            "refunds": refunds,
+            "plans": {
+                it["plan"]["id"]: it["plan"]
+                for s in subs
+                for it in (s.get("items") or {}).get("data", [])
+                if it.get("plan")
+            },
+        }
+        if current:
+            objects["balance_transactions"] = list(
+                self.pages("list balance transactions", v1.customers.balance_transactions.list, cid)
+            )
+        return objects

@@ -1,0 +1,152 @@
+"""The saga's promises, on in-memory billing systems: one transaction across two systems."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.canonical import InvoiceStatus, SubscriptionStatus
+from core.errors import BackendRejected, BackendUnavailable, RateLimited
+from migration import records, saga, services
+from migration.records import steps_of
+
+
+class Crash(BaseException):
+    """A worker killed mid-step: not an Exception, nothing catches it."""
+
+
+def _fail_on(backend, method: str, exc: BaseException, times: int = 1):
+    original = getattr(backend, method)
+    left = {"n": times}
+
+    def wrapper(*args, **kwargs):
+        if left["n"] > 0:
+            left["n"] -= 1
+            raise exc
+        return original(*args, **kwargs)
+
+    setattr(backend, method, wrapper)
+
+
+def _billing(backend, user_id="u1"):
+    from multiplexer.backends.base import UserRef
+
+    return [s for s in backend.list_subscriptions(UserRef(user_id)) if s.status.billing]
+
+
+def test_happy_path_moves_the_user_and_bills_once(world):
+    world.user()
+    mig = services.migrate_user(world.deps, "u1")
+    assert mig.status == "succeeded"
+    assert (world.route().state, world.route().system) == ("new", "new")
+    assert _billing(world.legacy) == []  # legacy no longer bills
+    assert [i.status for i in world.new.imports.values()] == ["active"]
+    with world.sessions() as s:
+        done = [r.step for r in steps_of(s, mig.id) if r.outcome == "ok"]
+    assert done == list(saga.ORDER)
+
+
+@pytest.mark.parametrize(
+    ("backend", "method"),
+    [
+        ("new", "create_import"),
+        ("legacy", "cancel_for_migration"),
+        ("new", "activate_import"),
+        ("new", "get_bundle"),
+    ],
+)
+def test_a_worker_killed_at_any_step_is_finished_by_the_next_run(world, backend, method):
+    world.user()
+    mig_id = records.create(world.sessions, "u1")
+    _fail_on(getattr(world, backend), method, Crash())
+    with pytest.raises(Crash):
+        saga.run(world.deps, mig_id)
+    world.deps.stale_after = 0  # the reaper's view: the heartbeat is stale now
+    assert saga.run(world.deps, mig_id).status == "succeeded"
+    assert world.route().state == "new"
+    assert _billing(world.legacy) == []
+    assert [i.status for i in world.new.imports.values()] == ["active"]  # imported once
+
+
+def test_failure_before_the_pivot_is_compensated(world):
+    world.user()
+    _fail_on(world.new, "create_import", BackendRejected("bad payload", backend="new"))
+    mig = services.migrate_user(world.deps, "u1")
+    assert (mig.status, mig.error_kind) == ("compensated", "data")
+    assert world.route().state == "legacy"
+    assert len(_billing(world.legacy)) == 1  # untouched on legacy
+    assert all(i.status != "active" for i in world.new.imports.values())
+
+
+def test_failure_after_the_pivot_never_routes_back_and_pages(world):
+    world.user()
+    _fail_on(world.new, "activate_import", BackendUnavailable("down", backend="new"), times=99)
+    mig = services.migrate_user(world.deps, "u1")
+    assert mig.status == "failed" and mig.pivoted
+    assert world.route().state == "failed"
+    assert _billing(world.legacy) == []
+    assert world.pages and "failed after the legacy cancel" in world.pages[0]
+    world.new.activate_import = type(world.new).activate_import.__get__(world.new)
+    assert services.resume_user(world.deps, "u1").status == "succeeded"
+    assert world.route().state == "new"
+
+
+def test_transient_errors_are_retried_within_the_step(world):
+    world.user()
+    _fail_on(
+        world.new, "create_import", RateLimited("slow down", retry_after=1, backend="new"), times=2
+    )
+    assert services.migrate_user(world.deps, "u1").status == "succeeded"
+
+
+def test_open_invoice_defers_without_locking(world):
+    ref = world.user()
+    inv = next(iter(world.legacy.invoices.values()))
+    world.legacy.invoices[inv.id] = inv.model_copy(
+        update={"status": InvoiceStatus.OPEN, "amount_due": 999, "amount_paid": 0}
+    )
+    mig = services.migrate_user(world.deps, ref.user_id)
+    assert mig.status == "deferred" and "open invoice" in mig.defer_reason
+    assert world.route().state == "legacy" and world.route().version == 1
+
+
+def test_dry_run_changes_nothing(world):
+    world.user()
+    mig = services.migrate_user(world.deps, "u1", dry_run=True)
+    assert mig.status == "dry_run"
+    assert world.route().state == "legacy" and world.route().version == 1
+    assert len(_billing(world.legacy)) == 1
+    assert [i.status for i in world.new.imports.values()] == ["discarded"]
+
+
+def test_legacy_change_after_snapshot_restarts_from_fetch(world):
+    ref = world.user()
+    original = world.new.create_import
+
+    def import_then_change(payload, *, idempotency_key):
+        result = original(payload, idempotency_key=idempotency_key)
+        if len(world.new.imports) == 1:  # someone writes to legacy behind our back
+            sub = next(iter(world.legacy.subs.values()))
+            world.legacy.subs[sub.id] = sub.model_copy(update={"cancel_at_period_end": True})
+        return result
+
+    world.new.create_import = import_then_change
+    mig = services.migrate_user(world.deps, ref.user_id)
+    assert mig.status == "succeeded" and mig.generation == 2
+    assert sorted(i.status for i in world.new.imports.values()) == ["active", "discarded"]
+
+
+def test_one_migration_per_user_at_a_time(world):
+    world.user()
+    first = records.create(world.sessions, "u1")
+    assert records.create(world.sessions, "u1") == first
+
+
+def test_a_live_lease_is_respected(world):
+    world.user()
+    mig_id = records.create(world.sessions, "u1")
+    assert records.claim(world.sessions, mig_id, "worker-a", stale_after=120) is not None
+    assert records.claim(world.sessions, mig_id, "worker-b", stale_after=120) is None
+
+
+def test_unknown_subscription_status_is_not_billing():
+    assert not SubscriptionStatus.CANCELED.billing
