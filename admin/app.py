@@ -10,6 +10,7 @@ from core.errors import TwinbillError
 from multiplexer.bootstrap import MuxContext
 from multiplexer.gateway import router as gateway_router
 from multiplexer.http import BodySizeLimit, error_body, error_response
+from multiplexer.webhooks.router import build_router as build_webhooks_router
 
 
 def create_app(ctx: MuxContext) -> FastAPI:
@@ -40,10 +41,5 @@ def create_app(ctx: MuxContext) -> FastAPI:
         return {"ok": True}
 
     app.include_router(gateway_router)
-    try:
-        from multiplexer.webhooks.router import router as webhooks_router
-    except ImportError:  # pragma: no cover - until the webhooks package lands
-        webhooks_router = None
-    if webhooks_router is not None:
-        app.include_router(webhooks_router)
+    app.include_router(build_webhooks_router())
     return app

@@ -52,7 +52,7 @@ class DemoResult:
 
     @property
     def ok(self) -> bool:
-        every_user_settled = all(c.failed == 0 for c in self.cohorts)
+        every_user_settled = all(c.failed == 0 and c.status == "done" for c in self.cohorts)
         clean = self.reconciliation is None or bool(self.reconciliation.get("clean"))
         return every_user_settled and not self.lost and clean
 
@@ -164,6 +164,11 @@ def _run(
     runtime.configure(deps)
 
     app = create_celery(settings, ("migration.tasks", "multiplexer.tasks"))
+    runtime.configure(app=app)
+    ctx.extras["celery"] = app
+    from multiplexer.tasks import bind_context
+
+    bind_context(app, lambda: ctx)
     with ctx.sessions() as session:
         plan = plan_cohorts(cohorts.candidates(session))
     with embedded_worker(app, concurrency=4):

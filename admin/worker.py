@@ -13,7 +13,7 @@ from celery import Celery
 from core.queue import create_celery
 from core.settings import get_settings
 
-TASK_MODULES = ("migration.tasks", "multiplexer.tasks", "reconciler.tasks")
+TASK_MODULES = ("migration.tasks", "multiplexer.tasks")
 
 BEAT_SCHEDULE = {
     "reap-stale-migrations": {"task": "twinbill.reap", "schedule": 30.0},
@@ -23,8 +23,11 @@ BEAT_SCHEDULE = {
 
 
 def make_app() -> Celery:
+    from migration import runtime
+
     app = create_celery(get_settings(), TASK_MODULES)
     app.conf.beat_schedule = BEAT_SCHEDULE
+    runtime.configure(app=app)
     return app
 
 

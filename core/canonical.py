@@ -182,9 +182,11 @@ class Invoice(_Priced):
     tax: int = Field(default=0, ge=0)
     total: int
     amount_paid: int = Field(default=0, ge=0)
-    amount_due: int = Field(default=0, ge=0)
+    amount_due: int = Field(default=0, ge=0)  # still owed (Stripe: amount_remaining)
+    balance_applied: int = Field(default=0, ge=0)  # customer credit that settled part of it
     paid_out_of_band: bool = False
     lines: tuple[InvoiceLine, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict)
 
     @property
     def money_total(self) -> Money:

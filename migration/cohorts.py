@@ -288,13 +288,25 @@ def _reason_class(reason: str | None) -> str:
 
 
 def check_halt(sessions: sessionmaker[Session], name: str) -> str | None:
-    """Halt the cohort if its failure rate crossed the threshold; returns the reason."""
+    """Halt the cohort if its failure rate or its reconciliation diff rate crossed the
+    threshold; returns the reason."""
+    from reconciler.services import diff_rate
+
     with sessions() as session:
         p = progress(session, name)
-    failed = p.by_status.get("failed", 0)
-    if p.status != "running" or failed < MIN_SAMPLE_FOR_HALT:
+        checked, with_diffs = diff_rate(session, name, p.started_at or utcnow())
+    if p.status != "running":
         return None
-    if p.failure_rate * 10_000 <= p.halt_at_bp:
+    if with_diffs and with_diffs * 10_000 > checked * p.halt_at_bp:
+        reason = (
+            f"reconciliation found differences for {with_diffs} of {checked} migrated "
+            f"users ({with_diffs / checked:.1%} > {p.halt_at_bp / 100:.1f}%): run "
+            f"`twinbill reconcile --cohort {name} --format html` and read the diff"
+        )
+        set_status(sessions, name, "halted", actor="system:cohort", reason=reason)
+        return reason
+    failed = p.by_status.get("failed", 0)
+    if failed < MIN_SAMPLE_FOR_HALT or p.failure_rate * 10_000 <= p.halt_at_bp:
         return None
     kinds = ", ".join(f"{k}: {v}" for k, v in sorted(p.failures_by_kind.items()))
     reason = (

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import threading
 
+from celery import Celery
+
 from core.settings import get_settings
 from migration.bootstrap import saga_deps
 from migration.saga import SagaDeps
 
 _lock = threading.Lock()
 _deps: SagaDeps | None = None
+_app: Celery | None = None
 
 
-def configure(deps: SagaDeps) -> None:
-    """Let an embedding process (the demo, tests) hand workers its own context."""
-    global _deps
-    _deps = deps
+def configure(deps: SagaDeps | None = None, app: Celery | None = None) -> None:
+    """Let an embedding process (the demo, tests, the web app) hand over its context and
+    its Celery app. The app must be explicit: Celery's "current app" is per thread, so a
+    web request thread would otherwise enqueue on Celery's default (amqp) app."""
+    global _deps, _app
+    if deps is not None:
+        _deps = deps
+    if app is not None:
+        _app = app
 
 
 def deps() -> SagaDeps:
@@ -37,6 +45,9 @@ def _default_verifier():  # type: ignore[no-untyped-def]
 
 
 def enqueue(migration_id: str) -> None:
+    if _app is not None:
+        _app.send_task("twinbill.migrate", args=(migration_id,))
+        return
     from migration.tasks import migrate
 
-    migrate.apply_async((migration_id,), countdown=0)
+    migrate.apply_async((migration_id,))

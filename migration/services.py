@@ -139,6 +139,34 @@ def run_member(deps: SagaDeps, migration_id: str) -> Migration | None:
     return result
 
 
+def reconcile_recent(
+    deps: SagaDeps, *, within: timedelta = timedelta(days=1), sample: int = 50
+) -> dict[str, int]:
+    """Continuous reconciliation (beat): recently migrated users plus a rolling sample of
+    the rest; a running cohort whose diff rate crosses its threshold halts."""
+    from migration import verify
+
+    users = verify.recent_migrations(deps.sessions, within=within, sample=sample)
+    if not users:
+        return {"checked": 0, "with_differences": 0, "halted": 0}
+    with deps.sessions() as session:
+        migs = verify.last_success(session, users)
+    scope = verify.Scope("users", None, sorted(migs), migs)
+    report = verify.reconcile(
+        deps.sessions, deps.legacy, deps.new, scope, created_by="system:beat", refetch=True
+    )
+    halted = 0
+    with deps.sessions() as session:
+        running = list(session.scalars(sa.select(Cohort.name).where(Cohort.status == "running")))
+    for name in running:
+        halted += bool(cohorts.check_halt(deps.sessions, name))
+    return {
+        "checked": report.summary.users_checked,
+        "with_differences": report.summary.users_with_differences,
+        "halted": halted,
+    }
+
+
 def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
     """Find migrations whose worker died (stale heartbeat) or whose task was lost, and
     deferred users whose wait is over; hand them back to a worker."""

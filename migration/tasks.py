@@ -22,3 +22,8 @@ def migrate(migration_id: str) -> None:
 @shared_task(name="twinbill.reap", ignore_result=True)
 def reap() -> None:
     services.reap(runtime.deps(), runtime.enqueue)
+
+
+@shared_task(name="twinbill.reconcile_recent", ignore_result=True)
+def reconcile_recent() -> None:
+    services.reconcile_recent(runtime.deps())

@@ -104,7 +104,9 @@ def _invoice(inv: Invoice) -> dict[str, Any]:
         "total": inv.total,
         "amount_paid": inv.amount_paid,
         "amount_due": inv.amount_due,
+        "balance_applied": inv.balance_applied,
         "paid_out_of_band": inv.paid_out_of_band,
+        "metadata": dict(inv.metadata),
         "lines": [
             {
                 "external_id": line.id,
@@ -264,6 +266,7 @@ def _bug_zero_decimal(h: BillingHistory) -> BillingHistory:
                 "total": i.total * 100,
                 "amount_paid": i.amount_paid * 100,
                 "amount_due": i.amount_due * 100,
+                "balance_applied": i.balance_applied * 100,
                 "discount_total": i.discount_total * 100,
                 "tax": i.tax * 100,
                 "lines": tuple(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from admin.cli import db, migrate, routes, sandbox
+from admin.cli import db, migrate, reconcile, routes, sandbox
 
 app = typer.Typer(
     name="twinbill",
@@ -24,6 +24,7 @@ app.command("serve")(routes.serve)
 app.add_typer(migrate.cohort, name="cohort")
 app.command("migrate")(migrate.migrate)
 app.command("demo")(migrate.demo)
+app.command("reconcile")(reconcile.reconcile)
 app.command("worker")(migrate.worker)
 app.command("beat")(migrate.beat)
 

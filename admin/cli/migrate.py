@@ -160,6 +160,7 @@ def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool) -> Non
     from core.queue import create_celery, embedded_worker
 
     app = create_celery(settings, TASK_MODULES)
+    runtime.configure(app=app)
     with embedded_worker(app):
         n = services.start_cohort(
             deps, name, runtime.enqueue, actor=ACTOR, retry_failed=retry_failed
@@ -344,11 +345,15 @@ def demo(
     for path in result.report_paths:
         console.print(f"report: {path}")
     if result.reconciliation is not None:
-        clean = result.reconciliation.get("clean")
-        console.print(
-            "reconciliation: "
-            + ("[green]clean[/]" if clean else f"[red]{result.reconciliation.get('summary')}[/]")
+        s = result.reconciliation["summary"]
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(s.get("by_kind", {}).items()))
+        invariants = ", ".join(f"{k}: {v}" for k, v in sorted(s.get("by_invariant", {}).items()))
+        verdict = (
+            "[green]clean[/]"
+            if result.reconciliation.get("clean")
+            else f"[red]{s['users_with_differences']} with differences[/] ({kinds}) {invariants}"
         )
+        console.print(f"reconciliation of {s['users_checked']} migrated users: {verdict}")
     if not result.ok:
         raise typer.Exit(EXIT_FOUND)
     console.print(

@@ -184,6 +184,7 @@ def map_invoice(obj: Obj) -> Invoice:
         k: _get(obj, k, record, int)
         for k in ("subtotal", "discount_total", "tax", "total", "amount_paid", "amount_due")
     }
+    ints["balance_applied"] = _get(obj, "balance_applied", record, int, optional=True) or 0
     return _build(
         Invoice,
         record,
@@ -199,6 +200,7 @@ def map_invoice(obj: Obj) -> Invoice:
         due_at=_ts(obj, "due_at", record, optional=True),
         paid_at=_ts(obj, "paid_at", record, optional=True),
         paid_out_of_band=_get(obj, "paid_out_of_band", record, bool),
+        metadata=_meta(obj, record),
         lines=tuple(map_line(li) for li in _get(obj, "lines", record, list)),
     )
 

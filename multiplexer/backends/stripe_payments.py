@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.canonical import Invoice, InvoiceLine, InvoiceStatus, Payment, PaymentStatus, Refund
+from core.errors import TransformError
 from multiplexer.backends.stripe_fields import (
     META_INVOICE,
     META_OFFLINE_PAYMENT,
@@ -89,6 +90,29 @@ def remaining_due(inv: Obj) -> int:
     return max(amount(inv, "amount_due", default=0) - amount(inv, "amount_paid", default=0), 0)
 
 
+def balance_applied(inv: Obj, expected_total: int) -> int:
+    """Customer credit that settled part of the invoice.
+
+    Current Stripe keeps ``total`` = subtotal - discounts + tax and lowers
+    ``amount_due`` by the credit; localstripe lowers ``total`` itself (and flips the
+    sign of ``starting_balance``). Both come out as the same canonical invoice:
+    ``total`` is the invoice's value, ``balance_applied`` the credit used.
+    """
+    stripe_total = amount(inv, "total")
+    if stripe_total != expected_total:  # localstripe: credit taken off the total
+        applied = expected_total - stripe_total
+        if applied < 0 or not inv.get("starting_balance"):
+            raise TransformError(
+                f"total {stripe_total} != subtotal - discounts + tax = {expected_total} and no "
+                "customer balance explains it",
+                record=rid(inv),
+                field="total",
+            )
+        return applied
+    due = amount(inv, "amount_due", default=0)
+    return max(stripe_total - due, 0) if stripe_total > 0 else 0
+
+
 def map_invoice(inv: Obj) -> Invoice:
     """Not mapped: ``starting_balance``/``ending_balance`` (customer credit shows up in
     ``total`` vs ``subtotal`` and in the customer balance), hosted URLs, tax details
@@ -97,6 +121,8 @@ def map_invoice(inv: Obj) -> Invoice:
     tax = inv["tax"] if inv.get("tax") is not None else _sum(inv.get("total_taxes"))
     discount_total = _sum(inv.get("total_discount_amounts"))
     transitions = inv.get("status_transitions") or {}
+    expected_total = amount(inv, "subtotal") - discount_total + tax
+    applied = balance_applied(inv, expected_total)
     return build(
         Invoice,
         record,
@@ -114,10 +140,12 @@ def map_invoice(inv: Obj) -> Invoice:
         subtotal=amount(inv, "subtotal"),
         discount_total=discount_total,
         tax=tax,
-        total=amount(inv, "total"),
+        total=expected_total,
         amount_paid=amount(inv, "amount_paid", default=0),
         amount_due=remaining_due(inv),
+        balance_applied=applied,
         paid_out_of_band=bool(inv.get("paid_out_of_band")),
+        metadata=metadata(inv),
         lines=tuple(map_line(li) for li in list_data(inv, "lines", record)),
     )
 

@@ -161,8 +161,18 @@ class StripeCalls:
         for ch in charges:
             if (ch.get("refunds") or {}).get("has_more") or "refunds" not in ch:
                 refunds += self.pages("list refunds", v1.refunds.list, params={"charge": ch["id"]})
+        # one-off items waiting for the next invoice: canceling the subscription would drop
+        # them, so preflight defers such users (filtered here: localstripe has no `pending`)
+        pending = [
+            item
+            for item in self.pages(
+                "list invoice items", v1.invoice_items.list, params={"customer": cid}
+            )
+            if not item.get("invoice")
+        ]
         objects: dict[str, Any] = {
             "customer": customer,
+            "pending_invoice_items": pending,
             "subscriptions": subs,
             "invoices": invoices,
             "charges": charges,

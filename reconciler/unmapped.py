@@ -1,0 +1,337 @@
+"""Raw legacy fields that no mapping reads: the silent "forgot a field" bug.
+
+``KNOWN_LEGACY_FIELDS`` declares, per legacy (Stripe) object type, every raw
+field path the legacy mapping reads, every path it deliberately ignores (with a
+reason), and values that carry no information (a field at its declared default
+is not worth a report). Any other non-empty field found in a raw snapshot is
+reported as ``unmapped_field``, naming the object and the dotted path.
+
+Paths are dotted for nested plain objects (``status_transitions.paid_at``). A
+nested object that carries its own ``"object"`` tag (an expanded reference, a
+list of items) is checked against its own type's entry. A declared path covers
+everything under it. This table is the contract with the legacy adapter's
+``map_snapshot``: when the mapping starts (or stops) reading a field, move it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.findings import Difference, DiffKind
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFields:
+    read: frozenset[str]
+    ignored: Mapping[str, str] = field(default_factory=dict)  # path -> reason
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # path -> uninformative value
+    rest: str = ""  # when set: every other field is ignored for this reason
+
+    def declares(self, path: str) -> bool:
+        return bool(self.rest) or path in self.read or path in self.ignored
+
+
+def _known(
+    read: str,
+    ignored: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    rest: str = "",
+) -> KnownFields:
+    base = {
+        "object": "the type tag itself",
+        "livemode": "test/live flag of the legacy account, not user data",
+    }
+    return KnownFields(frozenset(read.split()), {**base, **(ignored or {})}, defaults or {}, rest)
+
+
+def _same(reason: str, paths: str) -> dict[str, str]:
+    return dict.fromkeys(paths.split(), reason)
+
+
+_NO_PAYMENT_METADATA = (
+    "not in the new service's contract: payments and refunds carry no metadata there "
+    "(docs/legacy-gaps.md, contract gaps)"
+)
+_CUSTOMER_KEPT = "stays on the Stripe customer, which is kept (card payments still flow through it)"
+_LEGACY_DOCS = "legacy-hosted documents and receipts; the new system renders its own"
+_CATALOGUE = "catalogue state of the legacy product setup, not of this user's billing"
+_DUNNING = "the legacy system's dunning state; the new system runs its own collection"
+_PROCESSOR = "processor-side detail that stays in Stripe with the charge"
+_BACKPOINTER = "back-pointer to a parent object the snapshot already places"
+_CHARGE_AUTO = {"collection_method": "charge_automatically", "billing": "charge_automatically"}
+
+KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
+    "customer": _known(
+        "id email name currency balance account_balance default_source sources "
+        "invoice_settings.default_payment_method metadata created discount",
+        {
+            "description": "free-text staff note of the legacy dashboard",
+            "subscriptions": "expanded copy; subscriptions are fetched and migrated themselves",
+            "phone": _CUSTOMER_KEPT,
+            "address": _CUSTOMER_KEPT,
+            "shipping": _CUSTOMER_KEPT,
+            "tax_ids": _CUSTOMER_KEPT,
+            "business_vat_id": _CUSTOMER_KEPT,
+            "preferred_locales": "language of legacy-sent emails; the new system sends none",
+            "delinquent": "derived from unpaid invoices, which are migrated themselves",
+            "invoice_prefix": "numbering of legacy invoices; migrated invoices keep their number",
+            "next_invoice_sequence": "numbering of legacy invoices",
+            "invoice_settings.custom_fields": _LEGACY_DOCS,
+            "invoice_settings.footer": _LEGACY_DOCS,
+            "invoice_settings.rendering_options": _LEGACY_DOCS,
+        },
+        {"tax_exempt": "none"},
+    ),
+    "subscription": _known(
+        "id customer status currency created start_date current_period_start "
+        "current_period_end trial_start trial_end cancel_at_period_end canceled_at ended_at "
+        "items metadata discount",
+        {
+            "plan": "single-plan shorthand: duplicates items.data[0].plan, which is read",
+            "quantity": "single-plan shorthand: duplicates items.data[0].quantity",
+            "latest_invoice": "a pointer; invoices are migrated themselves",
+            "billing_cycle_anchor": "implied by current_period_end, which is migrated",
+            "trial_period_days": "creation parameter; the resulting trial dates are migrated",
+            "trial_from_plan": "creation parameter; the resulting trial dates are migrated",
+            "_enable_incomplete_payments": "localstripe-internal flag",
+        },
+        _CHARGE_AUTO,
+    ),
+    "subscription_item": _known(
+        "id plan price quantity",
+        {
+            "created": "the subscription's created is migrated",
+            "subscription": _BACKPOINTER,
+            "invoice": "localstripe-only link to the item's first invoice; invoices are migrated",
+        },
+    ),
+    "plan": _known(
+        "id amount currency interval interval_count product name",
+        {
+            "created": _CATALOGUE,
+            "active": _CATALOGUE,
+            "nickname": _CATALOGUE,
+            "metadata": _CATALOGUE,
+            "amount_decimal": "string twin of amount",
+            "trial_period_days": "creation default; subscriptions carry their own trial dates",
+        },
+        {"usage_type": "licensed", "billing_scheme": "per_unit"},
+    ),
+    "price": _known(
+        "id unit_amount currency recurring.interval recurring.interval_count product",
+        {
+            "created": _CATALOGUE,
+            "active": _CATALOGUE,
+            "nickname": _CATALOGUE,
+            "metadata": _CATALOGUE,
+            "lookup_key": _CATALOGUE,
+            "unit_amount_decimal": "string twin of unit_amount",
+        },
+        {
+            "type": "recurring",
+            "billing_scheme": "per_unit",
+            "recurring.usage_type": "licensed",
+            "tax_behavior": "unspecified",
+        },
+    ),
+    "product": _known(
+        "id name",
+        _same(
+            _CATALOGUE,
+            "created updated active description caption attributes images metadata "
+            "shippable statement_descriptor type url unit_label package_dimensions",
+        ),
+    ),
+    "discount": _known(
+        "id coupon start end subscription",
+        {
+            "customer": "implied by the snapshot's owner",
+            "promotion_code": "how the coupon was redeemed; the coupon itself is migrated",
+            "invoice": _BACKPOINTER,
+            "invoice_item": _BACKPOINTER,
+            "checkout_session": "how the coupon was redeemed",
+        },
+    ),
+    "coupon": _known(
+        "id percent_off amount_off currency duration duration_in_months",
+        _same(_CATALOGUE, "created name metadata max_redemptions redeem_by times_redeemed valid"),
+    ),
+    "invoice": _known(
+        "id number customer subscription status currency created date period_start period_end "
+        "due_date status_transitions.paid_at subtotal total tax amount_paid amount_due "
+        "amount_remaining starting_balance paid_out_of_band lines total_discount_amounts "
+        "parent.type parent.subscription_details.subscription metadata "
+        "discount discounts paid",
+        {
+            "customer_email": "copy of the customer's email",
+            "customer_name": "copy of the customer's name",
+            "status_transitions.finalized_at": "status history; the current status is migrated",
+            "status_transitions.marked_uncollectible_at": "status history",
+            "status_transitions.voided_at": "status history",
+            "attempt_count": _DUNNING,
+            "attempted": _DUNNING,
+            "next_payment_attempt": _DUNNING,
+            "auto_advance": _DUNNING,
+            "webhooks_delivered_at": _DUNNING,
+            "billing_reason": "why the legacy system cut the invoice",
+            "hosted_invoice_url": _LEGACY_DOCS,
+            "invoice_pdf": _LEGACY_DOCS,
+            "receipt_number": _LEGACY_DOCS,
+            "statement_descriptor": _LEGACY_DOCS,
+            "payment_intent": "the payment points at the invoice, not the reverse",
+            "charge": "the payment points at the invoice, not the reverse",
+            "ending_balance": "customer balance is migrated on the customer",
+            "subtotal_excluding_tax": "derived: subtotal minus tax",
+            "total_excluding_tax": "derived: total minus tax",
+            "_draft": "localstripe-internal flag",
+            "_voided": "localstripe-internal flag",
+        },
+        {
+            **_CHARGE_AUTO,
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
+            "application_fee": None,
+        },
+    ),
+    "line_item": _known(
+        "id amount description quantity period.start period.end proration plan price",
+        {
+            "currency": "always the invoice's currency, which is read",
+            "created": "line creation time; the invoice's created is migrated",
+            "metadata": "copied from the invoice item; the invoice's metadata is migrated",
+            "subscription": _BACKPOINTER,
+            "subscription_item": _BACKPOINTER,
+            "invoice_item": _BACKPOINTER,
+            "invoice": _BACKPOINTER,
+            "discount_amounts": "discount totals are migrated on the invoice",
+            "discountable": "input to the legacy discount computation, already applied",
+            "type": "origin of the line (subscription or one-off), implied by plan",
+            "unique_id": "older-API alias of id",
+            "unique_line_item_id": "older-API alias of id",
+            "amount_excluding_tax": "derived: amount minus tax",
+        },
+    ),
+    "charge": _known(
+        "id amount currency status invoice payment_method source payment_intent created "
+        "amount_refunded refunds",
+        {
+            "customer": "implied by the snapshot's owner",
+            "metadata": _NO_PAYMENT_METADATA,
+            "balance_transaction": _PROCESSOR,
+            "captured": "implied by status",
+            "paid": "implied by status",
+            "refunded": "implied by amount_refunded",
+            "failure_code": _PROCESSOR,
+            "failure_message": _PROCESSOR,
+            "outcome": _PROCESSOR,
+            "payment_method_details": _PROCESSOR,
+            "billing_details": _PROCESSOR,
+            "fraud_details": _PROCESSOR,
+            "statement_descriptor": _PROCESSOR,
+            "receipt_email": _LEGACY_DOCS,
+            "receipt_number": _LEGACY_DOCS,
+            "receipt_url": _LEGACY_DOCS,
+            "_authorized": "localstripe-internal flag",
+        },
+        {"disputed": False},
+    ),
+    "payment_intent": _known(
+        "id amount currency status invoice payment_method latest_charge created",
+        {
+            "client_secret": "a browser credential, never copied",
+            "customer": "implied by the snapshot's owner",
+            "charges": "the charges are read as their own objects",
+            "payment_method_types": _PROCESSOR,
+            "confirmation_method": _PROCESSOR,
+            "amount_received": "equals amount for a succeeded intent",
+            "_canceled": "localstripe-internal flag",
+            "_authentication_failed": "localstripe-internal flag",
+        },
+        {"capture_method": "automatic", "amount_capturable": 0, "next_action": None},
+    ),
+    "refund": _known(
+        "id amount currency charge payment_intent reason created status",
+        {
+            "metadata": _NO_PAYMENT_METADATA,
+            "balance_transaction": _PROCESSOR,
+            "receipt_number": _LEGACY_DOCS,
+            "date": "older-API alias of created",
+            "destination_details": _PROCESSOR,
+        },
+    ),
+    "list": _known(
+        "data",
+        {"url": "the API path the list came from", "total_count": "len(data)"},
+        {"has_more": False},
+    ),
+    **{
+        kind: _known("id", rest="payment method details stay in Stripe; only the id carries over")
+        for kind in ("card", "payment_method", "source", "bank_account")
+    },
+}
+
+_EMPTY: tuple[Any, ...] = (None, "", {}, [])
+_NO_DEFAULT = object()
+
+
+def find_unmapped(user_id: str, raw: Mapping[str, Any]) -> list[Difference]:
+    """Every non-empty raw legacy field the table does not declare, once per object."""
+    walker = _Walker(user_id)
+    walker.children(raw)
+    return walker.out
+
+
+class _Walker:
+    __slots__ = ("uid", "out", "seen")
+
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        self.out: list[Difference] = []
+        self.seen: set[tuple[str, str]] = set()
+
+    def children(self, value: Any) -> None:
+        """Walk a value the table covers: only typed objects inside it are checked."""
+        if isinstance(value, dict):
+            kind = value.get("object")
+            if isinstance(kind, str):
+                self.typed(kind, value)
+            else:
+                for v in value.values():
+                    self.children(v)
+        elif isinstance(value, list):
+            for v in value:
+                self.children(v)
+
+    def typed(self, kind: str, obj: Mapping[str, Any]) -> None:
+        oid = str(obj.get("id") or "?")
+        if (kind, oid) in self.seen:
+            return
+        if oid != "?":
+            self.seen.add((kind, oid))
+        known = KNOWN_LEGACY_FIELDS.get(kind)
+        if known is None:
+            self._report(kind, oid, "object", kind, "unknown legacy object type")
+            return
+        self.fields(kind, oid, known, obj, "")
+
+    def fields(
+        self, kind: str, oid: str, known: KnownFields, obj: Mapping[str, Any], prefix: str
+    ) -> None:
+        for key, value in obj.items():
+            path = prefix + key
+            if known.declares(path):
+                self.children(value)
+                continue
+            if value in _EMPTY or known.defaults.get(path, _NO_DEFAULT) == value:
+                continue
+            if isinstance(value, dict) and "object" not in value:
+                self.fields(kind, oid, known, value, path + ".")
+                continue
+            self._report(kind, oid, path, value, "unmapped")
+
+    def _report(self, kind: str, oid: str, path: str, value: Any, rule: str) -> None:
+        self.out.append(
+            Difference(DiffKind.UNMAPPED_FIELD, self.uid, kind, oid, path, value, None, rule)
+        )
