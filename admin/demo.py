@@ -160,7 +160,7 @@ def _run(
         ctx.sessions, ctx.legacy.iter_customers(), actor="demo", cache=ctx.cache
     )
     console.print(f"inventory: {report.created} routes created from legacy customers")
-    deps = saga_deps(ctx, verifier=runtime._default_verifier())
+    deps = saga_deps(ctx, verifier=runtime.default_verifier())
     runtime.configure(deps)
 
     app = create_celery(settings, ("migration.tasks", "multiplexer.tasks"))

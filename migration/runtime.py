@@ -32,11 +32,11 @@ def deps() -> SagaDeps:
         if _deps is None:
             from multiplexer.bootstrap import build
 
-            _deps = saga_deps(build(get_settings()), verifier=_default_verifier())
+            _deps = saga_deps(build(get_settings()), verifier=default_verifier())
         return _deps
 
 
-def _default_verifier():  # type: ignore[no-untyped-def]
+def default_verifier():  # type: ignore[no-untyped-def]
     try:
         from migration.verify import reconcile_verifier
     except ImportError:  # pragma: no cover

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -60,6 +61,8 @@ ORDER = (
 )
 DRY_RUN_ORDER = ("preflight", "fetch", "transform", "load", "discard")
 PIVOT = "cancel"
+#: RateLimited.backend carries the adapter's name; the shared budgets are keyed by role.
+LIMITER_OF_BACKEND = {"stripe": "legacy", "localstripe": "legacy", "http": "new"}
 
 
 class Deferred(Exception):
@@ -100,7 +103,11 @@ def next_step(mig: Migration) -> str | None:
 
 def run(deps: SagaDeps, migration_id: str) -> Migration:
     """Drive one migration as far as it goes now. Safe to call again at any time."""
-    mig = records.claim(deps.sessions, migration_id, deps.owner, stale_after=deps.stale_after)
+    # the lease holder is this thread of this process: SagaDeps is built once per process and
+    # shared by its worker threads, so deps.owner alone would let a sibling thread (or another
+    # process on the same host) take over a migration that is being run right now
+    owner = f"{deps.owner}:{os.getpid()}:{threading.get_ident()}"[:120]
+    mig = records.claim(deps.sessions, migration_id, owner, stale_after=deps.stale_after)
     if mig is None:
         return records.load(deps.sessions, migration_id)  # finished, or a live worker has it
     while True:
@@ -113,6 +120,8 @@ def run(deps: SagaDeps, migration_id: str) -> Migration:
         try:
             _run_step(deps, mig, step)
         except Deferred as exc:
+            if mig.generation > 1 or mig.step is not None:  # after a restart: route locked
+                _compensate(deps, mig)
             until = utcnow() + timedelta(minutes=30)
             records.finish(deps.sessions, mig.id, "deferred", reason=str(exc), defer_until=until)
             return records.load(deps.sessions, migration_id)
@@ -154,7 +163,8 @@ def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
                 raise
             delay = backoff_delay(attempt)
             if isinstance(exc, RateLimited):
-                limiter = deps.limiters.get(exc.backend or "legacy")
+                name = exc.backend or "legacy"
+                limiter = deps.limiters.get(LIMITER_OF_BACKEND.get(name, name))
                 if limiter is not None:
                     limiter.penalise(exc.retry_after)
                 delay = max(delay, exc.retry_after)
@@ -169,14 +179,16 @@ def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
 
 
 def _restart(deps: SagaDeps, mig: Migration) -> None:
-    """Discard the pending import and go back to fetch with a new generation."""
+    """Discard the pending import and start over (preflight included: what changed may be a
+    renewal or a dunning attempt) under a new generation; the route stays locked."""
     steps.discard_import(deps, mig)
     with transaction(deps.sessions) as session:
         row = session.get(Migration, mig.id)
         assert row is not None
         row.generation += 1
         row.import_id = None
-        row.step = "lock"  # next: fetch (the route stays locked)
+        row.snapshot_id = None
+        row.step = None
         audit.record(
             session,
             actor="system:saga",

@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from core.db import transaction, utcnow
+from core.db import transaction
 from core.errors import (
     BackendRejected,
     BackendUnavailable,
     IllegalTransition,
     NotFound,
     TwinbillError,
+    UnknownUser,
 )
 from migration import records
 from migration.preflight import defer_reason
@@ -45,8 +46,6 @@ def _ref(deps: SagaDeps, user_id: str) -> UserRef:
     with deps.sessions() as session:
         route = session.get(Route, user_id)
         if route is None:
-            from core.errors import UnknownUser
-
             raise UnknownUser(user_id)
         return UserRef(user_id, route.legacy_customer_id, route.new_customer_id)
 
@@ -64,8 +63,6 @@ def step_preflight(deps: SagaDeps, mig: Migration) -> Result:
     with deps.sessions() as session:
         route = session.get(Route, mig.user_id)
         if route is None:
-            from core.errors import UnknownUser
-
             raise UnknownUser(mig.user_id)
         if route.state == routing.NEW or route.system == "new":
             raise IllegalTransition(f"user {mig.user_id!r} already lives in the new system")
@@ -107,7 +104,7 @@ def step_lock(deps: SagaDeps, mig: Migration) -> Result:
 def step_fetch(deps: SagaDeps, mig: Migration) -> Result:
     """Under the lock. The preflight snapshot is reused: the re-check step proves that
     nothing changed between it and the import, so a second full read buys nothing."""
-    if mig.snapshot_id is not None and mig.generation == 1:
+    if mig.snapshot_id is not None:
         return {}, {"reused_snapshot": mig.snapshot_id}
     return _take_snapshot(deps, mig)
 
@@ -141,7 +138,6 @@ def step_recheck(deps: SagaDeps, mig: Migration) -> Result:
     if after != before:
         from migration.saga import Restart
 
-        records.store_snapshot(deps.sessions, mig.id, fresh)
         raise Restart(
             f"legacy state changed since snapshot {mig.snapshot_id} ({before[:12]} -> {after[:12]})"
         )
@@ -306,7 +302,3 @@ def mark_failed(deps: SagaDeps, mig: Migration, *, reason: str) -> None:
                 reason=reason[:500],
                 cache=deps.cache,
             )
-
-
-def now() -> datetime:
-    return utcnow()

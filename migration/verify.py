@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,7 +201,3 @@ def recent_migrations(
             )
         )
     return sorted(set(recent) | set(older))
-
-
-def now() -> datetime:
-    return utcnow()

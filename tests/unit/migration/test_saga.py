@@ -150,3 +150,25 @@ def test_a_live_lease_is_respected(world):
 
 def test_unknown_subscription_status_is_not_billing():
     assert not SubscriptionStatus.CANCELED.billing
+
+
+def test_a_renewal_during_migration_defers_and_unlocks(world):
+    """Legacy opens an invoice (a dunning renewal) after our snapshot: re-check restarts,
+    preflight now defers, and the user must not stay locked."""
+    ref = world.user()
+    original = world.new.create_import
+
+    def import_then_renew(payload, *, idempotency_key):
+        result = original(payload, idempotency_key=idempotency_key)
+        inv = next(iter(world.legacy.invoices.values()))
+        world.legacy.invoices[inv.id] = inv.model_copy(
+            update={"status": InvoiceStatus.OPEN, "amount_due": 999, "amount_paid": 0}
+        )
+        return result
+
+    world.new.create_import = import_then_renew
+    mig = services.migrate_user(world.deps, ref.user_id)
+    assert mig.status == "deferred" and "open invoice" in mig.defer_reason
+    assert world.route().state == "legacy"
+    assert len(_billing(world.legacy)) == 1
+    assert [i.status for i in world.new.imports.values()] == ["discarded"]
