@@ -42,4 +42,7 @@ def create_app(ctx: MuxContext) -> FastAPI:
 
     app.include_router(gateway_router)
     app.include_router(build_webhooks_router())
+    from admin.web import mount as mount_admin
+
+    mount_admin(app, ctx)  # the admin UI; refuses to start without TWINBILL_SECRET_KEY
     return app

@@ -161,7 +161,7 @@ def _run(
     )
     console.print(f"inventory: {report.created} routes created from legacy customers")
     deps = saga_deps(ctx, verifier=runtime.default_verifier())
-    runtime.configure(deps)
+    runtime.configure(deps, ctx=ctx)
 
     app = create_celery(settings, ("migration.tasks", "multiplexer.tasks"))
     runtime.configure(app=app)

@@ -24,10 +24,12 @@ BEAT_SCHEDULE = {
 
 def make_app() -> Celery:
     from migration import runtime
+    from multiplexer.tasks import bind_context
 
     app = create_celery(get_settings(), TASK_MODULES)
     app.conf.beat_schedule = BEAT_SCHEDULE
     runtime.configure(app=app)
+    bind_context(app, runtime.context)  # one context per process for every task
     return app
 
 

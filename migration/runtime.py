@@ -9,31 +9,51 @@ from celery import Celery
 from core.settings import get_settings
 from migration.bootstrap import saga_deps
 from migration.saga import SagaDeps
+from multiplexer.bootstrap import MuxContext
 
 _lock = threading.Lock()
+_ctx: MuxContext | None = None
 _deps: SagaDeps | None = None
 _app: Celery | None = None
 
 
-def configure(deps: SagaDeps | None = None, app: Celery | None = None) -> None:
+def configure(
+    deps: SagaDeps | None = None, app: Celery | None = None, ctx: MuxContext | None = None
+) -> None:
     """Let an embedding process (the demo, tests, the web app) hand over its context and
     its Celery app. The app must be explicit: Celery's "current app" is per thread, so a
     web request thread would otherwise enqueue on Celery's default (amqp) app."""
-    global _deps, _app
+    global _deps, _app, _ctx
+    if ctx is not None:
+        _ctx = ctx
     if deps is not None:
         _deps = deps
     if app is not None:
         _app = app
 
 
-def deps() -> SagaDeps:
-    global _deps
+def context() -> MuxContext:
+    """The process's one MuxContext (engine, cache, limiters, backends): shared by the
+    migration tasks and the multiplexer's webhook tasks, so a worker has one pool."""
+    global _ctx
     with _lock:
-        if _deps is None:
+        if _ctx is None:
             from multiplexer.bootstrap import build
 
-            _deps = saga_deps(build(get_settings()), verifier=default_verifier())
-        return _deps
+            _ctx = build(get_settings())
+            if _app is not None:
+                _ctx.extras["celery"] = _app
+        return _ctx
+
+
+def deps() -> SagaDeps:
+    global _deps
+    if _deps is None:
+        ctx = context()
+        with _lock:
+            if _deps is None:
+                _deps = saga_deps(ctx, verifier=default_verifier())
+    return _deps
 
 
 def default_verifier():  # type: ignore[no-untyped-def]

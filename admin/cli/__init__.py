@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from admin.cli import db, migrate, reconcile, routes, sandbox
+from admin.cli import db, migrate, reconcile, routes, sandbox, support
 
 app = typer.Typer(
     name="twinbill",
@@ -17,7 +17,12 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
+routes.users.command("find")(support.users_find)
 app.add_typer(routes.users, name="users")
+app.add_typer(support.payments, name="payments")
+app.add_typer(support.refunds, name="refunds")
+app.add_typer(support.audit_app, name="audit")
+app.add_typer(support.admin_app, name="admin")
 app.add_typer(routes.rollout, name="rollout")
 app.add_typer(routes.tokens, name="tokens")
 app.command("serve")(routes.serve)

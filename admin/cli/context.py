@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from core.settings import get_settings
-from multiplexer.bootstrap import MuxContext, build
+from multiplexer.bootstrap import MuxContext
 
 
 def mux_context() -> MuxContext:
-    return build(get_settings())
+    """The process's one context (shared with migration services the command may call)."""
+    from migration import runtime
+
+    return runtime.context()

@@ -9,7 +9,13 @@ from core.settings import get_settings
 
 app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 
-MODEL_MODULES = ("core.audit", "multiplexer.models", "reconciler.models", "migration.models")
+MODEL_MODULES = (
+    "core.audit",
+    "multiplexer.models",
+    "reconciler.models",
+    "migration.models",
+    "admin.models",
+)
 
 
 @app.command()

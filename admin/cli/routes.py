@@ -208,6 +208,6 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     from admin.worker import make_app
 
     with cli_errors():
+        make_app()  # binds this process's Celery app; request threads have no current app
         ctx = mux_context()
-        ctx.extras["celery"] = make_app()  # explicit: request threads have no current app
     uvicorn.run(create_app(ctx), host=host, port=port, proxy_headers=True)
