@@ -36,6 +36,10 @@ def create_app(ctx: MuxContext) -> FastAPI:
             status_code=422,
         )
 
+    from prometheus_client import make_asgi_app
+
+    app.mount("/metrics", make_asgi_app())  # no PII in any label: statuses and step names
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, bool]:
         return {"ok": True}

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import audit
 from core.db import transaction, utcnow
 from core.errors import ReconciliationError
+from core.observability import MIGRATIONS, SAGA_STEPS
 from migration.models import CohortMember, Migration, MigrationStep, Snapshot
 from multiplexer.backends.base import RawSnapshot
 
@@ -160,6 +161,9 @@ def end_step(
         row = session.get(MigrationStep, step_id)
         assert row is not None
         row.finished_at = utcnow()
+        SAGA_STEPS.labels(row.step, outcome).observe(
+            (row.finished_at - row.started_at).total_seconds()
+        )
         row.outcome = outcome
         row.detail = detail
         if error is not None:
@@ -201,6 +205,7 @@ def finish(
         assert mig is not None
         mig.status = status
         mig.owner = None
+        MIGRATIONS.labels(status).inc()
         mig.finished_at = utcnow() if status in TERMINAL else None
         if error is not None:
             mig.error_kind = getattr(error, "kind", "bug")

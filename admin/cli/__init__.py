@@ -35,4 +35,7 @@ app.command("beat")(migrate.beat)
 
 
 def main() -> None:
+    from core.observability import configure_logging
+
+    configure_logging()
     app()

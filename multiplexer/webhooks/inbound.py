@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import ConfigurationError
+from core.observability import WEBHOOKS
 from core.settings import Settings
 from multiplexer.models import InboundEvent, OutboxMessage, Route
 from multiplexer.webhooks import normalise as nz
@@ -285,6 +286,7 @@ def receive(
     verify(settings, provider, body, signature)
     event = parse(body)
     outcome = store(sessions, provider, event)
+    WEBHOOKS.labels(provider, outcome.disposition).inc()
     if outcome.disposition == UNKNOWN_USER:
         hint = _user_hint(provider, event)
         log.warning(

@@ -1,0 +1,99 @@
+"""Logging and metrics, configured once per process by the composition root.
+
+Logs go through structlog (JSON lines in production, readable in a terminal)
+with a redaction processor: email addresses are masked (``a***@example.test``)
+and anything shaped like a card number keeps only its last four digits — the
+stdlib loggers of every module and library pass through it too, so a careless
+``log.warning("... %s", customer)`` cannot leak a full email or a PAN.
+
+Metrics are prometheus-client collectors in the default registry; the web app
+serves them at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Histogram
+
+EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+PAN = re.compile(r"\b(?:\d[ -]?){9,15}(\d{4})\b")
+
+MIGRATIONS = Counter("twinbill_migrations_total", "Migrations that ended, by status", ["status"])
+SAGA_STEPS = Histogram(
+    "twinbill_saga_step_seconds",
+    "Saga step duration, by step and outcome",
+    ["step", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOKS = Counter(
+    "twinbill_webhook_events_total",
+    "Inbound webhook events by disposition",
+    ["provider", "disposition"],
+)
+
+
+def redact(text: str) -> str:
+    """Mask emails and card-number-shaped digit runs in free text."""
+    text = EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    return PAN.sub(lambda m: f"****{m.group(1)}", text)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(v) for v in value)
+    return value
+
+
+def redact_processor(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {k: _redact_value(v) for k, v in event.items()}
+
+
+def configure_logging(*, json_logs: bool | None = None, level: int | str | None = None) -> None:
+    """Route stdlib logging and structlog through one redacting pipeline.
+
+    Level: ``level``, else ``TWINBILL_LOG_LEVEL``, else WARNING (a CLI run shows its own
+    progress; workers pass INFO)."""
+    level = level or os.environ.get("TWINBILL_LOG_LEVEL", "WARNING")
+    if json_logs is None:
+        json_logs = not sys.stderr.isatty()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.format_exc_info,
+        redact_processor,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_logs
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for chatty in ("httpx", "httpcore", "urllib3", "stripe"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
