@@ -1,0 +1,121 @@
+"""Cohorts: selection, progress counted in the database, halting, pause/resume, reaper."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from core.db import transaction, utcnow
+from core.errors import BackendRejected, InvalidInput
+from migration import cohorts, records, services
+from migration.cohorts import Candidate, select_users
+from migration.models import Migration
+from multiplexer.models import Route
+
+
+def _facets(session_factory, **facets_by_user):
+    with transaction(session_factory) as s:
+        for user_id, facets in facets_by_user.items():
+            s.get(Route, user_id).facets = facets
+
+
+def test_stratified_selection_covers_every_value():
+    pool = [
+        Candidate(f"u{i}", {"configuration": c, "currency": cur})
+        for i, (c, cur) in enumerate([(c, cur) for c in "abcd" for cur in ("EUR", "JPY")])
+    ]
+    picked = select_users(pool, size=4, stratify=("configuration",), seed=3)
+    assert len(picked) == 4
+    assert {p.facets["configuration"] for p in pool if p.user_id in picked} == set("abcd")
+    assert select_users(pool, size=4, stratify=("configuration",), seed=3) == picked  # sticky
+    only_jpy = select_users(pool, where={"currency": {"JPY"}})
+    assert len(only_jpy) == 4
+
+
+def test_create_refuses_unknown_and_non_legacy_users(world):
+    world.user("u1")
+    with pytest.raises(InvalidInput, match="unknown users"):
+        cohorts.create(world.sessions, "c", ["u1", "ghost"], actor="t")
+    with pytest.raises(InvalidInput, match="empty"):
+        cohorts.create(world.sessions, "c", [], actor="t")
+    services.migrate_user(world.deps, "u1")
+    with pytest.raises(InvalidInput, match="only users on legacy"):
+        cohorts.create(world.sessions, "c", ["u1"], actor="t")
+
+
+def _run_inline(world, name, **kw):
+    """Start a cohort with an enqueue that runs each migration right away (like a worker)."""
+    return services.start_cohort(
+        world.deps, name, lambda mid: services.run_member(world.deps, mid), actor="t", **kw
+    )
+
+
+def test_a_cohort_migrates_its_users_and_finishes(world):
+    for u in ("u1", "u2", "u3"):
+        world.user(u)
+    cohorts.create(world.sessions, "pilot", ["u1", "u2", "u3"], actor="t")
+    _run_inline(world, "pilot")
+    with world.sessions() as s:
+        p = cohorts.progress(s, "pilot")
+    assert (p.status, p.by_status) == ("done", {"done": 3})
+    assert {world.route(u).state for u in ("u1", "u2", "u3")} == {"new"}
+
+
+def test_failure_rate_over_threshold_halts_and_says_why(world):
+    for u in ("u1", "u2", "u3", "u4"):
+        world.user(u)
+    cohorts.create(world.sessions, "c", ["u1", "u2", "u3", "u4"], actor="t", halt_at_bp=500)
+    original = world.new.create_import
+
+    def reject_u1(payload, *, idempotency_key):
+        if payload["user_id"] == "u1":
+            raise BackendRejected("invoices[0].total: does not add up", backend="new")
+        return original(payload, idempotency_key=idempotency_key)
+
+    world.new.create_import = reject_u1
+    _run_inline(world, "c")
+    with world.sessions() as s:
+        p = cohorts.progress(s, "c")
+    assert p.status == "halted"
+    assert "failure rate" in p.halt_reason and "data: 1" in p.halt_reason
+    assert p.by_status.get("failed") == 1 and p.by_status.get("done", 0) == 0
+    assert world.route("u1").state == "legacy"  # compensated, untouched
+    # the others were not started: they wait for an operator
+    assert {world.route(u).state for u in ("u2", "u3", "u4")} == {"legacy"}
+
+    world.new.create_import = original
+    _run_inline(world, "c", retry_failed=True)
+    with world.sessions() as s:
+        p = cohorts.progress(s, "c")
+    assert (p.status, p.by_status) == ("done", {"done": 4})
+
+
+def test_paused_cohort_starts_nobody(world):
+    world.user("u1")
+    cohorts.create(world.sessions, "c", ["u1"], actor="t")
+    queued: list[str] = []
+    services.start_cohort(world.deps, "c", queued.append, actor="t")
+    cohorts.set_status(world.sessions, "c", "paused", actor="t")
+    assert services.run_member(world.deps, queued[0]) is None
+    assert world.route("u1").state == "legacy"
+    with pytest.raises(InvalidInput, match="cannot become"):
+        cohorts.set_status(world.sessions, "c", "halted", actor="t")
+
+
+def test_reaper_resumes_stale_and_lost_migrations(world):
+    world.user("u1")
+    world.user("u2")
+    stale_id = records.create(world.sessions, "u1")
+    assert records.claim(world.sessions, stale_id, "dead-worker", stale_after=120)
+    lost_id = records.create(world.sessions, "u2")
+    old = utcnow() - timedelta(minutes=10)
+    with transaction(world.sessions) as s:
+        s.get(Migration, stale_id).heartbeat_at = old
+        s.get(Migration, lost_id).created_at = old
+    enqueued: list[str] = []
+    counts = services.reap(world.deps, enqueued.append)
+    assert counts["resumed"] == 1 and counts["lost"] == 1
+    assert sorted(enqueued) == sorted([stale_id, lost_id])
+    for mig_id in enqueued:
+        assert services.run_member(world.deps, mig_id).status == "succeeded"
