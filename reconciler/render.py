@@ -217,7 +217,8 @@ td,th{border:1px solid #d0d7de;padding:2px 6px;vertical-align:top;text-align:lef
 .clean{background:#1a7f37}.dirty{background:#cf222e}
 table.diff{width:100%;table-layout:fixed;font:12px/1.35 ui-monospace,monospace}
 table.diff td{border:none;white-space:pre-wrap;word-break:break-all}
-table.diff td.no{width:3em;color:#6e7781;text-align:right;user-select:none}
+table.diff col.no{width:3.5em}
+table.diff td.no{color:#6e7781;text-align:right;user-select:none;padding-right:.5em}
 tr.removed td.l{background:#ffebe9}tr.added td.r{background:#dafbe1}
 tr.changed td.l{background:#fff1c2}tr.changed td.r{background:#fff1c2}
 tr.skip td{color:#6e7781;background:#f6f8fa;text-align:center}
@@ -245,7 +246,8 @@ tr.skip td{color:#6e7781;background:#f6f8fa;text-align:center}
 {% for v in u.result.violations %}<tr><td>violation</td><td>{{ v.subject }}</td><td>{{ v.invariant
 }}</td><td>{{ cell(v.legacy_value) }}</td><td>{{ cell(v.new_value) }}</td><td>{{ v.message
 }}</td></tr>{% endfor %}</table>{% endif %}
-{% if u.rows %}<table class="diff"><tr><th></th><th>legacy (snapshot)</th><th></th><th>new</th></tr>
+{% if u.rows %}<table class="diff"><colgroup><col class="no"><col><col class="no"><col>\
+</colgroup><tr><th></th><th>legacy (snapshot)</th><th></th><th>new</th></tr>
 {% for r in u.rows %}<tr class="{{ r.tag }}"><td class="no">{{ r.left_no or '' }}</td>
 <td class="l">{{ r.left }}</td><td class="no">{{ r.right_no or '' }}</td>
 <td class="r">{{ r.right }}</td></tr>
