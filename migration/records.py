@@ -249,7 +249,8 @@ def load_snapshot(sessions: sessionmaker[Session], snapshot_id: int) -> RawSnaps
         if content_hash(row.body) != row.content_hash:
             raise ReconciliationError(
                 f"snapshot {snapshot_id} of user {row.user_id} fails its content hash: "
-                "it was altered after it was taken; re-fetch with --refetch"
+                "it was altered after it was taken, so it no longer proves what legacy held; "
+                "restore it from a backup (runbook: tampered snapshot)"
             )
         return RawSnapshot(row.user_id, row.customer_id, row.body)
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.canonical import BillingHistory
 from core.db import transaction, utcnow
-from core.errors import ReconciliationError
+from core.errors import ReconciliationError, TwinbillError
 from migration import records
 from migration.models import CohortMember, Migration
 from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend, UserRef
@@ -98,7 +98,18 @@ def loaders(
         return legacy.map_snapshot(snap), snap.objects
 
     def load_new(user_id: str) -> BillingHistory:
-        return new.map_bundle(new.get_bundle(user_id))
+        bundle = new.get_bundle(user_id)
+        try:
+            return new.map_bundle(bundle)
+        except TwinbillError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # a shape the mapping did not foresee (e.g. a list element that is not an
+            # object): still a contract violation, reported as one (exit 2, not a crash)
+            raise ReconciliationError(
+                f"new service's bundle for user {user_id!r} does not match the contract: {exc!r}",
+                user_id=user_id,
+            ) from exc
 
     def load_legacy_now(user_id: str) -> BillingHistory:
         with sessions() as session:

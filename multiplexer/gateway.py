@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from core.canonical import (
     BillingSummary,
@@ -23,11 +23,16 @@ from core.canonical import (
     Subscription,
 )
 from core.db import transaction
+from core.errors import InvalidInput
 from core.money import Money
 from multiplexer.bootstrap import MuxContext
 from multiplexer.facade import BillingMux
+from multiplexer.http import Unauthorized
 from multiplexer.tokens import verify_token
 
+#: Minor units, as a JSON integer only: lax parsing would read "5.00" (five euros, meant)
+#: as 5 cents, and "5" as a number someone may have formatted by hand.
+MinorUnits = StrictInt
 UserId = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
@@ -60,13 +65,13 @@ class CancelIn(_In):
 
 
 class RefundIn(_In):
-    amount: int | None = Field(default=None, description="minor units; omit for the rest")
+    amount: MinorUnits | None = Field(default=None, description="minor units; omit for the rest")
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     reason: str | None = Field(default=None, max_length=500)
 
 
 class OfflinePaymentIn(_In):
-    amount: int = Field(description="minor units (cents, yen, fils)")
+    amount: MinorUnits = Field(description="minor units (cents, yen, fils)")
     currency: str = Field(min_length=3, max_length=3)
     reference: str = Field(min_length=1, max_length=120)
     paid_at: datetime | None = None
@@ -75,7 +80,7 @@ class OfflinePaymentIn(_In):
 
 
 class OfflineRefundIn(_In):
-    amount: int
+    amount: MinorUnits
     currency: str = Field(min_length=3, max_length=3)
     reference: str = Field(min_length=1, max_length=120)
     refunded_at: datetime | None = None
@@ -91,13 +96,11 @@ def authenticated(request: Request, ctx: Annotated[MuxContext, Depends(get_conte
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented:
-        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized("missing bearer token (Authorization: Bearer tbk_...)")
     with transaction(ctx.sessions) as session:
         token = verify_token(session, presented.strip())
         if token is None:
-            raise HTTPException(
-                401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"}
-            )
+            raise Unauthorized("invalid or revoked token")
         return f"token:{token.name}"
 
 
@@ -110,14 +113,46 @@ def facade(ctx: Annotated[MuxContext, Depends(get_context)]) -> BillingMux:
 
 Mux = Annotated[BillingMux, Depends(facade)]
 
-router = APIRouter(prefix="/api/v1", tags=["billing"])
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="machine-readable kind, e.g. user_migrating, invalid_input")
+    message: str
+    fields: list[dict[str, str]] | None = Field(
+        default=None, description="per-field problems when the request does not match the API"
+    )
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer of the gateway (``multiplexer.http.error_body``)."""
+
+    error: ErrorDetail
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+#: What the gateway really answers on errors, so the OpenAPI document says so too
+#: (FastAPI would otherwise advertise its own ``HTTPValidationError`` shape for 422).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _documented("missing, invalid or revoked bearer token"),
+    404: _documented("unknown user (no routing entry) or unknown record"),
+    409: _documented(
+        "user_migrating (retry after the Retry-After header) or user_read_only (held/failed)"
+    ),
+    413: _documented("request body over 1 MB"),
+    422: _documented("bad input: nothing was written"),
+    503: _documented("the user's billing system is unavailable or rate limited; Retry-After"),
+}
+
+router = APIRouter(prefix="/api/v1", tags=["billing"], responses=ERRORS)
 
 
 def _utc(value: datetime | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
     if value.tzinfo is None:
-        raise HTTPException(422, "timestamps must carry a timezone (UTC)")
+        raise InvalidInput("timestamps must carry a timezone (UTC)")
     return value.astimezone(UTC)
 
 
@@ -216,7 +251,7 @@ def refund(
     amount = None
     if body.amount is not None:
         if body.currency is None:
-            raise HTTPException(422, "currency is required with amount")
+            raise InvalidInput("currency is required with amount")
         amount = Money(body.currency, body.amount)
     return mux.refund_payment(
         user_id, payment_id, amount=amount, reason=body.reason, actor=actor, idempotency_key=key

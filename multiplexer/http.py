@@ -1,7 +1,8 @@
 """HTTP plumbing shared by the gateway and the webhook endpoints.
 
 ``BodySizeLimit`` refuses bodies over 1 MB with 413 before any handler reads
-them (Content-Length check plus a counting receive for chunked bodies).
+them (Content-Length check, then the body is read up to the limit and replayed,
+which also covers chunked bodies).
 ``error_response`` maps the twinbill error hierarchy to status codes once.
 """
 
@@ -28,8 +29,10 @@ from core.errors import (
 MAX_BODY = 1024 * 1024
 
 
-class BodyTooLarge(Exception):
-    pass
+class Unauthorized(TwinbillError):
+    """Missing, invalid or revoked bearer token (401 in the same error shape as the rest)."""
+
+    kind = "unauthorized"
 
 
 class BodySizeLimit:
@@ -45,21 +48,32 @@ class BodySizeLimit:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await _too_large(scope, receive, send)
             return
-        seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        # Read the whole body first (at most max_body bytes), then replay it. Raising from
+        # inside ``receive`` does not work: FastAPI turns any error while it reads the
+        # body into "400 There was an error parsing the body".
+        chunks: list[bytes] = []
+        seen, more = 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away mid-body: nothing to answer, never a partial body
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body:
+                await _too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except BodyTooLarge:
-            await _too_large(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +90,10 @@ def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def error_response(exc: TwinbillError) -> JSONResponse:
     headers: dict[str, str] = {}
-    if isinstance(exc, UnknownUser):
+    if isinstance(exc, Unauthorized):
+        status, kind = 401, "unauthorized"
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, UnknownUser):
         status, kind = 404, "unknown_user"
     elif isinstance(exc, UserMigrating):
         status, kind = 409, "user_migrating"
