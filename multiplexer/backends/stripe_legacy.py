@@ -119,7 +119,10 @@ class StripeLegacyBackend:
         for cus in self._t.pages(
             "list customers", self.client.v1.customers.list, params=params, page_size=page_size
         ):
-            yield map_customer(cus)
+            # localstripe embeds no subscriptions and invents customer.currency = eur
+            # (docs/legacy-gaps.md): one extra call reads the real billing currency
+            subs = self._t.newest_subscription(cus["id"]) if self.dialect == "localstripe" else []
+            yield map_customer(cus, subscriptions=subs)
 
     # -- writes ------------------------------------------------------------------
 

@@ -106,6 +106,16 @@ class StripeCalls:
                 return
             after = data[-1]["id"]
 
+    def newest_subscription(self, cid: str) -> list[dict[str, Any]]:
+        page = to_plain(
+            self.call(
+                "list subscriptions",
+                self.client.v1.subscriptions.list,
+                {"customer": cid, "status": "all", "limit": 1},
+            )
+        )
+        return list(page.get("data") or [])
+
     def fetch_snapshot(self, cid: str) -> dict[str, Any]:
         v1 = self.client.v1
         customer = to_plain(self.call("retrieve customer", v1.customers.retrieve, cid))

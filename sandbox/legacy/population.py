@@ -12,8 +12,7 @@ tests use it, and so can twinbill's fetch step.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +31,7 @@ from sandbox.legacy.configurations import (
     plan_users,
     refund_amount,
 )
+from sandbox.legacy.readback import read_back  # noqa: F401 - kept importable from here
 
 PAGE_SIZE = 100
 GOOD_CARD = "pm_card_visa"
@@ -364,72 +364,3 @@ RECIPES: dict[str, Recipe] = {
     "multi_seat": _multi_seat,
     "pending_invoice_item": _pending_invoice_item,
 }
-
-
-# -- reading back ------------------------------------------------------------
-
-
-def _all(page: Any) -> list[dict[str, Any]]:
-    return [obj.to_dict() for obj in page.auto_paging_iter()]
-
-
-def read_back(client: stripe.StripeClient, customer_id: str) -> dict[str, Any]:
-    """The customer's whole legacy state as plain dicts, every list paged.
-
-    Keys: customer, payment_methods, subscriptions (every status), invoices
-    (each with its complete ``lines``), pending_invoice_items, charges, refunds.
-    """
-    v1 = client.v1
-    customer = v1.customers.retrieve(customer_id).to_dict()
-    params = {"customer": customer_id, "limit": PAGE_SIZE}
-    invoices = _all(v1.invoices.list(params))  # type: ignore[arg-type]
-    for invoice in invoices:
-        lines = invoice.get("lines") or {}
-        if lines.get("has_more") or not lines:
-            # localstripe's lines endpoint takes ``limit`` but rejects
-            # ``starting_after``: one big page is the only way to get them all.
-            invoice["lines"] = {
-                "object": "list",
-                "data": _all(v1.invoices.line_items.list(invoice["id"], {"limit": PAGE_SIZE})),
-            }
-    charges = _all(v1.charges.list(params))  # type: ignore[arg-type]
-    refunds = []
-    for charge in charges:
-        refunds.extend(_all(v1.refunds.list({"charge": charge["id"], "limit": PAGE_SIZE})))
-    return {
-        "customer": customer,
-        "payment_methods": _all(
-            v1.payment_methods.list({"customer": customer_id, "type": "card", "limit": PAGE_SIZE})
-        ),
-        "subscriptions": _all(
-            v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": PAGE_SIZE})
-        ),
-        "invoices": invoices,
-        "pending_invoice_items": _all(v1.invoice_items.list(params)),  # type: ignore[arg-type]
-        "charges": charges,
-        "refunds": refunds,
-    }
-
-
-def find_customer(client: stripe.StripeClient, app_user_id: str) -> str | None:
-    """The customer id tagged ``app_user_id`` (localstripe has no search API: scan)."""
-    for customer in client.v1.customers.list({"limit": PAGE_SIZE}).auto_paging_iter():
-        if (customer.metadata or {}).get("app_user_id") == app_user_id:
-            return str(customer.id)
-    return None
-
-
-def timed_seed(
-    client: stripe.StripeClient, users: int, seed_value: int, **kwargs: Any
-) -> tuple[list[SeededUser], float]:
-    """``seed`` plus the wall-clock seconds it took (for benchmarks and reports)."""
-    started = time.perf_counter()
-    result = seed(client, users, seed_value, **kwargs)
-    return result, time.perf_counter() - started
-
-
-def by_config(users: Iterable[SeededUser]) -> dict[str, list[SeededUser]]:
-    grouped: dict[str, list[SeededUser]] = {}
-    for user in users:
-        grouped.setdefault(user.config, []).append(user)
-    return grouped

@@ -183,13 +183,6 @@ def test_each_user_is_served_by_its_system(world):
         assert world.new_raw.state(user_id) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="inventory sync takes the currency from the customer list, whose embedded "
-    "subscriptions omit canceled ones; localstripe's customer.currency is a made-up 'eur' "
-    "(docs/legacy-gaps.md), so a USD user whose only subscription is canceled is routed as "
-    "EUR and its USD writes are refused (fix belongs in the legacy adapter's iter_customers)",
-)
 def test_routes_carry_each_legacy_users_real_currency(world):
     wrong = {
         u: (world.route(u).currency, world.currency[u])
