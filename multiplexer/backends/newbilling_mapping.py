@@ -257,6 +257,14 @@ def map_bundle(bundle: Obj) -> BillingHistory:
         k: _get(bundle, k, f"bundle {user}", list)
         for k in ("subscriptions", "discounts", "invoices", "payments", "refunds")
     }
+    for key, items in lists.items():
+        for n, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise TransformError(
+                    f"is {type(item).__name__}, not an object",
+                    record=f"bundle {user}",
+                    field=f"{key}[{n}]",
+                )
     customer = _get(bundle, "customer", f"bundle {user}", dict, optional=True)
     refunds = tuple(map_refund(r) for r in lists["refunds"])
     refunded: dict[str, int] = {}
