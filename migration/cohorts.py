@@ -290,18 +290,21 @@ def _reason_class(reason: str | None) -> str:
 def check_halt(sessions: sessionmaker[Session], name: str) -> str | None:
     """Halt the cohort if its failure rate or its reconciliation diff rate crossed the
     threshold; returns the reason."""
-    from reconciler.services import diff_rate
+    from reconciler.services import diff_rate, latest_results
 
     with sessions() as session:
         p = progress(session, name)
-        checked, with_diffs = diff_rate(session, name, p.started_at or utcnow())
+        since = p.started_at or utcnow()
+        checked, with_diffs = diff_rate(session, name, since)
+        reports = sorted({r.report_id for r in latest_results(session, name, since) if not r.clean})
     if p.status != "running":
         return None
     if with_diffs and with_diffs * 10_000 > checked * p.halt_at_bp:
         reason = (
             f"reconciliation found differences for {with_diffs} of {checked} migrated "
-            f"users ({with_diffs / checked:.1%} > {p.halt_at_bp / 100:.1f}%): run "
-            f"`twinbill reconcile --cohort {name} --format html` and read the diff"
+            f"users ({with_diffs / checked:.1%} > {p.halt_at_bp / 100:.1f}%); reports "
+            f"{', '.join(f'#{r}' for r in reports)} (admin: Reconciliation reports), or run "
+            f"`twinbill reconcile --cohort {name} --format html`"
         )
         set_status(sessions, name, "halted", actor="system:cohort", reason=reason)
         return reason

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.canonical import BillingHistory
+from core.canonical import BillingHistory, System
 from core.db import transaction, utcnow
-from core.errors import ReconciliationError, TwinbillError
+from core.errors import NotFound, ReconciliationError, TwinbillError
 from migration import records
 from migration.models import CohortMember, Migration
 from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend, UserRef
@@ -98,7 +98,10 @@ def loaders(
         return legacy.map_snapshot(snap), snap.objects
 
     def load_new(user_id: str) -> BillingHistory:
-        bundle = new.get_bundle(user_id)
+        try:
+            bundle = new.get_bundle(user_id)
+        except NotFound:  # a migrated user the new system lost: every record is "missing"
+            return BillingHistory(user_id=user_id, system=System.NEW, customer=None)
         try:
             return new.map_bundle(bundle)
         except TwinbillError:

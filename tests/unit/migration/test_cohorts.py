@@ -119,3 +119,20 @@ def test_reaper_resumes_stale_and_lost_migrations(world):
     assert sorted(enqueued) == sorted([stale_id, lost_id])
     for mig_id in enqueued:
         assert services.run_member(world.deps, mig_id).status == "succeeded"
+
+
+def test_continuous_reconciliation_halts_a_cohort_and_links_the_report(world):
+    """The fake new system keeps imports but no records: every migrated user differs."""
+    from migration import verify
+
+    for u in ("u1", "u2"):
+        world.user(u)
+    cohorts.create(world.sessions, "c", ["u1", "u2"], actor="t")
+    _run_inline(world, "c")  # the fixture's verifier says clean: the cohort finishes
+    cohorts.set_status(world.sessions, "c", "running", actor="t")
+    counts = services.reconcile_recent(world.deps)
+    assert counts == {"checked": 2, "with_differences": 2, "halted": 1}
+    with world.sessions() as s:
+        p = cohorts.progress(s, "c")
+    assert p.status == "halted" and "reports #" in p.halt_reason
+    assert verify.resolve_scope(world.sessions, cohort="c").user_ids == ["u1", "u2"]
