@@ -106,6 +106,9 @@ def parse(body: bytes) -> dict[str, Any]:
     return event
 
 
+#: Route states in which the legacy system only changes because the saga changed it.
+LOCKED_BY_MIGRATION = frozenset({"migrating", "failed"})
+
 # -- deciding an event's fate (pure given the route and past suppressions) ------------
 
 
@@ -119,13 +122,15 @@ def migration_reason(
         return None
     if nz.legacy_migration_flagged(event):
         return f"legacy subscription marked {nz.MIGRATION_FLAG!r} by the migration's cancel step"
-    if route is None or route.state != "migrating":
+    if route is None or route.state not in LOCKED_BY_MIGRATION:
         return None
     # While a user migrates, the facade refuses writes and the saga checked that legacy
     # was unchanged just before its cancel step: a cancellation now is the saga's own
     # (localstripe cannot carry the metadata flag: docs/architecture.md, "Webhooks").
+    # A `failed` route is always one that failed *after* the cancel step (failures before
+    # it are compensated back to `legacy`), so its late cancel events are the saga's too.
     if event.get("type") == "customer.subscription.deleted":
-        return "legacy subscription canceled while the user is migrating (the cancel step)"
+        return f"legacy subscription canceled while the user is {route.state} (the cancel step)"
     sub = nz.legacy_subscription_id(event)
     if sub is not None and sub in canceled_by_migration:
         return f"concerns legacy subscription {sub} canceled by the migration"
@@ -199,7 +204,7 @@ def _user_hint(provider: str, event: dict[str, Any]) -> str | None:
 def _store(session: Session, provider: str, event: dict[str, Any]) -> Outcome:
     route = find_route(session, provider, event)
     past: frozenset[str] = frozenset()
-    if route is not None and provider == nz.LEGACY and route.state == "migrating":
+    if route is not None and provider == nz.LEGACY and route.state in LOCKED_BY_MIGRATION:
         past = canceled_by_migration(session, route.user_id)
     decision = decide(provider, event, route, past)
     if (

@@ -210,3 +210,10 @@ def test_legacy_cancel_while_migrating_is_the_migrations_own():
     decision = decide("legacy", deleted, route("legacy", "migrating"))
     assert decision.disposition == "suppressed" and "migrating" in decision.reason
     assert decide("legacy", deleted, route("legacy", "held")).disposition == "forwarded"
+
+
+def test_a_late_cancel_event_for_a_user_failed_after_the_pivot_is_suppressed():
+    """Failed routes failed after the legacy cancel: that cancel is the saga's, not the user's."""
+    deleted = ev("customer.subscription.deleted", SUB)
+    decision = decide("legacy", deleted, route("legacy", "failed"))
+    assert decision.disposition == "suppressed" and "failed" in decision.reason
