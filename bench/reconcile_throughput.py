@@ -69,7 +69,9 @@ def legacy_history(n: int) -> dict[str, Any]:
                 "total": 1350,
                 "amount_paid": 1350,
                 "amount_due": 0,
+                "balance_applied": 0,
                 "paid_out_of_band": False,
+                "metadata": {},
                 "lines": [
                     {
                         "id": f"il_{uid}_{k}",

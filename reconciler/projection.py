@@ -18,7 +18,7 @@ Two paths:
 
 from __future__ import annotations
 
-import json
+import orjson
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -151,8 +151,11 @@ class LegacyEntry:
 
     @classmethod
     def from_json(cls, line: str | bytes) -> LegacyEntry:
-        """A stored-snapshot line: ``{"history", "raw"?, "cohort"?, "since"?, "legacy_now"?}``."""
-        data = json.loads(line)
+        """A stored-snapshot line: ``{"history", "raw"?, "cohort"?, "since"?, "legacy_now"?}``.
+
+        orjson, not json: parsing is half the bulk path's time and orjson parses these
+        lines about 3x faster (measured in bench/reconcile_throughput.py)."""
+        data = orjson.loads(line)
         since = data.get("since")
         return cls(
             history=data["history"],
@@ -190,7 +193,7 @@ def _new_docs(
             continue
         stats.new_lines += 1
         try:
-            data = json.loads(line)
+            data = orjson.loads(line)
             doc = map_new(data) if map_new else data
             uid = doc["user_id"]
         except (ValueError, KeyError, TypeError) as exc:
