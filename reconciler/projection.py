@@ -18,12 +18,12 @@ Two paths:
 
 from __future__ import annotations
 
-import orjson
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from core.canonical import BillingHistory
