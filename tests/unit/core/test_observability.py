@@ -15,14 +15,16 @@ def test_emails_and_card_numbers_are_masked():
 
 def test_short_numbers_and_ids_are_left_alone():
     assert redact("invoice in_123 total 1999 EUR, user u_000042") == (
-        "invoice in_123 total 1999 EUR, user u_000042")
+        "invoice in_123 total 1999 EUR, user u_000042"
+    )
 
 
 def test_stdlib_loggers_go_through_the_redaction(capsys):
     configure_logging(json_logs=True)
     try:
-        logging.getLogger("twinbill.test").warning("customer %s card %s", "bob@example.test",
-                                                   "4000000000000341")
+        logging.getLogger("twinbill.test").warning(
+            "customer %s card %s", "bob@example.test", "4000000000000341"
+        )
         line = capsys.readouterr().err.strip().splitlines()[-1]
         event = json.loads(line)
         assert "bob@" not in line and "4000000000000341" not in line
