@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from core.canonical import SubscriptionStatus
 from core.db import transaction
 from core.errors import (
     BackendRejected,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from migration.saga import SagaDeps
 
 Result = tuple[dict[str, Any], dict[str, Any] | None]
+_OVER = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
 ACTOR = "system:saga"
 
 
@@ -157,7 +159,12 @@ def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
     history = deps.legacy.map_snapshot(snap)
     ref = _ref(deps, mig.user_id)
     canceled = []
-    for sub in history.billing_subscriptions:
+    # every subscription that is not over, not only the billing ones: an `incomplete` one
+    # turns `active` when its first invoice gets paid (and localstripe shows trials as
+    # `incomplete`, docs/legacy-gaps.md), which would bill a user who now lives in new
+    for sub in history.subscriptions:
+        if sub.status in _OVER:
+            continue
         _cancel_one(deps, mig, ref, sub.id)
         canceled.append(sub.id)
     return {}, {"canceled": canceled}
@@ -186,7 +193,7 @@ def _legacy_canceled(deps: SagaDeps, ref: UserRef, sub_id: str) -> bool:
         subs = deps.legacy.list_subscriptions(ref)
     except TwinbillError:
         return False
-    return any(s.id == sub_id and not s.status.billing for s in subs)
+    return any(s.id == sub_id and s.status in _OVER for s in subs)
 
 
 def step_activate(deps: SagaDeps, mig: Migration) -> Result:
