@@ -183,7 +183,8 @@ def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
         lost = list(
             session.scalars(
                 sa.select(Migration.id).where(
-                    Migration.status == "pending", Migration.created_at < stale
+                    Migration.status == "pending",
+                    Migration.created_at < now - timedelta(seconds=deps.lost_after),
                 )
             )
         )

@@ -109,10 +109,9 @@ def test_reaper_resumes_stale_and_lost_migrations(world):
     stale_id = records.create(world.sessions, "u1")
     assert records.claim(world.sessions, stale_id, "dead-worker", stale_after=120)
     lost_id = records.create(world.sessions, "u2")
-    old = utcnow() - timedelta(minutes=10)
     with transaction(world.sessions) as s:
-        s.get(Migration, stale_id).heartbeat_at = old
-        s.get(Migration, lost_id).created_at = old
+        s.get(Migration, stale_id).heartbeat_at = utcnow() - timedelta(minutes=10)
+        s.get(Migration, lost_id).created_at = utcnow() - timedelta(hours=2)
     enqueued: list[str] = []
     counts = services.reap(world.deps, enqueued.append)
     assert counts["resumed"] == 1 and counts["lost"] == 1

@@ -172,3 +172,23 @@ def test_a_renewal_during_migration_defers_and_unlocks(world):
     assert world.route().state == "legacy"
     assert len(_billing(world.legacy)) == 1
     assert [i.status for i in world.new.imports.values()] == ["discarded"]
+
+
+def test_verify_that_cannot_run_leaves_a_migrated_user_migrated(world):
+    """The route is already `new`: a failing check must not page or mark the user failed."""
+    world.user()
+
+    def broken_verifier(mig, deps):
+        raise BackendUnavailable("new service down", backend="new")
+
+    world.deps.verifier = broken_verifier
+    mig = services.migrate_user(world.deps, "u1")
+    assert mig.status == "succeeded" and "down" in mig.error_message
+    assert world.route().state == "new"
+    assert world.pages == []
+
+
+def test_a_queued_migration_is_not_presumed_lost_too_early(world):
+    world.user()
+    records.create(world.sessions, "u1")
+    assert services.reap(world.deps, lambda _id: None)["lost"] == 0
