@@ -261,7 +261,7 @@ def map_bundle(bundle: Obj) -> BillingHistory:
         for n, item in enumerate(items):
             if not isinstance(item, Mapping):
                 raise TransformError(
-                    f"is {type(item).__name__}, not an object",
+                    f"does not match the contract: {type(item).__name__}, not an object",
                     record=f"bundle {user}",
                     field=f"{key}[{n}]",
                 )
