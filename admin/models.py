@@ -1,9 +1,10 @@
-"""Admin tables: operator accounts, server-side sessions, sign-in attempts, invoice numbers.
+"""Admin tables: operator accounts, server-side sessions, sign-in attempts; search indexes.
 
 Passwords are argon2 hashes; session cookies carry a random token of which only
 a keyed hash is stored, so a database dump cannot be replayed as a cookie.
-``invoice_numbers`` is the search index support staff type invoice numbers
-into; it is filled from what the billing systems return (``admin.web.search``).
+``invoice_numbers`` (the search index support staff type invoice numbers into)
+lives in the multiplexer layer (``multiplexer.models.InvoiceNumber``) so that
+the migration can keep it in sync; only its search index is declared here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UtcDateTime, utcnow
-from multiplexer.models import Route
+from multiplexer.models import InvoiceNumber, Route
 
 BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
@@ -62,20 +63,10 @@ class LoginAttempt(Base):
     )
 
 
-class InvoiceNumber(Base):
-    """Invoice number -> user, for the search box (numbers are what customers quote)."""
-
-    __tablename__ = "invoice_numbers"
-
-    number: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
-    system: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
-    user_id: Mapped[str] = mapped_column(sa.String(120), index=True)
-
-
 #: Search indexes on the routing table and the invoice numbers (revision 0005).
 #: ``lower(col)`` btree indexes serve prefix search everywhere (``text_pattern_ops``
 #: on PostgreSQL so ``LIKE 'abc%'`` can use them); pg_trgm GIN indexes serve
-#: substring search on PostgreSQL only.
+#: substring search of email and name on PostgreSQL only (ids are searched by prefix).
 ix_routes_name = sa.Index("ix_routes_name", Route.name)
 
 
@@ -104,5 +95,4 @@ SEARCH_INDEXES = (
     _lower_prefix("ix_invoice_numbers_lower_prefix", InvoiceNumber.number),
     _trigram("ix_routes_email_trgm", Route.email),
     _trigram("ix_routes_name_trgm", Route.name),
-    _trigram("ix_routes_user_id_trgm", Route.user_id),
 )

@@ -2,8 +2,9 @@
 
 ``twinbill worker`` / ``twinbill beat`` wrap these. The beat schedule keeps the
 system self-healing: the reaper resumes migrations whose worker died, the outbox
-sweep re-enqueues webhook deliveries whose task was lost, and continuous
-reconciliation re-checks recently migrated users.
+sweep re-enqueues webhook deliveries whose task was lost, continuous
+reconciliation re-checks recently migrated users, and expired admin sessions
+are purged hourly.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from celery import Celery
 from core.queue import create_celery
 from core.settings import get_settings
 
-TASK_MODULES = ("migration.tasks", "multiplexer.tasks")
+TASK_MODULES = ("migration.tasks", "multiplexer.tasks", "admin.tasks")
 
 BEAT_SCHEDULE = {
     "reap-stale-migrations": {"task": "twinbill.reap", "schedule": 30.0},
     "sweep-webhook-outbox": {"task": "twinbill.sweep_outbox", "schedule": 30.0},
     "reconcile-recent": {"task": "twinbill.reconcile_recent", "schedule": 300.0},
+    "purge-admin-sessions": {"task": "twinbill.purge_admin_sessions", "schedule": 3600.0},
 }
 
 

@@ -5,8 +5,8 @@ sandbox (localstripe + newbilling), seed ``--users`` users straight into localst
 (timed separately: seeding is not migration), put ``sandbox.faultproxy`` with
 ``rate_limit=B`` (and the scenario's faults) in front of localstripe, sync the
 inventory, then migrate every user in one cohort through the real Celery task code on
-an **embedded worker with 2 threads** (in-memory broker, SQLite: the ``twinbill demo``
-shape; both threads share the process's legacy limiter) set to 0.95 x B
+an **embedded worker** (``--threads``, default 2; in-memory broker, SQLite: the
+``twinbill demo`` shape; all threads share the process's legacy limiter) set to 0.95 x B
 (``TWINBILL_LEGACY_RATE_LIMIT``).
 
 Reports users/s, legacy calls per user, utilisation = achieved legacy req/s / B (requests
@@ -66,7 +66,14 @@ class Outcome:
 
 
 def run_scenario(
-    name: str, *, users: int, budget: float, faults: dict[str, Any], workdir: Path, seed: int
+    name: str,
+    *,
+    users: int,
+    budget: float,
+    faults: dict[str, Any],
+    workdir: Path,
+    seed: int,
+    threads: int = 2,
 ) -> Outcome:
     from core import dbschema
     from core.queue import create_celery, embedded_worker
@@ -113,7 +120,7 @@ def run_scenario(
         proxy.reset_stats()
         limiter = ctx.limiters["legacy"]
         calls_before = limiter.stats()["acquired"]
-        with embedded_worker(app, concurrency=2):
+        with embedded_worker(app, concurrency=threads):
             started = time.perf_counter()
             services.start_cohort(deps, name, runtime.enqueue, actor="bench")
             last = -1
@@ -154,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=20.0, help="B, legacy requests/s")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", choices=("clean", "errors"), default=None)
+    parser.add_argument("--threads", type=int, default=2, help="worker threads sharing B")
     args = parser.parse_args(argv)
     os.environ.pop("TWINBILL_REDIS_URL", None)
 
@@ -172,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                     faults=faults,
                     workdir=Path(tmp) / name,
                     seed=args.seed,
+                    threads=args.threads,
                 )
             )
             print(f"  {name}: {outcomes[-1]}", file=sys.stderr, flush=True)  # partial results

@@ -9,7 +9,7 @@ a fresh re-fetch of legacy for the "billed by exactly one system" invariant.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from migration import records
 from migration.models import CohortMember, Migration
 from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend, UserRef
 from multiplexer.models import Route
+from multiplexer.search_index import index_invoice_numbers
 from reconciler.projection import reconcile_users
 from reconciler.render import render
 from reconciler.report import Report
@@ -132,10 +133,16 @@ def reconcile(
     created_by: str,
     refetch: bool = False,
     store: bool = True,
+    index_invoices: bool = False,
 ) -> Report:
     """Check every user of the scope, then store the report in one transaction (nothing is
-    written if any user cannot be checked)."""
+    written if any user cannot be checked). With ``index_invoices`` the same transaction
+    indexes the invoice numbers both sides showed (legacy snapshot, new bundle) for the
+    admin search."""
     load_legacy, load_new, load_now = loaders(sessions, legacy, new, scope.migrations)
+    numbers: list[tuple[str, str, list[str | None]]] = []
+    if index_invoices:
+        load_legacy, load_new = _noting_invoices(load_legacy, load_new, numbers)
     cohort_of = {u: m.cohort for u, m in scope.migrations.items()}
     # records the new system created itself after the migration began are not "extra"
     since_of = {u: m.started_at for u, m in scope.migrations.items()}
@@ -153,15 +160,44 @@ def reconcile(
     if store:
         with transaction(sessions) as session:
             store_report(session, report)
+            for user_id, system, found in numbers:
+                index_invoice_numbers(session, user_id, system, found)
     return report
 
 
+def _noting_invoices(
+    load_legacy: Callable[[str], tuple[BillingHistory, dict[str, Any]]],
+    load_new: Callable[[str], BillingHistory],
+    numbers: list[tuple[str, str, list[str | None]]],
+) -> tuple[Callable[[str], tuple[BillingHistory, dict[str, Any]]], Callable[[str], BillingHistory]]:
+    """Wrap the loaders so that every invoice number they see is noted for the index."""
+
+    def legacy_side(user_id: str) -> tuple[BillingHistory, dict[str, Any]]:
+        history, objects = load_legacy(user_id)
+        numbers.append((user_id, "legacy", [i.number for i in history.invoices]))
+        return history, objects
+
+    def new_side(user_id: str) -> BillingHistory:
+        history = load_new(user_id)
+        numbers.append((user_id, "new", [i.number for i in history.invoices]))
+        return history
+
+    return legacy_side, new_side
+
+
 def reconcile_verifier(mig: Migration, deps: SagaDeps) -> dict[str, Any]:
-    """The saga's verify step: reconcile this one user and store the result."""
+    """The saga's verify step: reconcile this one user, store the result, and index the
+    invoice numbers of both sides (legacy snapshot, new bundle) for the admin search."""
     mig = records.load(deps.sessions, mig.id)
     scope = Scope("user", mig.user_id, [mig.user_id], {mig.user_id: mig})
     report = reconcile(
-        deps.sessions, deps.legacy, deps.new, scope, created_by="system:saga", refetch=True
+        deps.sessions,
+        deps.legacy,
+        deps.new,
+        scope,
+        created_by="system:saga",
+        refetch=True,
+        index_invoices=True,
     )
     return {
         "clean": report.clean,

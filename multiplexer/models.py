@@ -1,4 +1,5 @@
-"""Multiplexer tables: routing, rollout policy, application tokens, webhook inbox and outbox."""
+"""Multiplexer tables: routing, rollout policy, application tokens, webhook inbox and outbox,
+and the invoice-number index (``multiplexer.search_index``)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,21 @@ class Route(Base):
             "new_customer_id": self.new_customer_id,
             "version": self.version,
         }
+
+
+class InvoiceNumber(Base):
+    """Invoice number -> user, for the admin search box (numbers are what customers quote).
+
+    Kept in sync by ``multiplexer.search_index.index_invoice_numbers``: the migration's
+    verify step, the admin user page and the ``twinbill users index-invoices`` backfill.
+    The table is created by revision 0005.
+    """
+
+    __tablename__ = "invoice_numbers"
+
+    number: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    system: Mapped[str] = mapped_column(sa.String(10), primary_key=True)  # legacy | new
+    user_id: Mapped[str] = mapped_column(sa.String(120), index=True)
 
 
 class RolloutPolicy(Base):

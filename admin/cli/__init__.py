@@ -18,6 +18,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
 routes.users.command("find")(support.users_find)
+routes.users.command("index-invoices")(support.users_index_invoices)
 app.add_typer(routes.users, name="users")
 app.add_typer(support.payments, name="payments")
 app.add_typer(support.refunds, name="refunds")

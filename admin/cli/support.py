@@ -1,6 +1,6 @@
 """Support actions on the command line (parity with the admin UI); every read has ``--json``.
 
-``twinbill users find``, ``twinbill payments record-offline|list-offline``,
+``twinbill users find|index-invoices``, ``twinbill payments record-offline|list-offline``,
 ``twinbill refunds record-offline``, ``twinbill audit show``,
 ``twinbill admin create-user``. Money-changing commands print what they will
 write where and ask first (``--yes`` skips the question, for scripts).
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from admin.cli.common import EXIT_ERROR, cli_errors, console, err_console, print_json
+from admin.cli.common import EXIT_ERROR, EXIT_FOUND, cli_errors, console, err_console, print_json
 from admin.cli.context import mux_context
 
 payments = typer.Typer(help="Offline payments (bank transfers).", no_args_is_help=True)
@@ -62,6 +62,34 @@ def users_find(
     console.print(table)
     if result.next_after:
         console.print(f"more: --after {result.next_after}")
+
+
+def users_index_invoices(
+    user: str | None = typer.Option(None, "--user", help="one app user id"),
+    all_users: bool = typer.Option(False, "--all", help="every user in the routing table"),
+    json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Backfill the invoice-number search index from both billing systems (idempotent).
+
+    Legacy invoices are listed through the legacy backend under the shared rate limit;
+    users on the new system are read from their bundle. Exit 1 if some user failed.
+    """
+    from multiplexer.search_index import backfill
+
+    if (user is None) == (not all_users):
+        err_console.print("[bold red]error[/]: choose --user ID or --all")
+        raise typer.Exit(EXIT_ERROR)
+    with cli_errors():
+        ctx = mux_context()
+        result = backfill(ctx.sessions, ctx.legacy, ctx.new, user_id=user)
+    if json:
+        print_json(result.as_dict())
+    else:
+        console.print(f"indexed {result.numbers} invoice numbers of {result.users} users")
+        for uid, error in sorted(result.failed.items()):
+            err_console.print(f"[bold red]failed[/] {uid}: {error}", highlight=False)
+    if result.failed:
+        raise typer.Exit(EXIT_FOUND)
 
 
 def _hit(h: Any) -> dict[str, Any]:

@@ -47,6 +47,7 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
     "GET /admin/cohorts/{name}": OPERATORS,
     "POST /admin/cohorts/{name}/{action}": OPERATORS,
     "GET /admin/migrations/{migration_id}": OPERATORS,
+    "POST /admin/migrations/{migration_id}/resume": OPERATORS,
     "GET /admin/reports": OPERATORS,
     "GET /admin/reports/{report_id}": OPERATORS,
 }

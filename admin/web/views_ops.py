@@ -1,4 +1,5 @@
-"""Developers: cohort dashboard and actions, a migration's timeline step by step."""
+"""Developers: cohort dashboard and actions, a migration's timeline step by step, and
+resuming one user's migration that failed after the pivot."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from admin.web import AdminWeb, page
 from admin.web.access import guard
 from admin.web.auth import Principal
 from core import audit
+from core.db import transaction
 from core.errors import TwinbillError
 from migration import cohorts, records, services
 from migration.models import Cohort, Migration
+from migration.saga import SagaDeps
 
 router = APIRouter(dependencies=[Depends(guard)])
 SORTS = {"name": Cohort.name, "status": Cohort.status, "created": Cohort.created_at}
@@ -120,7 +123,9 @@ async def cohort_action(
 
 
 @router.get("/admin/migrations/{migration_id}")
-def migration_page(request: Request, migration_id: str) -> Response:
+def migration_page(
+    request: Request, migration_id: str, notice: str | None = None, error: str | None = None
+) -> Response:
     web = _web(request)
     with web.ctx.sessions() as session:
         mig = session.get(Migration, migration_id)
@@ -141,4 +146,93 @@ def migration_page(request: Request, migration_id: str) -> Response:
                 .limit(10)
             )
         )
-    return page(request, "migration.html", mig=mig, steps=steps, others=others)
+        latest = others[0].id if others else None
+    return page(
+        request,
+        "migration.html",
+        mig=mig,
+        steps=steps,
+        others=others,
+        resumable=resume_refusal(mig, latest) is None,
+        notice=notice,
+        error=error,
+    )
+
+
+def resume_refusal(mig: Migration, latest: str | None) -> str | None:
+    """Why this migration cannot be resumed from the admin, or None if it can."""
+    if latest is not None and latest != mig.id:
+        return f"A newer migration ({latest}) exists for this user: resume that one instead."
+    if mig.status != "failed":
+        return f"Only a failed migration can be resumed; this one is {mig.status}."
+    if not mig.pivoted:
+        return (
+            "This migration failed before the pivot and was compensated (the user is back "
+            "on legacy): start a new migration instead (cohort retry-failed or "
+            "`twinbill migrate USER_ID`)."
+        )
+    return None
+
+
+def _saga_deps(web: AdminWeb) -> SagaDeps:
+    deps = web.ctx.extras.get("saga_deps")  # tests hand over fakes here
+    if deps is None:
+        from migration import runtime
+
+        deps = runtime.deps()
+    return deps  # type: ignore[no-any-return]
+
+
+@router.post("/admin/migrations/{migration_id}/resume")
+async def migration_resume(
+    request: Request, migration_id: str, me: Principal = Depends(guard)
+) -> Response:
+    """Resume a migration that failed after the pivot (forward recovery), synchronously."""
+    web = _web(request)
+    form = await request.form()
+    reason = str(form.get("reason") or "").strip() or None
+    with web.ctx.sessions() as session:
+        mig = session.get(Migration, migration_id)
+        latest = cohorts.latest_migration(session, mig.user_id) if mig else None
+    if mig is None:
+        return page(
+            request,
+            "error.html",
+            status=404,
+            title="Unknown migration",
+            message=f"No migration {migration_id!r}.",
+        )
+    result: dict[str, str] = {}
+    refused = resume_refusal(mig, latest.id if latest else None)
+    before = {"status": mig.status, "step": mig.step, "error_kind": mig.error_kind}
+    if refused is None:
+        try:
+            done = services.resume_user(_saga_deps(web), mig.user_id)
+        except TwinbillError as exc:
+            refused = f"Refused: {exc}."
+        else:
+            after = {"status": done.status, "step": done.step, "error_kind": done.error_kind}
+            with transaction(web.ctx.sessions) as session:
+                audit.record(
+                    session,
+                    actor=me.actor,
+                    action="admin.migration_resume",
+                    resource_type="migration",
+                    resource_id=mig.id,
+                    before=before,
+                    after=after,
+                    reason=reason,
+                )
+            if done.status == "succeeded":
+                result["notice"] = f"Resumed: migration {done.id} finished ({done.step})."
+            else:
+                message = f": {done.error_message}" if done.error_message else ""
+                result["error"] = (
+                    f"Resumed, but migration {done.id} is {done.status} again at step "
+                    f"{done.step or '—'}{message}"
+                )
+    if refused is not None:
+        result["error"] = f"{refused} Nothing was changed."
+    return RedirectResponse(
+        f"/admin/migrations/{quote(migration_id)}?{urlencode(result)}", status_code=303
+    )

@@ -14,7 +14,7 @@ from admin.web import AdminWeb, page
 from admin.web.access import guard
 from admin.web.auth import Principal
 from admin.web.offline import LABEL, DraftErrors, build_draft, record, refusal, writable_route
-from admin.web.search import index_invoice_numbers, search
+from admin.web.search import search
 from core import audit
 from core.db import transaction
 from core.errors import IllegalTransition, InvalidInput, TwinbillError, UnknownUser
@@ -22,6 +22,7 @@ from migration import records
 from migration.models import Migration
 from multiplexer import routing
 from multiplexer.models import Route
+from multiplexer.search_index import index_invoice_numbers
 
 log = logging.getLogger("twinbill.admin")
 router = APIRouter(dependencies=[Depends(guard)])

@@ -5,9 +5,10 @@ Revises: 0004
 
 PostgreSQL gets expression indexes for the admin search: ``lower(col)
 text_pattern_ops`` for prefix queries (``LIKE 'abc%'``) and pg_trgm GIN indexes
-for substring queries (``LIKE '%abc%'``). Alembic's autogenerate skips
-expression indexes, so they live here only. SQLite gets plain ``lower(col)`` indexes (its default collation is binary, so a
-range on them is an exact prefix match).
+for substring queries (``LIKE '%abc%'``) on email and name only: ids are
+searched by prefix. Alembic's autogenerate skips expression indexes, so they
+live here only. SQLite gets plain ``lower(col)`` indexes (its default collation
+is binary, so a range on them is an exact prefix match).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ _PG_PREFIX = {
     "ix_routes_user_id_lower_prefix": ("routes", "user_id"),
     "ix_invoice_numbers_lower_prefix": ("invoice_numbers", "number"),
 }
+_STATISTICS = 1000
 _PG_TRGM = {
     "ix_routes_email_trgm": ("routes", "email"),
     "ix_routes_name_trgm": ("routes", "name"),
-    "ix_routes_user_id_trgm": ("routes", "user_id"),
 }
 
 
@@ -93,6 +94,12 @@ def upgrade() -> None:
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         for name, (table, column) in _PG_TRGM.items():
             op.execute(f"CREATE INDEX {name} ON {table} USING gin (lower({column}) gin_trgm_ops)")
+        # finer statistics on the searched expressions: with the default 100-entry
+        # histogram, "%kowalski%" (6% of users) was estimated at 100 rows and searched by
+        # a trigram bitmap over 60,000 rows instead of a short primary-key walk
+        for name in (*_PG_PREFIX, *_PG_TRGM):
+            if name.startswith("ix_routes_"):
+                op.execute(f"ALTER INDEX {name} ALTER COLUMN 1 SET STATISTICS {_STATISTICS}")
 
 
 def downgrade() -> None:
