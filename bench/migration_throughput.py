@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\nmigration throughput — B = {args.budget:g} legacy req/s, limiter 0.95·B, "
-        "2 embedded worker threads (in-memory broker, SQLite)\n"
+        f"{args.threads} embedded worker threads (in-memory broker, SQLite)\n"
     )
     header = (
         f"{'scenario':<8} {'users':>5} {'seed s':>7} {'migr s':>7} {'users/s':>7} "
