@@ -27,4 +27,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) twinbill.db .twinbill-sandbox .pytest_cache
+	rm -rf $(VENV) twinbill.db .twinbill-sandbox .twinbill-demo .pytest_cache test-artifacts
