@@ -338,6 +338,7 @@ class BillingMux:
                 "amount": amount.amount,
                 "currency": amount.currency,
                 "reference": reference,
+                "paid_at": paid_at.date().isoformat(),
             },
             note,
         )
@@ -377,6 +378,7 @@ class BillingMux:
                 "amount": amount.amount,
                 "currency": amount.currency,
                 "reference": reference,
+                "refunded_at": refunded_at.date().isoformat(),
             },
             reason,
         )

@@ -226,11 +226,13 @@ class OfflineRow:
     reference: str
     actor: str
     reason: str | None
+    happened_on: str = ""  # the bank date the person entered (paid_at / refunded_at)
 
     def as_dict(self) -> dict[str, Any]:
         money = Money(self.currency, self.amount) if self.currency else None
         return {
             "recorded_at": self.at.isoformat(),
+            "happened_on": self.happened_on,
             "kind": self.kind,
             "user_id": self.user_id,
             "system": self.system,
@@ -285,4 +287,5 @@ def list_offline(
             str(after.get("reference") or ""),
             e.actor,
             e.reason,
+            str(after.get("paid_at") or after.get("refunded_at") or ""),
         )

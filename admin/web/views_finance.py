@@ -18,6 +18,7 @@ router = APIRouter(dependencies=[Depends(guard)])
 PAGE = 100
 CSV_FIELDS = (
     "recorded_at",
+    "happened_on",
     "kind",
     "user_id",
     "system",

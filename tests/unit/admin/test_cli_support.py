@@ -46,7 +46,7 @@ def test_record_offline_payment_asks_then_records_once(cli, admin):
     listed = cli.invoke(app, ["payments", "list-offline", "--json"])
     assert [r["reference"] for r in json.loads(listed.stdout)] == ["BANK-123"]
     csv = cli.invoke(app, ["payments", "list-offline", "--csv"])
-    assert csv.stdout.startswith("recorded_at,kind")
+    assert csv.stdout.startswith("recorded_at,happened_on,kind")
 
 
 @pytest.mark.parametrize(

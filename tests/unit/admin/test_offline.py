@@ -146,6 +146,9 @@ def test_finance_list_and_csv(admin):
     csv = c.get("/admin/finance/offline.csv")
     assert csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.strip().splitlines()
-    assert lines[0].startswith("recorded_at,kind,user_id") and len(lines) == 3
+    assert lines[0].startswith("recorded_at,happened_on,kind,user_id") and len(lines) == 3
     assert ",payment,u_1,new," in lines[1] and ",12.50,EUR,BANK-9," in lines[1]
+    # finance reconciles against the bank: the date the money moved is in the export
+    happened_on = lines[1].split(",")[1]
+    assert len(happened_on) == 10 and happened_on[4] == "-"
     assert "No" in c.get("/admin/finance/offline?start=2001-01-01&end=2001-01-02").text
