@@ -7,9 +7,13 @@ line leaves at worst a step marked ``running``, which the next run repeats
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -121,6 +125,36 @@ def load(sessions: sessionmaker[Session], migration_id: str) -> Migration:
         if mig is None:
             raise LookupError(f"no migration {migration_id!r}")
         return mig
+
+
+@contextmanager
+def keep_alive(
+    sessions: sessionmaker[Session], migration_id: str, *, every: float
+) -> Iterator[None]:
+    """Refresh the lease's heartbeat while a long step runs (rate-limit waits, retries).
+
+    The reaper must take over a migration whose worker *died*, never one whose worker is
+    merely slow: a daemon thread beats every ``every`` seconds and dies with the process.
+    """
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(every):
+            # a missed beat only risks an early reap, which the lease makes harmless
+            with contextlib.suppress(Exception), transaction(sessions) as session:
+                session.execute(
+                    sa.update(Migration)
+                    .where(Migration.id == migration_id)
+                    .values(heartbeat_at=utcnow())
+                )
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{migration_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
 
 
 def begin_step(

@@ -151,7 +151,8 @@ def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
         attempt += 1
         step_id = records.begin_step(deps.sessions, mig, step, steps.key_for(mig, step))
         try:
-            advance, detail = fn(deps, mig)
+            with records.keep_alive(deps.sessions, mig.id, every=deps.stale_after / 3):
+                advance, detail = fn(deps, mig)
         except (Deferred, Restart) as signal:
             records.end_step(
                 deps.sessions,

@@ -192,3 +192,29 @@ def test_a_queued_migration_is_not_presumed_lost_too_early(world):
     world.user()
     records.create(world.sessions, "u1")
     assert services.reap(world.deps, lambda _id: None)["lost"] == 0
+
+
+def test_a_slow_step_keeps_its_lease(world):
+    """A worker that is slow (not dead) keeps beating: another worker cannot claim it."""
+    import threading
+    import time
+
+    world.user()
+    world.deps.stale_after = 0.6
+    mig_id = records.create(world.sessions, "u1")
+    original = world.new.create_import
+    claimed_by_other = []
+
+    def slow_import(payload, *, idempotency_key):
+        time.sleep(1.5)  # longer than stale_after: only the heartbeat keeps the lease
+        claimed_by_other.append(
+            records.claim(world.sessions, mig_id, "other-worker", stale_after=0.6)
+        )
+        return original(payload, idempotency_key=idempotency_key)
+
+    world.new.create_import = slow_import
+    thread = threading.Thread(target=saga.run, args=(world.deps, mig_id))
+    thread.start()
+    thread.join(timeout=30)
+    assert claimed_by_other == [None]
+    assert records.load(world.sessions, mig_id).status == "succeeded"
