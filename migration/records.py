@@ -140,7 +140,7 @@ def keep_alive(
 
     def beat() -> None:
         while not done.wait(every):
-            # a missed beat only risks an early reap, which the lease makes harmless
+            # a missed beat (a database hiccup) is retried on the next tick
             with contextlib.suppress(Exception), transaction(sessions) as session:
                 session.execute(
                     sa.update(Migration)
