@@ -304,6 +304,9 @@ class RateLimiter:
         with self._lock:
             self._acquired += 1
             self._waited += waited
+        # Additive increase: every slot granted after a 429 creeps the shared rate back
+        # up (a failing call penalises again). Without it one 429 cut the budget for good.
+        self.reward()
         return waited
 
     def try_acquire(self) -> float:

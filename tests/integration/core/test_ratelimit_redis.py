@@ -99,10 +99,12 @@ def test_penalise_in_one_process_pauses_the_other(redis_url: str) -> None:
     assert any(penalised_at - 0.5 < g < penalised_at for g in grants)  # was running before
     after = [g for g in grants if g >= penalised_at + 0.95]
     assert after and after[0] < penalised_at + 1.3  # and resumes when the pause ends
-    # The other process adapted down too: the effective rate is shared.
-    assert result["stats"]["effective_rate"] == pytest.approx(rate * 0.8)
+    # The other process adapted down too (the effective rate is shared): its first second
+    # after the pause runs at the lowered rate, then its granted slots restore the budget.
+    first_second = [g for g in after if g < after[0] + 1.0]
+    assert len(first_second) <= rate * 0.8 + 2
     assert here.stats()["global_penalties"] == 1
-    assert max_in_window(after) <= rate * 0.8 + 1
+    assert rate * 0.8 < result["stats"]["effective_rate"] <= rate
 
 
 def test_reward_restores_the_shared_rate(redis_url: str) -> None:

@@ -163,7 +163,18 @@ def test_slower_rate_after_penalty_is_enforced() -> None:
     while clock.now < start + 5.0:
         limiter.acquire()
         grants.append(clock.now)
-    assert max_in_window(grants) <= 8
+    first_second = [g for g in grants if g < start + 1.0]
+    assert len(first_second) <= 9  # slowed right after the 429 (10 at full rate)
+
+
+def test_granted_slots_restore_the_rate_after_a_429() -> None:
+    """AIMD: one 429 must not cut the shared budget for good."""
+    limiter, clock = make(10.0)
+    limiter.penalise(0.0)
+    assert limiter.effective_rate == pytest.approx(8.0)
+    for _ in range(25):
+        limiter.acquire()
+    assert limiter.effective_rate == pytest.approx(10.0)
 
 
 def test_stats_for_dashboards() -> None:
