@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 SIMPLE = ("simple_monthly", "yearly", "multi_seat", "trialing")
 
@@ -193,39 +192,14 @@ def _run(
 
 
 def _run_cohort(ctx: Any, deps: Any, name: str, size: int, console: Console) -> CohortOutcome:
-    from migration import cohorts, runtime, services
+    from admin.progress import watch_cohort
+    from migration import runtime, services
 
     legacy = ctx.limiters["legacy"]
     calls_before = legacy.stats()["acquired"]
     started = time.monotonic()
     services.start_cohort(deps, name, runtime.enqueue, actor="demo")
-    columns = (
-        TextColumn(f"cohort [bold]{name:<8}[/]"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(name, total=size, detail="")
-        while True:
-            with ctx.sessions() as session:
-                p = cohorts.progress(session, name)
-            finished = p.finished + p.by_status.get("deferred", 0)
-            rate = finished / max(time.monotonic() - started, 1e-6)
-            bar.update(
-                task,
-                completed=finished,
-                detail=f"done {p.by_status.get('done', 0)} failed "
-                f"{p.by_status.get('failed', 0)} deferred "
-                f"{p.by_status.get('deferred', 0)} · {rate:.1f} users/s",
-            )
-            if p.settled or (p.status in ("halted", "paused") and not p.by_status.get("running")):
-                break  # a halted cohort starts nobody new, but running sagas finish
-            time.sleep(0.25)
-    cohorts.maybe_done(ctx.sessions, name)
-    with ctx.sessions() as session:
-        p = cohorts.progress(session, name)
+    p = watch_cohort(ctx.sessions, name, console)
     return CohortOutcome(
         name,
         size,

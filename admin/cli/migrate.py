@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
@@ -170,38 +169,9 @@ def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool) -> Non
 
 
 def _wait(name: str) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from admin.progress import watch_cohort
 
-    from migration import cohorts
-
-    deps = _deps()
-    started = time.monotonic()
-    with Progress(
-        TextColumn(f"[bold]{name}[/]"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} {task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = None
-        while True:
-            with deps.sessions() as session:
-                p = cohorts.progress(session, name)
-            if task is None:
-                task = bar.add_task(name, total=p.total, detail="")
-            done = p.finished + p.by_status.get("deferred", 0)
-            rate = done / max(time.monotonic() - started, 1e-6)
-            bar.update(
-                task,
-                completed=done,
-                detail=(
-                    f"done {p.by_status.get('done', 0)} failed {p.by_status.get('failed', 0)} "
-                    f"deferred {p.by_status.get('deferred', 0)} · {rate:.2f} users/s"
-                ),
-            )
-            if p.settled or p.status in ("halted", "paused"):
-                break
-            time.sleep(0.5)
+    watch_cohort(_deps().sessions, name, console, poll=0.5)
     _show(name, as_json=False)
 
 
