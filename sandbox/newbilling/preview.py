@@ -121,7 +121,9 @@ def preview_import(session: Session, import_id: str) -> dict[str, Any]:
     if imp is None:
         raise not_found("import", import_id)
     if imp.status == "discarded":
-        raise ApiError(409, "import_discarded", f"import {imp.id} was discarded; nothing to preview")
+        raise ApiError(
+            409, "import_discarded", f"import {imp.id} was discarded; nothing to preview"
+        )
     customer = session.scalar(select(m.Customer).where(m.Customer.import_id == imp.id))
     if customer is None:  # pragma: no cover - an import always writes its customer
         raise not_found("customer of import", import_id)

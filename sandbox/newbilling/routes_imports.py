@@ -15,8 +15,8 @@ from . import models as m
 from .db import wipe
 from .errors import ApiError
 from .ledger import customer_or_404
-from .schemas import ImportIn
 from .preview import preview_import
+from .schemas import ImportIn
 from .schemas_out import (
     BundleOut,
     ImportDetailOut,
