@@ -148,9 +148,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", tags=["billing"], responses=ERRORS)
 
 
-def _utc(value: datetime | None) -> datetime:
+def _utc(value: datetime | None) -> datetime | None:
+    """The caller's timestamp in UTC, or None: the facade fills "now" once, when it decides
+    the record, so an identical retry hashes (and replays) as the same request."""
     if value is None:
-        return datetime.now(UTC)
+        return None
     if value.tzinfo is None:
         raise InvalidInput("timestamps must carry a timezone (UTC)")
     return value.astimezone(UTC)

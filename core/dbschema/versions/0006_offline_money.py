@@ -80,9 +80,21 @@ def _backfill() -> None:
         *(
             sa.column(c)
             for c in (
-                "user_id", "kind", "reference", "system", "amount", "currency", "happened_at",
-                "note", "request_hash", "idempotency_key", "status", "record_id", "actor",
-                "created_at", "recorded_at",
+                "user_id",
+                "kind",
+                "reference",
+                "system",
+                "amount",
+                "currency",
+                "happened_at",
+                "note",
+                "request_hash",
+                "idempotency_key",
+                "status",
+                "record_id",
+                "actor",
+                "created_at",
+                "recorded_at",
             )
         ),  # fmt: skip
     )
