@@ -9,8 +9,10 @@ Every step is recorded durably (``records``) and safe to run twice; a worker
 that dies at any line leaves a migration the reaper hands to another worker,
 which resumes after the last finished step. Before the pivot (the legacy
 cancel) a failure is compensated: the pending import is discarded and the
-route goes back to ``legacy``. From the pivot on, only forward recovery:
-retry until done, or ``failed`` with a page for a human.
+route goes back to ``legacy``. From the pivot on, only forward recovery: a
+transient cause is retried with growing backoff for as long as it lasts
+(``migration.recovery``: status ``retrying``, "retrying after the pivot", paged),
+only a permanent one ends ``failed`` with a page for a human.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from core.errors import (
     TwinbillError,
 )
 from core.ratelimit import RateLimiter, backoff_delay
-from migration import records, steps
+from migration import records, recovery, steps
 from migration.models import Migration
 from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend
 from multiplexer.cache import RouteCache
@@ -88,6 +90,10 @@ class SagaDeps:
     verifier: Verifier | None = None
     renewal_guard: timedelta = timedelta(hours=2)
     max_attempts: int = 6  # per step, for transient errors
+    # after the pivot a transient failure is never final: rounds of max_attempts, parked
+    # between rounds with a wait doubling from base up to this ceiling (migration.recovery)
+    post_pivot_backoff_base: float = 30.0
+    post_pivot_backoff_max: float = 3600.0
     max_restarts: int = 3  # re-check failures before giving up (deferred)
     stale_after: float = 120.0  # seconds without heartbeat before the reaper steps in
     # a queued migration may wait long in a big cohort; only after this long is its task
@@ -143,6 +149,10 @@ def run(deps: SagaDeps, migration_id: str) -> Migration:
                 return records.load(deps.sessions, migration_id)
             _restart(deps, mig)
         except Exception as exc:  # noqa: BLE001 - every failure must end in a known state
+            if recovery.is_transient(exc) and step != "verify":
+                current = records.load(deps.sessions, mig.id)
+                if current.pivoted and not current.dry_run:
+                    return recovery.retry_later(deps, current, step, exc)
             return _fail(deps, mig, step, exc)
 
 

@@ -161,6 +161,13 @@ def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
         row = session.get(M, mig.id)
         assert row is not None
         row.pivoted = True
+        routing.mark_pivoted(
+            session,
+            mig.user_id,
+            actor=ACTOR,
+            reason=f"migration {mig.id} passed the pivot (legacy cancel)",
+            cache=deps.cache,
+        )
     assert mig.snapshot_id is not None
     snap = records.load_snapshot(deps.sessions, mig.snapshot_id)
     history = deps.legacy.map_snapshot(snap)

@@ -255,6 +255,7 @@ class HttpNewBackend:
             "plan_code": plan.id,
             "product_name": plan.product_name,
             "unit_amount": plan.unit_amount,
+            "currency": plan.currency.upper(),
             "interval": plan.interval.value,
             "interval_count": plan.interval_count,
             "prorate": prorate,
