@@ -41,6 +41,9 @@ class Settings(BaseSettings):
 
     secret_key: SecretStr | None = None  # admin sessions and CSRF
     session_max_age: int = Field(default=8 * 3600, gt=0)
+    # X-Forwarded-For is believed only from these peers (comma-separated IPs/CIDRs; none by default)
+    trusted_proxies: str = ""
+    admin_locale: str = "en_US"  # how the admin formats money and numbers (babel locale)
 
     @field_validator("database_url")
     @classmethod

@@ -1,6 +1,7 @@
 """The per-user migration saga: one transaction across two systems that share none.
 
-    preflight -> lock -> fetch -> transform -> load -> recheck   (compensated on failure)
+    preflight -> lock -> fetch -> transform -> load -> recheck -> prove
+                                                              (compensated on failure)
     -> CANCEL (the pivot)
     -> activate -> flip -> verify                                 (forward recovery only)
 
@@ -56,12 +57,13 @@ ORDER = (
     "transform",
     "load",
     "recheck",
+    "prove",
     "cancel",
     "activate",
     "flip",
     "verify",
 )
-DRY_RUN_ORDER = ("preflight", "fetch", "transform", "load", "discard")
+DRY_RUN_ORDER = ("preflight", "fetch", "transform", "load", "prove", "discard")
 PIVOT = "cancel"
 #: RateLimited.backend carries the adapter's name; the shared budgets are keyed by role.
 LIMITER_OF_BACKEND = {"stripe": "legacy", "localstripe": "legacy", "http": "new"}
@@ -186,7 +188,15 @@ def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
             mig = records.load(deps.sessions, mig.id)
             continue
         except BaseException as exc:
-            records.end_step(deps.sessions, step_id, outcome="error", error=exc)
+            # a failed prove keeps both previews and their diff on the step record
+            detail = getattr(exc, "detail", None)
+            records.end_step(
+                deps.sessions,
+                step_id,
+                outcome="error",
+                error=exc,
+                detail=detail if isinstance(detail, dict) else None,
+            )
             raise
         records.end_step(deps.sessions, step_id, outcome="ok", detail=detail, advance=advance)
         return
@@ -240,12 +250,16 @@ def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migratio
             )
             records.finish(deps.sessions, mig.id, "running", error=comp_exc, member_status="failed")
             return records.load(deps.sessions, mig.id)
+        reason = None
+        if step == "prove" and isinstance(exc, (RateLimited, BackendUnavailable)):
+            reason = f"could not prove (preview unavailable, not migrated): {exc}"[:500]
         records.finish(
             deps.sessions,
             mig.id,
             "compensated" if not mig.dry_run else "failed",
             error=_classified(exc),
             member_status="failed",
+            reason=reason,
         )
         return records.load(deps.sessions, mig.id)
     if step == "verify":

@@ -146,6 +146,13 @@ def step_recheck(deps: SagaDeps, mig: Migration) -> Result:
     return {}, {"content_hash": after}
 
 
+def step_prove(deps: SagaDeps, mig: Migration) -> Result:
+    """Last check before the pivot: both systems must agree on the user's next charge."""
+    from migration.prove import prove
+
+    return {}, prove(deps, mig, _ref(deps, mig.user_id))
+
+
 def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
     """The pivot. Marked durably *before* the first legacy write."""
     with transaction(deps.sessions) as session:
