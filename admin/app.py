@@ -6,14 +6,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from admin.bootstrap import App
 from core.errors import TwinbillError
-from multiplexer.bootstrap import MuxContext
 from multiplexer.gateway import router as gateway_router
 from multiplexer.http import BodySizeLimit, error_body, error_response
 from multiplexer.webhooks.router import build_router as build_webhooks_router
 
 
-def create_app(ctx: MuxContext) -> FastAPI:
+def create_app(ctx: App) -> FastAPI:
     app = FastAPI(
         title="twinbill",
         version="0.1.0",

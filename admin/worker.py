@@ -1,38 +1,56 @@
-"""Celery entry point for worker and beat processes: ``celery -A admin.worker ...``.
+"""Worker and beat processes (``twinbill worker`` / ``twinbill beat``).
 
-``twinbill worker`` / ``twinbill beat`` wrap these. The beat schedule keeps the
-system self-healing: the reaper resumes migrations whose worker died, the outbox
-sweep re-enqueues webhook deliveries whose task was lost, continuous
-reconciliation re-checks recently migrated users, and expired admin sessions
-are purged hourly.
+Each builds the process's one root (``admin.bootstrap.bootstrap``) and runs the
+root's own Celery app, so there is no import-time app and no ``celery -A``: a
+worker started any other way would not have the root its tasks need (they fail
+loudly, see ``core.queue.RootTask``). Flower needs only the broker:
+``celery --broker="$TWINBILL_REDIS_URL" flower`` (task events are on).
+
+The beat schedule keeps the system self-healing: the reaper resumes migrations whose
+worker died, the outbox sweep re-enqueues webhook deliveries whose task was lost,
+continuous reconciliation re-checks recently migrated users, and expired admin
+sessions are purged hourly (``admin.bootstrap.beat_schedule``).
+
+Pool: threads by default. The saga is I/O-bound (HTTP to both systems, the database),
+so threads cost nothing in throughput; one process per worker means one root, one
+connection pool, one metrics endpoint, and a SIGKILL takes the whole worker at once.
+``--pool prefork`` still works: each child re-opens its database connections.
 """
 
 from __future__ import annotations
 
-from celery import Celery
-
-from core.queue import create_celery
-from core.settings import get_settings
-
-TASK_MODULES = ("migration.tasks", "multiplexer.tasks", "admin.tasks")
-
-BEAT_SCHEDULE = {
-    "reap-stale-migrations": {"task": "twinbill.reap", "schedule": 30.0},
-    "sweep-webhook-outbox": {"task": "twinbill.sweep_outbox", "schedule": 30.0},
-    "reconcile-recent": {"task": "twinbill.reconcile_recent", "schedule": 300.0},
-    "purge-admin-sessions": {"task": "twinbill.purge_admin_sessions", "schedule": 3600.0},
-}
+from admin.bootstrap import App
+from core.errors import ConfigurationError
 
 
-def make_app() -> Celery:
-    from migration import runtime
-    from multiplexer.tasks import bind_context
-
-    app = create_celery(get_settings(), TASK_MODULES)
-    app.conf.beat_schedule = BEAT_SCHEDULE
-    runtime.configure(app=app)
-    bind_context(app, runtime.context)  # one context per process for every task
-    return app
+def _require_broker(app: App) -> None:
+    if app.celery.embedded:
+        raise ConfigurationError(
+            "TWINBILL_REDIS_URL is not set: a separate worker or beat needs a shared broker "
+            "(without one, `cohort run` and the demo run an embedded worker themselves)"
+        )
 
 
-app = make_app() if __name__ != "__main__" else None  # celery -A admin.worker needs `app`
+def run_worker(app: App, *, concurrency: int, pool: str, loglevel: str) -> None:
+    from celery.signals import worker_process_init
+
+    _require_broker(app)
+
+    @worker_process_init.connect(weak=False)
+    def _after_fork(**_: object) -> None:  # prefork children must not share sockets
+        app.engine.dispose(close=False)
+
+    app.celery.worker_main(
+        [
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            "--task-events",
+        ]
+    )
+
+
+def run_beat(app: App, *, loglevel: str) -> None:
+    _require_broker(app)
+    app.celery.start(["beat", f"--loglevel={loglevel}"])

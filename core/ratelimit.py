@@ -354,24 +354,6 @@ class RateLimiter:
             }
 
 
-_limiters: dict[tuple[str, float, str | None], RateLimiter] = {}
-_limiters_lock = threading.Lock()
-
-
-def build_limiter(name: str, rate: float, redis_url: str | None) -> RateLimiter:
-    """The one constructor the rest of twinbill uses.
-
-    Returns the same instance for the same arguments, so every thread in a
-    process shares one in-process budget even without Redis.
-    """
-    key = (name, float(rate), redis_url or None)
-    with _limiters_lock:
-        limiter = _limiters.get(key)
-        if limiter is None:
-            limiter = _limiters[key] = RateLimiter(name, rate, redis_url or None)
-        return limiter
-
-
 def backoff_delay(
     attempt: int, *, base: float = 0.5, cap: float = 60.0, rng: Callable[[], float] = random.random
 ) -> float:

@@ -205,9 +205,8 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     import uvicorn
 
     from admin.app import create_app
-    from admin.worker import make_app
 
     with cli_errors():
-        make_app()  # binds this process's Celery app; request threads have no current app
-        ctx = mux_context()
-    uvicorn.run(create_app(ctx), host=host, port=port, proxy_headers=True)
+        root = mux_context()  # the process's one root: its Celery app publishes every task
+        web = create_app(root)
+    uvicorn.run(web, host=host, port=port, proxy_headers=True)

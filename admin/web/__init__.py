@@ -16,10 +16,10 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from admin.bootstrap import App
 from admin.web.access import NAV, Denied, NeedLogin, allowed
 from admin.web.auth import Authenticator, Principal
 from core.errors import ConfigurationError
-from multiplexer.bootstrap import MuxContext
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "tb_admin"
@@ -29,7 +29,7 @@ MIN_SECRET = 16
 
 @dataclass
 class AdminWeb:
-    ctx: MuxContext
+    ctx: App
     auth: Authenticator
     templates: Jinja2Templates
     cookie_name: str = COOKIE
@@ -54,7 +54,7 @@ def page(request: Request, template: str, *, status: int = 200, **context: Any) 
     )
 
 
-def mount(app: FastAPI, ctx: MuxContext) -> AdminWeb:
+def mount(app: FastAPI, ctx: App) -> AdminWeb:
     from admin.web import views_auth, views_finance, views_ops, views_reports, views_users
     from admin.web.filters import install
 

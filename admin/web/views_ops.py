@@ -18,7 +18,6 @@ from core.db import transaction
 from core.errors import TwinbillError
 from migration import cohorts, records, services
 from migration.models import Cohort, Migration
-from migration.saga import SagaDeps
 
 router = APIRouter(dependencies=[Depends(guard)])
 SORTS = {"name": Cohort.name, "status": Cohort.status, "created": Cohort.created_at}
@@ -85,19 +84,10 @@ def cohort_page(
     )
 
 
-def _enqueue(web: AdminWeb) -> Any:
-    enqueue = web.ctx.extras.get("enqueue")
-    if enqueue is None:
-        from migration.runtime import enqueue
-    return enqueue
-
-
 @router.post("/admin/cohorts/{name}/{action}")
 async def cohort_action(
     request: Request, name: str, action: str, me: Principal = Depends(guard)
 ) -> Response:
-    from migration.bootstrap import saga_deps
-
     web = _web(request)
     form = await request.form()
     reason = str(form.get("reason") or "").strip() or None
@@ -108,9 +98,9 @@ async def cohort_action(
             result["notice"] = f"Cohort {name} paused: no new user starts."
         elif action in ("resume", "retry-failed"):
             started = services.start_cohort(
-                saga_deps(web.ctx),
+                web.ctx.saga,
                 name,
-                _enqueue(web),
+                web.ctx.enqueue_migration,
                 actor=me.actor,
                 retry_failed=action == "retry-failed",
             )
@@ -174,15 +164,6 @@ def resume_refusal(mig: Migration, latest: str | None) -> str | None:
     return None
 
 
-def _saga_deps(web: AdminWeb) -> SagaDeps:
-    deps = web.ctx.extras.get("saga_deps")  # tests hand over fakes here
-    if deps is None:
-        from migration import runtime
-
-        deps = runtime.deps()
-    return deps  # type: ignore[no-any-return]
-
-
 @router.post("/admin/migrations/{migration_id}/resume")
 async def migration_resume(
     request: Request, migration_id: str, me: Principal = Depends(guard)
@@ -207,7 +188,7 @@ async def migration_resume(
     before = {"status": mig.status, "step": mig.step, "error_kind": mig.error_kind}
     if refused is None:
         try:
-            done = services.resume_user(_saga_deps(web), mig.user_id)
+            done = services.resume_user(web.ctx.saga, mig.user_id)
         except TwinbillError as exc:
             refused = f"Refused: {exc}."
         else:
