@@ -168,7 +168,15 @@ def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool) -> Non
 def _wait(name: str) -> None:
     from admin.progress import watch_cohort
 
-    watch_cohort(_deps().sessions, name, console, poll=0.5)
+    try:
+        watch_cohort(_deps().sessions, name, console, poll=0.5)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"stopped watching cohort {name}; migrations already running finish their saga. "
+            f"See where it stands: `twinbill cohort status {name}`; carry on: "
+            f"`twinbill cohort resume {name} --wait`"
+        )
+        raise typer.Exit(130) from None
     _show(name, as_json=False)
 
 
