@@ -21,6 +21,26 @@ from __future__ import annotations
 
 from admin.bootstrap import App
 from core.errors import ConfigurationError
+from core.observability import configure_logging
+
+
+def _own_logging(loglevel: str) -> None:
+    """Celery configures no logging of its own when someone listens to setup_logging:
+    its records (tracebacks included, each one event) go through twinbill's JSON
+    pipeline; stdout is not redirected into the log line by line."""
+    from celery.signals import setup_logging
+
+    @setup_logging.connect(weak=False)
+    def _setup(**_: object) -> None:
+        configure_logging(level=loglevel.upper())
+
+
+def _serve_metrics(port: int | None) -> None:
+    """This process's own /metrics (one scrape target per worker or beat process)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
 
 
 def _require_broker(app: App) -> None:
@@ -31,10 +51,14 @@ def _require_broker(app: App) -> None:
         )
 
 
-def run_worker(app: App, *, concurrency: int, pool: str, loglevel: str) -> None:
+def run_worker(
+    app: App, *, concurrency: int, pool: str, loglevel: str, metrics_port: int | None = None
+) -> None:
     from celery.signals import worker_process_init
 
     _require_broker(app)
+    _own_logging(loglevel)
+    _serve_metrics(metrics_port or app.settings.metrics_port)
 
     @worker_process_init.connect(weak=False)
     def _after_fork(**_: object) -> None:  # prefork children must not share sockets
@@ -51,6 +75,8 @@ def run_worker(app: App, *, concurrency: int, pool: str, loglevel: str) -> None:
     )
 
 
-def run_beat(app: App, *, loglevel: str) -> None:
+def run_beat(app: App, *, loglevel: str, metrics_port: int | None = None) -> None:
     _require_broker(app)
+    _own_logging(loglevel)
+    _serve_metrics(metrics_port or app.settings.metrics_port)
     app.celery.start(["beat", f"--loglevel={loglevel}"])

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
 from celery import Celery, Task
 
 from core.errors import ConfigurationError
@@ -51,6 +52,11 @@ class RootTask(Task):  # type: ignore[misc]
     """Base class of every twinbill task: ``self.root`` is the process's composition root."""
 
     abstract = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # every line logged while the task runs carries its name and id
+        with structlog.contextvars.bound_contextvars(task=self.name, task_id=self.request.id):
+            return super().__call__(*args, **kwargs)
 
     @property
     def root(self) -> Any:

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Mapping
 from datetime import timedelta
 
+import structlog
+
 from core import audit
 from core.db import transaction, utcnow
 from core.errors import (
@@ -63,6 +65,11 @@ def next_step(mig: Migration) -> str | None:
 
 def run(deps: SagaDeps, migration_id: str) -> Migration:
     """Drive one migration as far as it goes now. Safe to call again at any time."""
+    with structlog.contextvars.bound_contextvars(migration_id=migration_id):
+        return _run(deps, migration_id)
+
+
+def _run(deps: SagaDeps, migration_id: str) -> Migration:
     # the lease holder is this thread of this process: SagaDeps is built once per process and
     # shared by its worker threads, so deps.owner alone would let a sibling thread (or another
     # process on the same host) take over a migration that is being run right now

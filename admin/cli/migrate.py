@@ -340,6 +340,9 @@ def worker(
     concurrency: int = typer.Option(4, "--concurrency"),
     pool: str = typer.Option("threads", "--pool", help="threads | prefork | solo"),
     loglevel: str = typer.Option("INFO", "--loglevel"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="serve this process's /metrics (TWINBILL_METRICS_PORT)"
+    ),
 ) -> None:
     """Run a Celery worker (needs TWINBILL_REDIS_URL)."""
     from admin.cli.context import app_root
@@ -347,13 +350,18 @@ def worker(
 
     with cli_errors():
         root = app_root()
-        run_worker(root, concurrency=concurrency, pool=pool, loglevel=loglevel)
+        run_worker(
+            root, concurrency=concurrency, pool=pool, loglevel=loglevel, metrics_port=metrics_port
+        )
 
 
-def beat(loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
+def beat(
+    loglevel: str = typer.Option("INFO", "--loglevel"),
+    metrics_port: int | None = typer.Option(None, "--metrics-port"),
+) -> None:
     """Run Celery beat: reaper, outbox sweep, continuous reconciliation."""
     from admin.cli.context import app_root
     from admin.worker import run_beat
 
     with cli_errors():
-        run_beat(app_root(), loglevel=loglevel)
+        run_beat(app_root(), loglevel=loglevel, metrics_port=metrics_port)

@@ -209,4 +209,6 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     with cli_errors():
         root = mux_context()  # the process's one root: its Celery app publishes every task
         web = create_app(root)
-    uvicorn.run(web, host=host, port=port, proxy_headers=True)
+    # log_config=None: uvicorn's loggers go through the process's JSON pipeline; its access
+    # log is off (it logged query strings) — admin.access_log logs each request instead
+    uvicorn.run(web, host=host, port=port, proxy_headers=True, log_config=None, access_log=False)
