@@ -19,9 +19,13 @@ connection pool, one metrics endpoint, and a SIGKILL takes the whole worker at o
 
 from __future__ import annotations
 
+import logging
+
 from admin.bootstrap import App
 from core.errors import ConfigurationError
 from core.observability import configure_logging
+
+log = logging.getLogger("twinbill.worker")
 
 
 def _own_logging(loglevel: str) -> None:
@@ -64,8 +68,10 @@ def run_worker(
     def _after_fork(**_: object) -> None:  # prefork children must not share sockets
         app.engine.dispose(close=False)
 
+    log.info("worker starting", extra={"pool": pool, "concurrency": concurrency})
     app.celery.worker_main(
         [
+            "--quiet",  # no banner on stdout: every line this process writes is JSON
             "worker",
             f"--pool={pool}",
             f"--concurrency={concurrency}",
@@ -79,4 +85,5 @@ def run_beat(app: App, *, loglevel: str, metrics_port: int | None = None) -> Non
     _require_broker(app)
     _own_logging(loglevel)
     _serve_metrics(metrics_port or app.settings.metrics_port)
-    app.celery.start(["beat", f"--loglevel={loglevel}"])
+    log.info("beat starting; schedule file %s", app.celery.conf.beat_schedule_filename)
+    app.celery.start(["--quiet", "beat", f"--loglevel={loglevel}"])

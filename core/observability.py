@@ -121,6 +121,7 @@ def configure_logging(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    logging.captureWarnings(True)  # Python warnings are log events too, not stray lines
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
