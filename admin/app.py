@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from admin.access_log import AccessLog
 from admin.bootstrap import App
@@ -38,6 +42,19 @@ def create_app(ctx: App) -> FastAPI:
         return JSONResponse(
             error_body("invalid_input", "request does not match the API", fields=fields),
             status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
+        """Unknown paths and methods of the API answer in its one error body too (never
+        ``{"detail": ...}``); the admin UI keeps its own pages."""
+        if not request.url.path.startswith(("/api/", "/webhooks/")):
+            return await http_exception_handler(request, exc)
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            error_body(kinds.get(exc.status_code, "http_error"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest

@@ -30,5 +30,6 @@ def saga_deps(ctx: MuxContext, *, verifier: Verifier | None = None, **overrides:
         renewal_guard=timedelta(seconds=ctx.settings.renewal_guard_seconds),
         stale_after=float(ctx.settings.lease_seconds),
         steps=STEPS,
+        post_pivot_backoff_max=ctx.settings.post_pivot_backoff_max,
     )
     return dataclasses.replace(deps, **overrides) if overrides else deps

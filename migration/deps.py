@@ -64,6 +64,10 @@ class SagaDeps:
     verifier: Verifier | None = None
     renewal_guard: timedelta = timedelta(hours=2)
     max_attempts: int = 6  # per step, for transient errors
+    # after the pivot a transient failure is never final: rounds of max_attempts, parked
+    # between rounds with a wait doubling from base up to this ceiling (migration.recovery)
+    post_pivot_backoff_base: float = 30.0
+    post_pivot_backoff_max: float = 3600.0
     max_restarts: int = 3  # re-check failures before giving up (deferred)
     #: seconds without a heartbeat before the reaper hands a migration to another worker;
     #: the saga heartbeats every stale_after / 3 (TWINBILL_LEASE_SECONDS)

@@ -1,6 +1,7 @@
 """The per-user migration saga: one transaction across two systems that share none.
 
-    preflight -> lock -> fetch -> transform -> load -> recheck   (compensated on failure)
+    preflight -> lock -> fetch -> transform -> load -> recheck -> prove
+                                                              (compensated on failure)
     -> CANCEL (the pivot)
     -> activate -> flip -> verify                                 (forward recovery only)
 
@@ -8,8 +9,10 @@ Every step is recorded durably (``records``) and safe to run twice; a worker
 that dies at any line leaves a migration the reaper hands to another worker,
 which resumes after the last finished step. Before the pivot (the legacy
 cancel) a failure is compensated: the pending import is discarded and the
-route goes back to ``legacy``. From the pivot on, only forward recovery:
-retry until done, or ``failed`` with a page for a human.
+route goes back to ``legacy``. From the pivot on, only forward recovery: a
+transient cause is retried with growing backoff for as long as it lasts
+(``migration.recovery``: status ``retrying``, "retrying after the pivot", paged),
+only a permanent one ends ``failed`` with a page for a human.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from core.errors import (
     TwinbillError,
 )
 from core.ratelimit import backoff_delay
-from migration import records, steps
+from migration import records, recovery, steps
 from migration.deps import Deferred, Restart, SagaDeps, Step, Verifier
 from migration.models import Migration
 
@@ -105,6 +108,10 @@ def _run(deps: SagaDeps, migration_id: str) -> Migration:
                 return records.load(deps.sessions, migration_id)
             _restart(deps, mig)
         except Exception as exc:  # noqa: BLE001 - every failure must end in a known state
+            if recovery.is_transient(exc) and step != "verify":
+                current = records.load(deps.sessions, mig.id)
+                if current.pivoted and not current.dry_run:
+                    return recovery.retry_later(deps, current, step, exc)
             return _fail(deps, mig, step, exc)
 
 
@@ -140,7 +147,15 @@ def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
             mig = records.load(deps.sessions, mig.id)
             continue
         except BaseException as exc:
-            records.end_step(deps.sessions, step_id, outcome="error", error=exc)
+            # a failed prove keeps both previews and their diff on the step record
+            detail = getattr(exc, "detail", None)
+            records.end_step(
+                deps.sessions,
+                step_id,
+                outcome="error",
+                error=exc,
+                detail=detail if isinstance(detail, dict) else None,
+            )
             raise
         records.end_step(deps.sessions, step_id, outcome="ok", detail=detail, advance=advance)
         return
@@ -197,12 +212,16 @@ def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migratio
             )
             records.finish(deps.sessions, mig.id, "running", error=comp_exc, member_status="failed")
             return records.load(deps.sessions, mig.id)
+        reason = None
+        if step == "prove" and isinstance(exc, (RateLimited, BackendUnavailable)):
+            reason = f"could not prove (preview unavailable, not migrated): {exc}"[:500]
         records.finish(
             deps.sessions,
             mig.id,
             "compensated" if not mig.dry_run else "failed",
             error=_classified(exc),
             member_status="failed",
+            reason=reason,
         )
         return records.load(deps.sessions, mig.id)
     if step == "verify":

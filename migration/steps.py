@@ -141,6 +141,13 @@ def step_recheck(deps: SagaDeps, mig: Migration) -> Result:
     return {}, {"content_hash": after}
 
 
+def step_prove(deps: SagaDeps, mig: Migration) -> Result:
+    """Last check before the pivot: both systems must agree on the user's next charge."""
+    from migration.prove import prove
+
+    return {}, prove(deps, mig, _ref(deps, mig.user_id))
+
+
 def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
     """The pivot. Marked durably *before* the first legacy write."""
     with transaction(deps.sessions) as session:
@@ -149,6 +156,13 @@ def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
         row = session.get(M, mig.id)
         assert row is not None
         row.pivoted = True
+        routing.mark_pivoted(
+            session,
+            mig.user_id,
+            actor=ACTOR,
+            reason=f"migration {mig.id} passed the pivot (legacy cancel)",
+            cache=deps.cache,
+        )
     assert mig.snapshot_id is not None
     snap = records.load_snapshot(deps.sessions, mig.snapshot_id)
     history = deps.legacy.map_snapshot(snap)
@@ -318,6 +332,7 @@ STEPS: dict[str, Step] = {
         Step("transform", step_transform),
         Step("load", step_load, undo=discard_import),
         Step("recheck", step_recheck),
+        Step("prove", step_prove),
         Step("cancel", step_cancel, pivot=True),
         Step("activate", step_activate),
         Step("flip", step_flip),
@@ -332,9 +347,10 @@ SAGA = (
     "transform",
     "load",
     "recheck",
+    "prove",
     "cancel",
     "activate",
     "flip",
     "verify",
 )
-DRY_RUN = ("preflight", "fetch", "transform", "load", "discard")
+DRY_RUN = ("preflight", "fetch", "transform", "load", "prove", "discard")
