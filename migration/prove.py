@@ -25,8 +25,8 @@ from reconciler.report import Report, ReportBuilder, UserResult
 from reconciler.services import store_report
 
 if TYPE_CHECKING:
+    from migration.deps import SagaDeps
     from migration.models import Migration
-    from migration.saga import SagaDeps
 
 
 class ProveFailed(TwinbillError):

@@ -32,7 +32,7 @@ from reconciler.report import Report
 from reconciler.services import store_report
 
 if TYPE_CHECKING:
-    from migration.saga import SagaDeps
+    from migration.deps import SagaDeps
 
 
 @dataclass(frozen=True)
