@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=10.0, gt=0)
     max_amount_major: int = Field(default=1_000_000, gt=0)  # ceiling for manual money entry
     renewal_guard_seconds: int = Field(default=7200, ge=0, alias="TWINBILL_RENEWAL_GUARD")
+    # after the pivot a transient failure is retried for ever, the wait doubling up to this
+    post_pivot_backoff_max: float = Field(default=3600.0, gt=0)
 
     app_webhook_url: str | None = None
     app_webhook_secret: SecretStr | None = None

@@ -61,7 +61,7 @@ def reopen_for_resume(sessions: sessionmaker[Session], cache: RouteCache, user_i
     """
     with transaction(sessions) as session:
         mig = cohorts.latest_migration(session, user_id)
-        if mig is None or mig.status not in ("failed", "running"):
+        if mig is None or mig.status not in ("failed", "running", "retrying"):
             raise InvalidInput(f"user {user_id!r} has no failed migration to resume")
         if not mig.pivoted:
             raise InvalidInput(
@@ -205,6 +205,22 @@ def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
                 )
             )
         )
+        # after the pivot: forward recovery, whatever the cohort's status (never stop halfway)
+        forward = list(
+            session.scalars(
+                sa.select(Migration.id).where(
+                    Migration.status == "retrying", Migration.defer_until < now
+                )
+            )
+        )
+    for mig_id in forward:
+        with transaction(deps.sessions) as session:
+            mig = session.get(Migration, mig_id)
+            if mig is None or mig.status != "retrying":
+                continue
+            mig.status, mig.owner = "pending", None  # step, snapshot, import: kept
+        log.warning("reaper: forward recovery of migration %s (retrying after the pivot)", mig_id)
+        enqueue(mig_id)
     for mig_id in dead + lost:
         log.warning("reaper: resuming migration %s", mig_id)
         enqueue(mig_id)
@@ -221,4 +237,9 @@ def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
             mig.status, mig.step, mig.snapshot_id, mig.generation = "pending", None, None, 1
         enqueue(mig_id)
         retried += 1
-    return {"resumed": len(dead), "lost": len(lost), "deferred_retried": retried}
+    return {
+        "resumed": len(dead),
+        "lost": len(lost),
+        "deferred_retried": retried,
+        "retried_after_pivot": len(forward),
+    }
