@@ -70,6 +70,7 @@ def _fail_after_pivot(admin, user_id="u_2"):
     with transaction(admin.ctx.sessions) as s:
         routing.transition(s, user_id, "migrating", actor="t", reason="t", cache=admin.ctx.cache)
         routing.transition(s, user_id, "failed", actor="t", reason="t", cache=admin.ctx.cache)
+        s.get(Route, user_id).pivoted_at = utcnow()  # the saga stamps it at the legacy cancel
         s.add(
             Migration(
                 id="mig_piv", user_id=user_id, status="failed", pivoted=True, step="cancel_legacy"
