@@ -189,3 +189,27 @@ def test_localstripe_dialect_readings_of_trials_and_balance() -> None:
     assert sm.map_subscription(raw, dialect="current", now=NOW).status.value == "incomplete"
     ended = sm.map_subscription(raw, dialect="localstripe", now=datetime(2031, 1, 1, tzinfo=UTC))
     assert ended.status is SubscriptionStatus.INCOMPLETE  # a trial in the past bills nobody
+
+
+def test_a_stored_snapshot_is_read_as_of_when_it_was_taken() -> None:
+    """Continuous reconciliation re-maps old snapshots: a trial then is still a trial."""
+    from multiplexer.backends.base import RawSnapshot
+    from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+
+    raw = ls_sub(status="incomplete", trial_end=T0 + 10 * DAY)
+    raw["items"]["data"] = [
+        {
+            "id": "si_1",
+            "object": "subscription_item",
+            "quantity": 1,
+            "plan": {"id": "p", "amount": 990, "currency": "eur", "interval": "month"},
+        }
+    ]
+    objects = {
+        "customer": {"id": "cus_1", "object": "customer", "metadata": {}},
+        "subscriptions": [raw],
+    }
+    backend = StripeLegacyBackend(None, dialect="localstripe")  # type: ignore[arg-type]
+    history = backend.map_snapshot(RawSnapshot("u1", "cus_1", objects, taken_at=NOW))
+    assert history.subscriptions[0].status is SubscriptionStatus.TRIALING
+    assert history.customer is not None and history.customer.user_id == "u1"  # from the route
