@@ -82,3 +82,30 @@ def test_an_unavailable_preview_is_retried_then_could_not_prove(world) -> None: 
     assert (mig.error_message or "").startswith("could not prove")
     assert not any(step == "cancel" for step, _, _ in _steps(world, mig))
     assert world.route().state == "legacy" and _billing(world)
+
+
+def test_a_cohort_dry_run_yields_a_real_diff_rate_before_anyone_moves(world) -> None:  # type: ignore[no-untyped-def]
+    from migration import cohorts
+    from reconciler.services import diff_rate
+
+    for uid in ("u1", "u2", "u3", "u4"):
+        world.user(uid)
+    real = world.new.preview_import
+
+    def wrong_for_u4(import_id: str):  # type: ignore[no-untyped-def]
+        out = real(import_id)
+        if out.user_id != "u4":
+            return out
+        return out.model_copy(update={"charges": ()})  # the new side would never charge
+
+    world.new.preview_import = wrong_for_u4
+    cohorts.create(world.sessions, "dry", ["u1", "u2", "u3", "u4"], actor="t", dry_run=True)
+    services.start_cohort(
+        world.deps, "dry", lambda mig_id: services.run_member(world.deps, mig_id), actor="t"
+    )
+    with world.sessions() as session:
+        checked, with_diffs = diff_rate(session, "dry", cohorts.progress(session, "dry").started_at)
+        status = cohorts.progress(session, "dry").status
+    assert (checked, with_diffs) == (4, 1)
+    assert status == "halted"  # 25 % > the 5 % threshold: nobody moved, the cohort stops
+    assert all(world.route(u).state == "legacy" for u in ("u1", "u2", "u3", "u4"))
