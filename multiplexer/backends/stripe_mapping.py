@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 
 from core.canonical import (
     BillingHistory,
@@ -39,9 +38,14 @@ from core.canonical import (
     SubscriptionItem,
     SubscriptionStatus,
     System,
-    TaxRate,
 )
 from core.errors import TransformError
+from multiplexer.backends.stripe_dialect import (
+    Dialect,
+    customer_balance,
+    localstripe_trial,
+    map_tax_rate,
+)
 from multiplexer.backends.stripe_fields import (
     META_CURRENCY,
     META_USER,
@@ -67,10 +71,6 @@ from multiplexer.backends.stripe_payments import (
     map_out_of_band,
     map_refund,
 )
-
-#: ``current``: real Stripe at the SDK's API version; ``localstripe``: the emulator's
-#: older API *and its quirks* (docs/legacy-gaps.md). Only the readings that differ take it.
-Dialect = Literal["current", "localstripe"]
 
 # --- catalogue -----------------------------------------------------------------
 
@@ -142,21 +142,6 @@ def customer_currency(
     if meta.get(META_CURRENCY):
         return currency(meta[META_CURRENCY], record, f"metadata.{META_CURRENCY}")
     return currency(cus.get("currency"), record)
-
-
-def customer_balance(cus: Obj, *, dialect: Dialect = "current") -> int:
-    """The customer's balance in Stripe's sign: negative is credit owed to the customer.
-
-    ``balance`` (current API) and ``account_balance`` (old API) share that sign on
-    Stripe. localstripe never returns ``balance`` and stores ``account_balance`` as
-    *minus* the balance it was given (a credit of 500 reads ``account_balance: 500``,
-    docs/legacy-gaps.md), so its dialect flips it back: a credit stays a credit.
-    """
-    record = rid(cus)
-    if "balance" in cus and cus["balance"] is not None:
-        return amount(cus, "balance", record=record)
-    raw = amount(cus, "account_balance", default=0, record=record)
-    return -raw if dialect == "localstripe" else raw
 
 
 def map_customer(
@@ -232,38 +217,6 @@ def map_item(item: Obj) -> SubscriptionItem:
     )
 
 
-def map_tax_rate(obj: Any, record: str) -> TaxRate:
-    """A ``tax_rate`` object (expanded; localstripe always expands ``default_tax_rates``)."""
-    if not isinstance(obj, Mapping):
-        raise TransformError(
-            f"tax rate is not expanded: {obj!r}", record=record, field="default_tax_rates"
-        )
-    tr = rid(obj)
-    try:
-        pct = Decimal(str(req(obj, "percentage")))
-    except InvalidOperation:
-        raise TransformError(
-            f"not a percentage: {obj.get('percentage')!r}", record=tr, field="percentage"
-        ) from None
-    return build(
-        TaxRate,
-        tr,
-        id=tr,
-        legacy_id=tr,
-        display_name=obj.get("display_name") or tr,
-        percentage=pct,
-        inclusive=bool(obj.get("inclusive")),
-        jurisdiction=obj.get("jurisdiction"),
-        country=obj.get("country"),
-    )
-
-
-def _localstripe_trial(sub: Obj, now: datetime) -> bool:
-    """localstripe keeps a trial ``incomplete`` with a future ``trial_end`` (legacy-gaps)."""
-    end = ts(sub, "trial_end")
-    return sub.get("status") == "incomplete" and end is not None and end > now
-
-
 def map_subscription(
     sub: Obj, *, dialect: Dialect = "current", now: datetime | None = None
 ) -> Subscription:
@@ -278,7 +231,7 @@ def map_subscription(
     """
     record = rid(sub)
     status = req(sub, "status")
-    trial = dialect == "localstripe" and _localstripe_trial(sub, now or datetime.now(UTC))
+    trial = dialect == "localstripe" and localstripe_trial(sub, now or datetime.now(UTC))
     raw_items = list_data(sub, "items", record)
     items = tuple(map_item(i) for i in raw_items)
     start, end = ts(sub, "current_period_start"), ts(sub, "current_period_end")
