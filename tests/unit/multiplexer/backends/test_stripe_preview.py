@@ -65,7 +65,16 @@ def ls_upcoming(subtotal: int = 990, tax: int = 0, credit: int = 0, **kw: Any) -
 
 def preview(subs, previews, *, dialect="localstripe", customer=None):  # type: ignore[no-untyped-def]
     cus = customer or {"id": "cus_1", "object": "customer", "account_balance": 0}
-    return map_next_charges("u1", cus, subs, previews, dialect=dialect, now=NOW)
+    return map_next_charges(
+        "u1",
+        cus,
+        subs,
+        previews,
+        dialect=dialect,
+        now=NOW,
+        balance=sm.customer_balance(cus, dialect=dialect),
+        currency="EUR",
+    )
 
 
 def test_localstripe_trial_is_charged_at_trial_end_not_at_period_end() -> None:
