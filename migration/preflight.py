@@ -2,7 +2,8 @@
 
 A user with something in flight is *deferred* with a reason (and retried later),
 never failed: an open or past-due invoice in dunning, a renewal inside the
-safety window, a pending scheduled change.
+safety window, a pending scheduled change, paused collection or a dated
+cancellation (Stripe features the new service's contract has no home for).
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ def defer_reason(
             if sub.status in (SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID):
                 return f"subscription {sub.id} is {sub.status.value}"
     for sub in history.billing_subscriptions:
+        # the new service's contract has no paused collection and no dated cancellation:
+        # moving such a user would bill a paused customer, or one who asked to leave
+        if sub.collection_paused:
+            return (
+                f"subscription {sub.id} has collection paused ({sub.collection_paused}); "
+                "the new service cannot pause collection"
+            )
+        if sub.cancel_at is not None:
+            return (
+                f"subscription {sub.id} is scheduled to cancel at {sub.cancel_at:%Y-%m-%d} UTC; "
+                "the new service has no dated cancellation"
+            )
         renewal = sub.next_renewal_at
         if renewal is not None and now <= renewal < now + renewal_guard:
             return (

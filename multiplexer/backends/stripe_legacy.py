@@ -48,7 +48,11 @@ from multiplexer.backends.stripe_mapping import (
     map_plan,
     map_subscription,
 )
-from multiplexer.backends.stripe_offline import record_offline_payment, record_offline_refund
+from multiplexer.backends.stripe_offline import (
+    record_offline_payment,
+    record_offline_refund,
+    refuse_on_localstripe,
+)
 from multiplexer.backends.stripe_payments import map_refund
 from multiplexer.backends.stripe_transport import Dialect, StripeCalls, to_plain
 
@@ -382,9 +386,10 @@ class StripeLegacyBackend:
         reason: str | None,
         idempotency_key: str,
     ) -> Refund:
+        refuse_on_localstripe(self._t, "an offline refund")
         return record_offline_refund(
             self._t,
-            self._customer_id(ref),
+            self.get_history(ref),
             amount,
             reference=reference,
             refunded_at=refunded_at,

@@ -55,23 +55,34 @@ from multiplexer.backends.stripe_fields import (
     rid,
     ts,
 )
+from multiplexer.backends.stripe_offline_map import (
+    map_balance_transaction,
+    map_credit_note,
+    map_out_of_band,
+    map_payment_record,
+)
 from multiplexer.backends.stripe_payments import (
     charge_invoice_index,
     is_live_refund,
-    map_balance_transaction,
     map_charge,
     map_invoice,
-    map_out_of_band,
     map_refund,
 )
 
 # --- catalogue -----------------------------------------------------------------
 
 
-def map_plan(obj: Obj) -> Plan:
-    """A Plan (old API, localstripe) or a recurring Price (current API)."""
+def map_plan(obj: Obj, products: Mapping[str, Obj] | None = None) -> Plan:
+    """A Plan (old API, localstripe) or a recurring Price (current API).
+
+    The product name comes from an expanded ``product``, else from the snapshot's
+    ``products`` (a Price's product is an id: one expansion level too deep to expand
+    from a subscription list), else from the old Plan's ``name``.
+    """
     record = rid(obj)
     product = obj.get("product")
+    if isinstance(product, str) and products and product in products:
+        product = products[product]
     product_name = product.get("name") if isinstance(product, Mapping) else obj.get("name")
     if obj.get("object") == "price" or "recurring" in obj:
         recurring = req(obj, "recurring")
@@ -192,9 +203,9 @@ def _price_of(item: Obj) -> Obj:
     )
 
 
-def map_item(item: Obj) -> SubscriptionItem:
+def map_item(item: Obj, products: Mapping[str, Obj] | None = None) -> SubscriptionItem:
     record = rid(item)
-    plan = map_plan(_price_of(item))
+    plan = map_plan(_price_of(item), products)
     return build(
         SubscriptionItem,
         record,
@@ -209,27 +220,59 @@ def map_item(item: Obj) -> SubscriptionItem:
     )
 
 
-def map_subscription(sub: Obj) -> Subscription:
-    """Period dates: on the subscription (old) or the items' span (current API).
+def _period(sub: Obj, raw_items: Sequence[Obj]) -> tuple[Any, Any]:
+    """Old API: the subscription's period. Current API: each item has its own period;
+    the subscription's is the one that ends first (its next billing), not the latest."""
+    start, end = ts(sub, "current_period_start"), ts(sub, "current_period_end")
+    if start is not None and end is not None:
+        return start, end
+    periods = [
+        (
+            ts(i, "current_period_end", required=True, record=rid(i)),
+            ts(i, "current_period_start", required=True, record=rid(i)),
+        )
+        for i in raw_items
+    ]
+    if not periods:
+        raise TransformError(
+            "no period dates on the subscription nor its items",
+            record=rid(sub),
+            field="current_period_start",
+        )
+    end, start = min(periods)
+    return start, end
 
-    Not mapped: ``cancel_at`` (a dated cancellation other than period end; the
-    canonical model has no field for it), billing anchors, collection settings.
+
+def _pause(sub: Obj) -> tuple[str | None, Any]:
+    pause = sub.get("pause_collection")
+    if not isinstance(pause, Mapping):
+        return None, None
+    behavior = pause.get("behavior")
+    if behavior not in ("keep_as_draft", "mark_uncollectible", "void"):
+        raise TransformError(
+            f"unknown pause_collection.behavior {behavior!r}",
+            record=rid(sub),
+            field="pause_collection.behavior",
+        )
+    return behavior, ts(pause, "resumes_at", record=rid(sub))
+
+
+def map_subscription(sub: Obj, products: Mapping[str, Obj] | None = None) -> Subscription:
+    """Period dates: on the subscription (old) or the items' (current API).
+
+    ``cancel_at`` (a dated cancellation) and ``pause_collection`` are read so that the
+    renewal date is right and preflight can defer such users (docs/legacy-gaps.md).
+    Not mapped: billing anchors, collection settings.
     """
     record = rid(sub)
     raw_items = list_data(sub, "items", record)
-    items = tuple(map_item(i) for i in raw_items)
-    start, end = ts(sub, "current_period_start"), ts(sub, "current_period_end")
-    if start is None or end is None:
-        starts = [ts(i, "current_period_start", required=True, record=rid(i)) for i in raw_items]
-        ends = [ts(i, "current_period_end", required=True, record=rid(i)) for i in raw_items]
-        if not starts:
-            raise TransformError(
-                "no period dates on the subscription nor its items",
-                record=record,
-                field="current_period_start",
-            )
-        start, end = min(starts), max(ends)
+    items = tuple(map_item(i, products) for i in raw_items)
+    start, end = _period(sub, raw_items)
+    paused, resumes = _pause(sub)
     cur = sub.get("currency") or _first_item_price(sub).get("currency")
+    cancel_at = ts(sub, "cancel_at")
+    if sub.get("cancel_at_period_end"):
+        cancel_at = None  # Stripe fills cancel_at with the period end then: not a dated cancel
     return build(
         Subscription,
         record,
@@ -243,6 +286,9 @@ def map_subscription(sub: Obj) -> Subscription:
         trial_start=ts(sub, "trial_start"),
         trial_end=ts(sub, "trial_end"),
         cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+        cancel_at=cancel_at,
+        collection_paused=paused,
+        collection_resumes_at=resumes,
         canceled_at=ts(sub, "canceled_at"),
         ended_at=ts(sub, "ended_at"),
         items=items,
@@ -322,14 +368,20 @@ def map_objects(user_id: str, objects: Mapping[str, Any]) -> BillingHistory:
     subs: list[Obj] = list(objects.get("subscriptions") or [])
     invoices: list[Obj] = list(objects.get("invoices") or [])
     coupons: Mapping[str, Obj] = objects.get("coupons") or {}
+    products: Mapping[str, Obj] = objects.get("products") or {}
     discounts: dict[str, Discount] = {}
-    for owner, sub_id in [*((s, rid(s)) for s in subs), (cus, None)]:
+    owners: list[tuple[Obj, str | None]] = [(cus, None)]
+    for s in subs:  # item-level discounts belong to their subscription; each read once (by id)
+        owners += [(s, rid(s))] + [(i, rid(s)) for i in list_data(s, "items", rid(s))]
+    for owner, sub_id in owners:
         for raw in raw_discounts(owner):
             d = map_discount(raw, subscription_id=sub_id, coupons=coupons)
             discounts.setdefault(d.id, d)
     index = charge_invoice_index(invoices)
     payments: list[Payment] = [map_charge(c, index) for c in objects.get("charges") or []]
-    payments += [p for p in (map_out_of_band(i) for i in invoices) if p is not None]
+    recorded = [map_payment_record(ip) for ip in objects.get("invoice_payments") or []]
+    payments += [p for p in recorded if p is not None]
+    payments += [p for p in (map_out_of_band(i, payments) for i in invoices) if p is not None]
     refunds_raw: dict[str, Obj] = {}
     for ch in objects.get("charges") or []:
         for rf in list_data(ch, "refunds") if isinstance(ch.get("refunds"), Mapping | list) else []:
@@ -337,6 +389,7 @@ def map_objects(user_id: str, objects: Mapping[str, Any]) -> BillingHistory:
     for rf in objects.get("refunds") or []:
         refunds_raw.setdefault(rid(rf), rf)
     refunds = [map_refund(r) for r in refunds_raw.values() if is_live_refund(r)]
+    refunds += [r for r in map(map_credit_note, objects.get("credit_notes") or []) if r]
     for tx in objects.get("balance_transactions") or []:
         mapped = map_balance_transaction(tx)
         if isinstance(mapped, Payment):
@@ -348,7 +401,9 @@ def map_objects(user_id: str, objects: Mapping[str, Any]) -> BillingHistory:
         system=System.LEGACY,
         customer=map_customer(cus, subs, invoices),
         subscriptions=tuple(
-            sorted((map_subscription(s) for s in subs), key=lambda s: (s.created_at, s.id))
+            sorted(
+                (map_subscription(s, products) for s in subs), key=lambda s: (s.created_at, s.id)
+            )
         ),
         discounts=tuple(sorted(discounts.values(), key=lambda d: d.id)),
         invoices=tuple(
