@@ -124,11 +124,11 @@ def invoice_amounts(inv: Obj) -> tuple[int, int, int, int]:
     is subtracted once and inclusive VAT is not added again.
     """
     discount_total = _sum(inv.get("total_discount_amounts"))
-    if inv.get("tax") is not None or not isinstance(inv.get("total_taxes"), list):
+    if "total_taxes" not in inv:  # old API (localstripe): ``tax``, no item discounts
         tax = inv["tax"] if inv.get("tax") is not None else 0
         subtotal = amount(inv, "subtotal")
         return subtotal, discount_total, tax, subtotal - discount_total + tax
-    taxes = [t for t in inv["total_taxes"] if isinstance(t, Mapping)]
+    taxes = [t for t in inv["total_taxes"] or [] if isinstance(t, Mapping)]
     for t in taxes:
         if t.get("tax_behavior") not in ("inclusive", "exclusive"):
             raise TransformError(

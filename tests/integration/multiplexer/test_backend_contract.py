@@ -1,4 +1,6 @@
-"""One contract, three backends: the in-memory fake, legacy on localstripe, new on newbilling.
+"""One contract, four backends: the in-memory fake, legacy on localstripe (its dialect),
+legacy in the current Stripe dialect on the in-process Stripe double
+(tests/stripe_current), and new on newbilling.
 
 The same assertions run against each (alisaifee/limits style). Where localstripe
 cannot do something the legacy parameter is a strict xfail naming the gap
@@ -166,6 +168,29 @@ def _legacy_kit(ls: Any) -> Kit:
     return Kit(backend, System.LEGACY, prepare=attach_card)
 
 
+def _current_kit() -> Kit:
+    """The legacy backend in the current dialect (the production default) on the double."""
+    from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+    from tests.stripe_current import shapes
+    from tests.stripe_current.double import StripeDouble, client_for
+
+    double = StripeDouble()
+    for (cur, tier), (amount, product) in PLANS.items():
+        double.put("product", shapes.product(f"prod_tb_{tier}", product))
+        double.put(
+            "price",
+            shapes.price(plan(cur, tier).id, amount, cur.lower(), product_id=f"prod_tb_{tier}"),
+        )
+
+    def attach_card(customer: Customer) -> None:
+        double.get("customer", customer.id)["invoice_settings"]["default_payment_method"] = (
+            f"pm_{customer.id}"
+        )
+
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    return Kit(backend, System.LEGACY, prepare=attach_card, extra={"double": double})
+
+
 def _new_kit(url: str) -> Kit:
     from multiplexer.backends.http_new import HttpNewBackend
 
@@ -181,6 +206,8 @@ def kit(request: pytest.FixtureRequest) -> Kit:
         return Kit(FakeBillingBackend(), System.NEW)
     if name == "legacy":
         return _legacy_kit(request.getfixturevalue("localstripe"))
+    if name == "current":
+        return _current_kit()
     return _new_kit(request.getfixturevalue("newbilling"))
 
 
@@ -191,6 +218,7 @@ def backends(**legacy_gap: str) -> list[Any]:
     return [
         pytest.param("fake", id="fake"),
         pytest.param("legacy", id="legacy", marks=legacy_marks),
+        pytest.param("current", id="current"),
         pytest.param("new", id="new", marks=pytest.mark.newbilling),
     ]
 

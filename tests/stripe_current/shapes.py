@@ -1,0 +1,602 @@
+"""Current-API objects (2026-10-28, the version stripe-python 16 pins), for tests.
+
+Where they come from: every builder starts from **Stripe's published example
+object** for its resource in ``/work/shared/stripe/fixtures3.json`` (stripe/openapi,
+MIT), deep-copied, and sets only the fields a configuration needs. Each override is
+checked against the **SDK's resource class** (``stripe.Invoice`` ...): a field the
+pinned SDK does not declare is refused (``ShapeError``), so the suite can't drift
+into invented or localstripe-era fields (``paid_out_of_band``, ``charge`` on an
+invoice, ``current_period_end`` on a subscription are all refused here).
+Nothing here comes from localstripe.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import stripe
+
+FIXTURES = Path("/work/shared/stripe/fixtures3.json")
+T0 = 1767225600  # 2026-01-01T00:00:00Z
+DAY = 86400
+
+#: resource name -> the SDK class whose declared fields bound what a test may set
+SDK_CLASSES: dict[str, type] = {
+    "customer": stripe.Customer,
+    "subscription": stripe.Subscription,
+    "subscription_item": stripe.SubscriptionItem,
+    "price": stripe.Price,
+    "plan": stripe.Plan,
+    "product": stripe.Product,
+    "coupon": stripe.Coupon,
+    "discount": stripe.Discount,
+    "invoice": stripe.Invoice,
+    "line_item": stripe.InvoiceLineItem,
+    "invoice_payment": stripe.InvoicePayment,
+    "payment_record": stripe.PaymentRecord,
+    "charge": stripe.Charge,
+    "refund": stripe.Refund,
+    "credit_note": stripe.CreditNote,
+    "customer_balance_transaction": stripe.CustomerBalanceTransaction,
+    "invoiceitem": stripe.InvoiceItem,
+    "payment_method": stripe.PaymentMethod,
+}
+
+
+class ShapeError(AssertionError):
+    pass
+
+
+@cache
+def _examples() -> dict[str, Any]:
+    return json.loads(FIXTURES.read_text())["resources"]
+
+
+def available() -> bool:
+    return FIXTURES.exists()
+
+
+@cache
+def sdk_fields(kind: str) -> frozenset[str]:
+    cls = SDK_CLASSES[kind]
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        names |= set(getattr(klass, "__annotations__", {}))
+    return frozenset(n for n in names if not n.isupper())
+
+
+def example(kind: str, **fields: Any) -> dict[str, Any]:
+    """Stripe's example ``kind`` with ``fields`` set (each must be an SDK-declared field)."""
+    unknown = set(fields) - sdk_fields(kind) - {"object", "id"}
+    if unknown:
+        raise ShapeError(f"{kind} has no field(s) {sorted(unknown)} at the pinned API version")
+    obj = copy.deepcopy(_examples()[kind])
+    obj.update(copy.deepcopy(fields))
+    return obj
+
+
+def listed(data: list[dict[str, Any]], url: str, has_more: bool = False) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "url": url}
+
+
+# --- catalogue -----------------------------------------------------------------------
+
+
+def product(pid: str, name: str) -> dict[str, Any]:
+    return example("product", id=pid, name=name, default_price=None)
+
+
+def price(
+    pid: str,
+    amount: int,
+    currency: str,
+    *,
+    product_id: str,
+    interval: str = "month",
+    count: int = 1,
+    tax_behavior: str = "unspecified",
+) -> dict[str, Any]:
+    base = _examples()["price"]
+    return example(
+        "price",
+        id=pid,
+        unit_amount=amount,
+        unit_amount_decimal=str(amount),
+        currency=currency,
+        product=product_id,
+        tax_behavior=tax_behavior,
+        custom_unit_amount=None,
+        transform_quantity=None,
+        recurring={**base["recurring"], "interval": interval, "interval_count": count},
+    )
+
+
+def coupon(
+    cid: str,
+    *,
+    percent_off: float | None = None,
+    amount_off: int | None = None,
+    currency: str | None = None,
+    duration: str = "forever",
+    months: int | None = None,
+) -> dict[str, Any]:
+    return example(
+        "coupon",
+        id=cid,
+        percent_off=percent_off,
+        amount_off=amount_off,
+        currency=currency,
+        duration=duration,
+        duration_in_months=months,
+        name=cid,
+        redeem_by=None,
+    )
+
+
+def discount(
+    did: str,
+    coupon_obj: dict[str, Any] | str,
+    *,
+    customer: str,
+    subscription: str | None = None,
+    item: str | None = None,
+) -> dict[str, Any]:
+    return example(
+        "discount",
+        id=did,
+        customer=customer,
+        subscription=subscription,
+        subscription_item=item,
+        source={"type": "coupon", "coupon": coupon_obj},
+        start=T0,
+        end=None,
+    )
+
+
+# --- customer and subscriptions --------------------------------------------------------
+
+
+def customer(
+    cid: str,
+    user_id: str,
+    *,
+    balance: int = 0,
+    currency: str | None = None,
+    discount_obj: dict[str, Any] | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    return example(
+        "customer",
+        id=cid,
+        email=f"{user_id}@example.test",
+        name="Ada Lovelace",
+        balance=balance,
+        currency=currency,
+        created=T0 - 90 * DAY,
+        metadata={"app_user_id": user_id},
+        discount=discount_obj,
+        invoice_settings={
+            **_examples()["customer"]["invoice_settings"],
+            "default_payment_method": f"pm_{cid}",
+        },
+        **more,
+    )
+
+
+def item(
+    siid: str,
+    sub_id: str,
+    price_obj: dict[str, Any],
+    *,
+    start: int,
+    end: int,
+    quantity: int = 1,
+    discounts: list[Any] | None = None,
+) -> dict[str, Any]:
+    obj = example(
+        "subscription_item",
+        id=siid,
+        subscription=sub_id,
+        price=price_obj,
+        quantity=quantity,
+        current_period_start=start,
+        current_period_end=end,
+        discounts=discounts or [],
+        created=start,
+    )
+    # the example carries a tiered "plan" echo; the API's plan echo mirrors the price
+    obj["plan"] = plan_echo(price_obj)
+    return obj
+
+
+def plan_echo(price_obj: dict[str, Any]) -> dict[str, Any]:
+    rec = price_obj["recurring"]
+    return example(
+        "plan",
+        id=price_obj["id"],
+        amount=price_obj["unit_amount"],
+        amount_decimal=str(price_obj["unit_amount"]),
+        currency=price_obj["currency"],
+        interval=rec["interval"],
+        interval_count=rec["interval_count"],
+        product=price_obj["product"],
+        transform_usage=None,
+    )
+
+
+def subscription(
+    sid: str, cid: str, items: list[dict[str, Any]], *, status: str = "active", **more: Any
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "id": sid,
+        "customer": cid,
+        "status": status,
+        "currency": items[0]["price"]["currency"],
+        "created": T0 - 30 * DAY,
+        "start_date": T0 - 30 * DAY,
+        "billing_cycle_anchor": items[0]["current_period_end"],
+        "cancel_at": None,
+        "cancel_at_period_end": False,
+        "canceled_at": None,
+        "ended_at": None,
+        "pause_collection": None,
+        "trial_start": None,
+        "trial_end": None,
+        "discounts": [],
+        "metadata": {},
+        "latest_invoice": None,
+        "next_pending_invoice_item_invoice": None,
+        "items": listed(items, f"/v1/subscription_items?subscription={sid}"),
+    }
+    fields.update(more)
+    return example("subscription", **fields)
+
+
+# --- invoices and money -----------------------------------------------------------------
+
+
+def line(
+    lid: str,
+    inv_id: str,
+    amount: int,
+    currency: str,
+    *,
+    price_id: str | None,
+    sub_id: str | None,
+    start: int,
+    end: int,
+    description: str = "1 × Basic",
+    proration: bool = False,
+    discount_amounts: list[Any] | None = None,
+) -> dict[str, Any]:
+    parent: dict[str, Any]
+    if sub_id:
+        parent = {
+            "type": "subscription_item_details",
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": proration,
+                "proration_details": {"credited_items": None},
+                "subscription": sub_id,
+                "subscription_item": f"si_{sub_id}",
+            },
+        }
+    else:
+        parent = {
+            "type": "invoice_item_details",
+            "subscription_item_details": None,
+            "invoice_item_details": {
+                "invoice_item": f"ii_{lid}",
+                "proration": proration,
+                "proration_details": {"credited_items": None},
+                "subscription": None,
+            },
+        }
+    return example(
+        "line_item",
+        id=lid,
+        invoice=inv_id,
+        amount=amount,
+        currency=currency,
+        description=description,
+        quantity=1,
+        period={"start": start, "end": end},
+        parent=parent,
+        pricing={
+            "type": "price_details",
+            "price_details": {"price": price_id, "product": "p"},
+            "unit_amount_decimal": str(amount),
+        },
+        discount_amounts=discount_amounts or [],
+        discounts=[],
+        subtotal=amount,
+        taxes=[],
+    )
+
+
+def tax(amount: int, behavior: str, taxable: int, rate: str = "txr_vat") -> dict[str, Any]:
+    return {
+        "amount": amount,
+        "tax_behavior": behavior,
+        "tax_rate_details": {"tax_rate": rate},
+        "taxability_reason": "standard_rated",
+        "taxable_amount": taxable,
+        "type": "tax_rate_details",
+    }
+
+
+def invoice(
+    iid: str,
+    cid: str,
+    *,
+    currency: str,
+    lines: list[dict[str, Any]],
+    subtotal: int,
+    total: int,
+    status: str = "paid",
+    sub_id: str | None = None,
+    paid: int | None = None,
+    taxes: list[dict[str, Any]] | None = None,
+    discounts: list[Any] | None = None,
+    discount_amounts: list[dict[str, Any]] | None = None,
+    created: int = T0 - 30 * DAY,
+    starting_balance: int = 0,
+    payments: list[dict[str, Any]] | None = None,
+    payments_more: bool = False,
+    **more: Any,
+) -> dict[str, Any]:
+    due = max(total + starting_balance, 0)
+    paid_amount = (due if status == "paid" else 0) if paid is None else paid
+    fields: dict[str, Any] = {
+        "id": iid,
+        "customer": cid,
+        "currency": currency,
+        "number": f"{iid.upper()}-0001",
+        "status": status,
+        "created": created,
+        "effective_at": created,
+        "period_start": created - 30 * DAY,
+        "period_end": created,
+        "due_date": None,
+        "next_payment_attempt": None,
+        "attempt_count": 1 if status != "draft" else 0,
+        "attempted": status != "draft",
+        "auto_advance": status == "open",
+        "billing_reason": "subscription_cycle" if sub_id else "manual",
+        "subtotal": subtotal,
+        "subtotal_excluding_tax": subtotal
+        - sum(t["amount"] for t in taxes or [] if t["tax_behavior"] == "inclusive"),
+        "total": total,
+        "total_excluding_tax": total - sum(t["amount"] for t in taxes or []),
+        "total_taxes": taxes or [],
+        "total_discount_amounts": discount_amounts or [],
+        "discounts": discounts or [],
+        "amount_due": due,
+        "amount_paid": paid_amount,
+        "amount_remaining": max(due - paid_amount, 0),
+        "amount_overpaid": 0,
+        "amount_shipping": 0,
+        "starting_balance": starting_balance,
+        "ending_balance": min(starting_balance + total, 0) if status != "draft" else None,
+        "status_transitions": {
+            "finalized_at": created if status != "draft" else None,
+            "marked_uncollectible_at": None,
+            "paid_at": created if status == "paid" else None,
+            "voided_at": None,
+        },
+        "lines": listed(lines, f"/v1/invoices/{iid}/lines"),
+        "metadata": {},
+        "parent": {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"metadata": {}, "subscription": sub_id},
+        }
+        if sub_id
+        else None,
+        "from_invoice": None,
+        "last_finalization_error": None,
+        "webhooks_delivered_at": created,
+        "shipping_cost": None,
+        "customer_email": None,
+        "customer_name": None,
+    }
+    if payments is not None:
+        fields["payments"] = listed(payments, f"/v1/invoices/{iid}/payments", payments_more)
+    fields.update(more)
+    return example("invoice", **fields)
+
+
+def invoice_payment(
+    ipid: str,
+    inv_id: str,
+    amount: int,
+    currency: str,
+    *,
+    payment: dict[str, Any],
+    status: str = "paid",
+    created: int = T0,
+) -> dict[str, Any]:
+    return example(
+        "invoice_payment",
+        id=ipid,
+        invoice=inv_id,
+        amount_paid=amount if status == "paid" else None,
+        amount_requested=amount,
+        currency=currency,
+        is_default=payment.get("type") == "payment_intent",
+        livemode=False,
+        payment={"charge": None, "payment_intent": None, "payment_record": None, **payment},
+        status=status,
+        created=created,
+        status_transitions={"canceled_at": None, "paid_at": created if status == "paid" else None},
+    )
+
+
+def charge(
+    chid: str,
+    cid: str,
+    amount: int,
+    currency: str,
+    *,
+    pi: str,
+    created: int,
+    status: str = "succeeded",
+    refunded: int = 0,
+    refunds: list[Any] | None = None,
+    method: str = "card",
+) -> dict[str, Any]:
+    details = copy.deepcopy(_examples()["charge"]["payment_method_details"])
+    if method == "sepa_debit":
+        details = {
+            "type": "sepa_debit",
+            "sepa_debit": {
+                "bank_code": "37040044",
+                "country": "DE",
+                "last4": "3000",
+                "mandate": "mandate_1",
+            },
+        }
+    else:
+        details["type"] = "card"
+    return example(
+        "charge",
+        id=chid,
+        customer=cid,
+        amount=amount,
+        amount_captured=amount if status == "succeeded" else 0,
+        amount_refunded=refunded,
+        refunded=refunded == amount,
+        captured=status == "succeeded",
+        paid=status == "succeeded",
+        currency=currency,
+        status=status,
+        created=created,
+        payment_intent=pi,
+        payment_method=f"pm_{cid}",
+        payment_method_details=details,
+        failure_code="card_declined" if status == "failed" else None,
+        refunds=listed(refunds or [], f"/v1/charges/{chid}/refunds"),
+        description=None,
+    )
+
+
+def refund(
+    reid: str, chid: str, amount: int, currency: str, *, created: int, reason: str | None = None
+) -> dict[str, Any]:
+    return example(
+        "refund",
+        id=reid,
+        charge=chid,
+        amount=amount,
+        currency=currency,
+        created=created,
+        reason=reason,
+        status="succeeded",
+    )
+
+
+def payment_record(
+    prid: str,
+    cid: str,
+    amount: int,
+    currency: str,
+    *,
+    reference: str,
+    metadata: dict[str, str] | None = None,
+    created: int = T0,
+) -> dict[str, Any]:
+    money = {"currency": currency, "value": amount}
+    zero = {"currency": currency, "value": 0}
+    base = _examples()["payment_record"]
+    return example(
+        "payment_record",
+        id=prid,
+        amount=money,
+        amount_authorized=money,
+        amount_guaranteed=money,
+        amount_requested=money,
+        amount_canceled=zero,
+        amount_failed=zero,
+        amount_refunded=zero,
+        created=created,
+        customer_details={**base["customer_details"], "customer": cid},
+        metadata=metadata or {},
+        payment_method_details={
+            **base["payment_method_details"],
+            "type": "custom",
+            "custom": {"display_name": "Bank transfer", "type": None},
+        },
+        processor_details={"type": "custom", "custom": {"payment_reference": reference}},
+        reported_by="self",
+    )
+
+
+def credit_note(
+    cnid: str,
+    inv_id: str,
+    cid: str,
+    currency: str,
+    *,
+    amount: int,
+    kind: str = "post_payment",
+    out_of_band: int | None = None,
+    refund_amount: int = 0,
+    credit: int = 0,
+    metadata: dict[str, str] | None = None,
+    created: int = T0,
+) -> dict[str, Any]:
+    return example(
+        "credit_note",
+        id=cnid,
+        invoice=inv_id,
+        customer=cid,
+        currency=currency,
+        amount=amount,
+        subtotal=amount,
+        subtotal_excluding_tax=amount,
+        total=amount,
+        total_excluding_tax=amount,
+        type=kind,
+        out_of_band_amount=out_of_band,
+        pre_payment_amount=amount if kind == "pre_payment" else 0,
+        post_payment_amount=amount if kind == "post_payment" else 0,
+        refunds=[],
+        status="issued",
+        voided_at=None,
+        created=created,
+        effective_at=created,
+        metadata=metadata or {},
+        customer_balance_transaction=f"cbtxn_{cnid}" if credit else None,
+        lines=listed([], f"/v1/credit_notes/{cnid}/lines"),
+        shipping_cost=None,
+        reason=None,
+    )
+
+
+def balance_transaction(
+    txid: str,
+    cid: str,
+    amount: int,
+    currency: str,
+    *,
+    ending: int,
+    metadata: dict[str, str] | None = None,
+    created: int = T0,
+    kind: str = "adjustment",
+) -> dict[str, Any]:
+    return example(
+        "customer_balance_transaction",
+        id=txid,
+        customer=cid,
+        amount=amount,
+        currency=currency,
+        ending_balance=ending,
+        metadata=metadata,
+        created=created,
+        type=kind,
+    )
