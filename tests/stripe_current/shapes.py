@@ -66,7 +66,7 @@ def sdk_fields(kind: str) -> frozenset[str]:
     names: set[str] = set()
     for klass in cls.__mro__:
         names |= set(getattr(klass, "__annotations__", {}))
-    return frozenset(n for n in names if not n.isupper())
+    return frozenset(n for n in names if not n.isupper() and not n.startswith("_"))
 
 
 def example(kind: str, **fields: Any) -> dict[str, Any]:
@@ -250,6 +250,15 @@ def subscription(
         "metadata": {},
         "latest_invoice": None,
         "next_pending_invoice_item_invoice": None,
+        "pending_update": None,
+        "pending_invoice_item_interval": None,
+        "pending_setup_intent": None,
+        "schedule": None,
+        "transfer_data": None,
+        "billing_cycle_anchor_config": None,
+        "billing_schedules": [],
+        "managed_payments": None,
+        "payment_settings": None,
         "items": listed(items, f"/v1/subscription_items?subscription={sid}"),
     }
     fields.update(more)
@@ -482,6 +491,7 @@ def charge(
         failure_code="card_declined" if status == "failed" else None,
         refunds=listed(refunds or [], f"/v1/charges/{chid}/refunds"),
         description=None,
+        transfer_data=None,
     )
 
 
