@@ -4,7 +4,7 @@ Current API (what each record is, and why it is safe):
 
 * **payment against an invoice**: a Payment Record (``payment_records.report_payment``,
   custom processor, outcome ``guaranteed``) for exactly the amount given, attached to
-  the invoice (``invoices.attach_payment``). Partial payments leave the invoice open
+  the invoice (``invoices.attach_payment``, retried under a fresh key: see there). Partial payments leave the invoice open
   with less due; more than the invoice still owes is refused before anything is
   written. A retry finds the record it already attached (by its idempotency key in
   metadata) and returns it instead of failing on a now-paid invoice.
@@ -25,6 +25,7 @@ refuse with ``BackendRejected`` instead of faking a charge.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -165,11 +166,14 @@ def _pay_invoice(
             "metadata": {**meta, META_INVOICE: invoice_id},
         },
     )
+    # Attaching is idempotent by Stripe's own rule (a record attaches to one invoice,
+    # once; ``_recorded`` above returns it when it already is), so each attempt gets a
+    # fresh key: a retry must not replay a 500 Stripe saved under the previous one.
     calls.write(
         "attach offline payment",
         v1.invoices.attach_payment,
         invoice_id,
-        key=f"{key}:attach",
+        key=f"{key}:attach:{uuid.uuid4().hex[:12]}",
         params={"payment_record": record["id"]},
     )
     done = _recorded(calls, invoice_id, key)
