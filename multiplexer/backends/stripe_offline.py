@@ -4,10 +4,11 @@ Current API (what each record is, and why it is safe):
 
 * **payment against an invoice**: a Payment Record (``payment_records.report_payment``,
   custom processor, outcome ``guaranteed``) for exactly the amount given, attached to
-  the invoice (``invoices.attach_payment``, retried under a fresh key: see there). Partial payments leave the invoice open
-  with less due; more than the invoice still owes is refused before anything is
-  written. A retry finds the record it already attached (by its idempotency key in
-  metadata) and returns it instead of failing on a now-paid invoice.
+  the invoice (``invoices.attach_payment``, retried under a fresh key: see there).
+  Partial payments leave the invoice open with less due; more than the invoice
+  still owes is refused before anything is written. A retry finds the record it
+  already attached (by its idempotency key in metadata) and returns it instead of
+  failing on a now-paid invoice.
 * **payment without an invoice** (prepayment): a customer balance *credit*
   transaction; Stripe takes it off the next invoice.
 * **refund**: a credit note with ``out_of_band_amount`` on the paid invoice the
