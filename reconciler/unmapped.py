@@ -236,7 +236,7 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
     "line_item": _known(
         "id amount description quantity period.start period.end proration plan price "
         "parent.type parent.subscription_item_details.proration "
-        "parent.invoice_item_details.proration pricing.price_details.price",
+        "parent.invoice_item_details.proration pricing.price_details.price taxes",
         {
             "parent.subscription_item_details.subscription": _BACKPOINTER,
             "parent.subscription_item_details.subscription_item": _BACKPOINTER,
@@ -251,7 +251,6 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "pricing.unit_amount_decimal": "string twin of the unit amount",
             "subtotal": "the line before discounts; the line amount and invoice totals are "
             "migrated",
-            "taxes": "tax is migrated on the invoice (total_taxes)",
             "discounts": _BACKPOINTER,
             "pretax_credit_amounts": "credits are migrated on the invoice and customer balance",
             "currency": "always the invoice's currency, which is read",

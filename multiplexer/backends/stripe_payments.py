@@ -52,7 +52,20 @@ def _line_plan(line: Obj) -> str | None:
     return plan or ref_id(details.get("price"))
 
 
+def _inclusive_tax(line: Obj) -> int:
+    """VAT already inside a tax-inclusive line's amount (current API ``taxes[]``)."""
+    taxes = line.get("taxes") or []
+    return sum(
+        int(t.get("amount") or 0)
+        for t in taxes
+        if isinstance(t, Mapping) and t.get("tax_behavior") == "inclusive"
+    )
+
+
 def map_line(line: Obj) -> InvoiceLine:
+    """Canonical line amounts are net of tax, so that lines add up to the canonical
+    subtotal and subtotal - discounts + tax = total holds for tax-inclusive prices too
+    (Stripe's line amount includes inclusive VAT; it is taken out here, once)."""
     record = rid(line)
     period = line.get("period") or {}
     return build(
@@ -61,7 +74,7 @@ def map_line(line: Obj) -> InvoiceLine:
         id=record,
         legacy_id=record,
         description=line.get("description"),
-        amount=amount(line, "amount"),
+        amount=amount(line, "amount") - _inclusive_tax(line),
         quantity=line.get("quantity") if line.get("quantity") is not None else 1,
         period_start=ts(period, "start", record=record),
         period_end=ts(period, "end", record=record),

@@ -11,6 +11,7 @@ failing that way must be re-read and retried under a fresh key by the caller
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any, Literal
 
 import stripe
@@ -50,8 +51,24 @@ def translate(exc: stripe.StripeError, what: str) -> BackendError:
 
 
 def to_plain(obj: Any) -> dict[str, Any]:
-    """stripe 16 objects are not dicts: JSON-ready plain data, recursively."""
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    """stripe 16 objects are not dicts: JSON-ready plain data, recursively.
+
+    ``to_dict`` turns the current API's ``*_decimal`` fields (``unit_amount_decimal``,
+    ``pricing.unit_amount_decimal``, ``quantity_decimal``) into ``Decimal``, which no
+    JSON column stores: they go back to the decimal strings Stripe sent.
+    """
+    plain = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return _jsonable(plain)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
 
 
 class StripeCalls:

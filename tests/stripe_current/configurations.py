@@ -75,6 +75,7 @@ def _paid_invoice(
         sub_id=sid,
         start=T0 - DAY,
         end=T0 - DAY + MONTH,
+        taxes=taxes,
     )
     pi, chid = f"pi_{name}", f"ch_{name}"
     inv = s.invoice(

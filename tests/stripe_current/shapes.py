@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from typing import Any
 import stripe
 
 FIXTURES = Path("/work/shared/stripe/fixtures3.json")
-T0 = 1767225600  # 2026-01-01T00:00:00Z
 DAY = 86400
+#: "now" of the suite: today's midnight UTC, so that renewals are in the future for the
+#: real services a saga talks to (the new service refuses imports renewing in the past)
+T0 = int(time.time()) // DAY * DAY
 
 #: resource name -> the SDK class whose declared fields bound what a test may set
 SDK_CLASSES: dict[str, type] = {
@@ -281,6 +284,7 @@ def line(
     description: str = "1 × Basic",
     proration: bool = False,
     discount_amounts: list[Any] | None = None,
+    taxes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     parent: dict[str, Any]
     if sub_id:
@@ -324,7 +328,7 @@ def line(
         discount_amounts=discount_amounts or [],
         discounts=[],
         subtotal=amount,
-        taxes=[],
+        taxes=taxes or [],
     )
 
 

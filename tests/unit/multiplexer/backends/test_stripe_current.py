@@ -42,6 +42,7 @@ def test_inclusive_tax_is_not_added_again() -> None:
     h, _, _ = read("tax_inclusive")
     [inv] = h.invoices
     assert (inv.subtotal, inv.tax, inv.discount_total, inv.total) == (1042, 208, 0, 1250)
+    assert [li.amount for li in inv.lines] == [1042]  # lines add up to the subtotal
     assert inv.amount_paid == 1250 and inv.amount_due == 0 and inv.balance_applied == 0
 
 
