@@ -2,8 +2,9 @@
 
 A user with something in flight is *deferred* with a reason (and retried later),
 never failed: an open or past-due invoice in dunning, a renewal inside the
-safety window, a pending scheduled change, paused collection or a dated
-cancellation (Stripe features the new service's contract has no home for).
+safety window, a pending scheduled change, paused collection, a dated
+cancellation or items on different billing periods (Stripe features the new
+service's contract has no home for).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def defer_reason(
             return (
                 f"subscription {sub.id} is scheduled to cancel at {sub.cancel_at:%Y-%m-%d} UTC; "
                 "the new service has no dated cancellation"
+            )
+        cycles = {(i.interval, i.interval_count) for i in sub.items}
+        if len(cycles) > 1:
+            return (
+                f"subscription {sub.id} has items on different billing periods; the new "
+                "service bills one period per subscription"
             )
         renewal = sub.next_renewal_at
         if renewal is not None and now <= renewal < now + renewal_guard:

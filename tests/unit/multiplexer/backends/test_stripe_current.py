@@ -100,11 +100,12 @@ def test_product_names_of_price_items() -> None:
 
 
 def test_multi_item_period_is_the_next_billing() -> None:
-    h, _, _ = read("multi_period")
+    h, raw, _ = read("multi_period")
     [sub] = h.subscriptions
     assert sub.current_period_end == T0 + 29 * DAY  # the monthly item, not the yearly one
     assert sub.next_renewal_at == T0 + 29 * DAY
     assert sorted(i.unit_amount for i in sub.items) == [1250, 9900]
+    assert "different billing periods" in (defer(h, raw) or "")
 
 
 def test_three_decimal_currency_is_not_divided() -> None:
