@@ -1,8 +1,8 @@
 """Current-API objects (2026-10-28, the version stripe-python 16 pins), for tests.
 
 Where they come from: every builder starts from **Stripe's published example
-object** for its resource in ``/work/shared/stripe/fixtures3.json`` (stripe/openapi,
-MIT), deep-copied, and sets only the fields a configuration needs. Each override is
+object** for its resource in ``fixtures3.json`` (stripe/openapi, MIT; a trimmed copy
+of /work/shared/stripe/ in ``data/``), deep-copied, and sets only the fields a configuration needs. Each override is
 checked against the **SDK's resource class** (``stripe.Invoice`` ...): a field the
 pinned SDK does not declare is refused (``ShapeError``), so the suite can't drift
 into invented or localstripe-era fields (``paid_out_of_band``, ``charge`` on an
@@ -21,7 +21,8 @@ from typing import Any
 
 import stripe
 
-FIXTURES = Path("/work/shared/stripe/fixtures3.json")
+#: a trimmed copy of /work/shared/stripe/fixtures3.json (see data/README.md)
+FIXTURES = Path(__file__).parent / "data" / "fixtures3.json"
 DAY = 86400
 #: "now" of the suite: today's midnight UTC, so that renewals are in the future for the
 #: real services a saga talks to (the new service refuses imports renewing in the past)
