@@ -36,6 +36,11 @@ def check_import(p: ImportIn) -> list[FieldError]:
             err(f"subscriptions[{si}].trial_end", "a trialing subscription needs trial_end")
         if s.current_period_end < s.current_period_start:
             err(f"subscriptions[{si}].current_period_end", "ends before current_period_start")
+        seen_rates: set[str] = set()
+        for ti, rate in enumerate(s.tax_rates):
+            if rate.external_id in seen_rates:
+                err(f"subscriptions[{si}].tax_rates[{ti}].external_id", "listed twice")
+            seen_rates.add(rate.external_id)
 
     for di, d in enumerate(p.discounts):
         loc = f"discounts[{di}]"
@@ -72,10 +77,18 @@ def check_import(p: ImportIn) -> list[FieldError]:
             )
         # Negative lines are credits: proration for unused time, or an adjustment such as an
         # invoice paid outside the billing system. Totals may go negative only through them.
+        # A negative *invoice* is a credit note for unused time: it needs a proration line
+        # (a negative invoice of plain adjustments alone is a data error, not a credit).
         has_credit = any(line.amount < 0 for line in inv.lines)
+        has_proration = any(line.proration and line.amount < 0 for line in inv.lines)
         for name in ("subtotal", "total"):
             if getattr(inv, name) < 0 and not has_credit:
                 err(f"{loc}.{name}", "may be negative only when the invoice has credit lines")
+            elif getattr(inv, name) < 0 and not has_proration:
+                err(
+                    f"{loc}.{name}",
+                    "a negative invoice needs a proration credit line (unused time)",
+                )
         line_sum = sum(line.amount for line in inv.lines)
         if line_sum != inv.subtotal:
             err(f"{loc}.subtotal", f"lines add up to {line_sum}, not subtotal {inv.subtotal}")

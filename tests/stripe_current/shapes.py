@@ -2,9 +2,10 @@
 
 Where they come from: every builder starts from **Stripe's published example
 object** for its resource in ``fixtures3.json`` (stripe/openapi, MIT; a trimmed copy
-of /work/shared/stripe/ in ``data/``), deep-copied, and sets only the fields a configuration needs. Each override is
-checked against the **SDK's resource class** (``stripe.Invoice`` ...): a field the
-pinned SDK does not declare is refused (``ShapeError``), so the suite can't drift
+of /work/shared/stripe/ in ``data/``), deep-copied, and sets only the fields a
+configuration needs. Each override is checked against the **SDK's resource class**
+(``stripe.Invoice`` ...): a field the pinned SDK does not declare is refused
+(``ShapeError``), so the suite can't drift
 into invented or localstripe-era fields (``paid_out_of_band``, ``charge`` on an
 invoice, ``current_period_end`` on a subscription are all refused here).
 Nothing here comes from localstripe.
