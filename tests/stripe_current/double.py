@@ -83,7 +83,9 @@ class StripeDouble(HTTPClient):
 
     def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
-            self._routes.append((method, re.compile(f"^{pattern}$"), fn))
+            entry = (method, re.compile(f"^{pattern}$"), fn)
+            # literal paths first: /v1/invoices/create_preview is not /v1/invoices/{id}
+            self._routes.insert(0, entry) if "(" not in pattern else self._routes.append(entry)
             return fn
 
         return deco

@@ -282,6 +282,59 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
         _credit(inv, value, d.now)
         return inv_view(inv, _expands(p))
 
+    @d.route("post", "/v1/invoices/create_preview")
+    def create_preview(p: dict[str, Any]) -> Any:
+        """The subscription's next invoice: each item for its next period, item-level
+        coupons inside the subtotal, subscription/customer coupons off the total, the
+        customer balance applied to amount_due (as Stripe previews it)."""
+        cus = d.get("customer", p["customer"])
+        sub = d.get("subscription", p.get("subscription") or "")
+        if sub["status"] in ("canceled", "incomplete_expired") or sub.get("pause_collection"):
+            raise Refused(
+                400, "No upcoming invoices for this subscription", "invoice_upcoming_none"
+            )
+        lines, item_off = [], 0
+        for n, it in enumerate(sub["items"]["data"]):
+            gross = it["price"]["unit_amount"] * it["quantity"]
+            off = sum(_percent(d, x, gross) for x in it["discounts"])
+            item_off += off
+            start = it["current_period_end"]
+            lines.append(
+                shapes.line(
+                    f"il_preview_{n}",
+                    "upcoming",
+                    gross,
+                    sub["currency"],
+                    price_id=it["price"]["id"],
+                    sub_id=sub["id"],
+                    start=start,
+                    end=_period_end(start, it["price"], 0),
+                    discount_amounts=[{"amount": off, "discount": "item"}] if off else [],
+                )
+            )
+        subtotal = sum(li["amount"] for li in lines) - item_off
+        owners = [*sub["discounts"], *([cus["discount"]] if cus.get("discount") else [])]
+        inv_off = sum(_percent(d, x, subtotal) for x in owners)
+        total = subtotal - inv_off
+        offs = [{"amount": a, "discount": "d"} for a in (item_off, inv_off) if a]
+        inv = shapes.invoice(
+            "upcoming",
+            cus["id"],
+            currency=sub["currency"],
+            lines=lines,
+            subtotal=subtotal,
+            total=total,
+            status="draft",
+            sub_id=sub["id"],
+            created=d.now,
+            discount_amounts=offs,
+            starting_balance=cus["balance"],
+            paid=0,
+        )
+        inv["id"] = None  # a preview has no id
+        inv["next_payment_attempt"] = min(li["period"]["start"] for li in lines)
+        return inv
+
     @d.route("get", "/v1/invoice_payments")
     def list_invoice_payments(p: dict[str, Any]) -> Any:
         found = [ip for ip in d.all("invoice_payment") if ip["invoice"] == p.get("invoice")]
@@ -398,6 +451,17 @@ def _expand_discount(d: StripeDouble, ref: Any) -> Any:
     if isinstance(coupon, str):
         disc["source"]["coupon"] = d.get("coupon", coupon)
     return disc
+
+
+def _percent(d: StripeDouble, disc: Any, base: int) -> int:
+    """What a (percent or amount) coupon takes off ``base``; a used-up ``once`` takes nothing."""
+    disc = _expand_discount(d, disc)
+    coupon = disc["source"]["coupon"]
+    if coupon["duration"] == "once":
+        return 0
+    if coupon.get("percent_off") is not None:
+        return int(base * coupon["percent_off"] / 100 + 0.5)
+    return min(coupon.get("amount_off") or 0, base)
 
 
 def _period_end(start: int, price: dict[str, Any], trial_days: int) -> int:

@@ -161,3 +161,23 @@ def test_every_configuration_maps_with_no_unmapped_field(name: str) -> None:
     assert h.customer is not None and h.customer.user_id == f"u-{name}"
     unmapped = find_unmapped(h.user_id, raw)
     assert [f"{d.record_type}.{d.field}" for d in unmapped] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("plain", (1250, 0, 1250, 1250)),
+        ("item_discount", (1250, 125, 1125, 1125)),  # item coupon inside Stripe's subtotal
+        ("customer_coupon", (1250, 250, 1000, 1000)),
+    ],
+)
+def test_next_charge_preview_in_the_current_dialect(name: str, expected: tuple) -> None:
+    """``POST /v1/invoices/create_preview``: every discount subtracted once."""
+    double = StripeDouble()
+    cid = configurations.CONFIGURATIONS[name](double)
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    nc = backend.preview_next_charges(UserRef(f"u-{name}", legacy_customer_id=cid), now=T0)
+    [charge] = nc.charges
+    assert (charge.subtotal, charge.discount, charge.total, charge.amount_due) == expected
+    assert charge.charge_at == T0 - DAY + timedelta(days=30)
+    assert nc.source == {f"sub_{name}": "POST /v1/invoices/create_preview"}
