@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from admin.cli import db, migrate, reconcile, routes, sandbox, support
+from admin.cli import db, legacy, migrate, reconcile, routes, sandbox, support
 
 app = typer.Typer(
     name="twinbill",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(legacy.app, name="legacy")
 routes.users.command("find")(support.users_find)
 routes.users.command("index-invoices")(support.users_index_invoices)
 app.add_typer(routes.users, name="users")

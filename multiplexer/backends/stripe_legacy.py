@@ -85,6 +85,18 @@ class StripeLegacyBackend:
             raise NotFound(f"user {ref.user_id!r} has no legacy customer id", backend=self.name)
         return ref.legacy_customer_id
 
+    # -- account facts (``twinbill legacy check``) ----------------------------------
+    @property
+    def api_version(self) -> str:
+        """The version every request is pinned to (the SDK sends it on each request)."""
+        return str(stripe.api_version)
+
+    def webhook_endpoints(self) -> list[dict[str, Any]]:
+        """Webhook endpoints registered on the account (none on localstripe: 404)."""
+        return list(
+            self._t.pages("list webhook endpoints", self.client.v1.webhook_endpoints.list)
+        )
+
     # -- reads -----------------------------------------------------------------
     def snapshot(self, ref: UserRef) -> RawSnapshot:
         """The customer's complete state, every page of every list, as plain dicts."""

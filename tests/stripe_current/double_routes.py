@@ -80,6 +80,10 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
         tx["description"] = p.get("description")
         return d.put("customer_balance_transaction", tx)
 
+    @d.route("get", "/v1/webhook_endpoints")
+    def list_webhook_endpoints(p: dict[str, Any]) -> Any:
+        return page(d.all("webhook_endpoint"), p, "/v1/webhook_endpoints")
+
     # -- catalogue ------------------------------------------------------------------
     @d.route("get", f"/v1/prices/{ID}")
     def get_price(p: dict[str, Any], pid: str) -> Any:
