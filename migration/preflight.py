@@ -65,3 +65,28 @@ def defer_reason(
         if sub.get("pending_update") or sub.get("schedule"):
             return f"subscription {sub.get('id')} has a pending scheduled change"
     return None
+
+
+def unsupported_reason(raw: dict | None) -> str | None:
+    """Stripe features the new service has no home for, found in the raw snapshot *before*
+    mapping (the mapping would refuse them as a data error): the user is deferred with a
+    named reason instead, and stays on legacy untouched (docs/legacy-gaps.md)."""
+    for sub in (raw or {}).get("subscriptions", []) or []:
+        for item in (sub.get("items") or {}).get("data") or []:
+            price = item.get("price") if isinstance(item.get("price"), dict) else item.get("plan")
+            if not isinstance(price, dict):
+                continue
+            recurring = price.get("recurring") or {}
+            usage = recurring.get("usage_type") or price.get("usage_type")
+            if usage == "metered":
+                return (
+                    f"subscription {sub.get('id')} bills metered usage ({price.get('id')}); "
+                    "the new service has no usage records"
+                )
+            unit = price.get("unit_amount", price.get("amount"))
+            if price.get("billing_scheme") == "tiered" or unit is None:
+                return (
+                    f"subscription {sub.get('id')} has a tiered or custom-amount price "
+                    f"({price.get('id')}); the new service bills per-unit prices only"
+                )
+    return None

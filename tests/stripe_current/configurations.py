@@ -388,3 +388,18 @@ CONFIGURATIONS: dict[str, Callable[[StripeDouble], str]] = {
     for name, fn in sorted(globals().items())
     if name.startswith("seed_") and name != "seed_plain_named" and callable(fn)
 }
+
+
+def seed_tiered(d: StripeDouble) -> str:
+    """A tiered (volume) price: no single unit amount. Deferred before mapping."""
+    price = _catalogue(d, pid="price_tiered")
+    price.update(
+        billing_scheme="tiered", tiers_mode="volume", unit_amount=None, unit_amount_decimal=None
+    )
+    cid, sid, _ = _active(d, "tiered", price)
+    return cid
+
+
+#: configurations the mapping refuses by design (preflight defers them before mapping)
+UNMAPPABLE = frozenset({"tiered"})
+CONFIGURATIONS["tiered"] = seed_tiered

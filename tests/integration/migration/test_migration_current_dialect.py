@@ -48,6 +48,7 @@ DEFER = {
     "dunning": "open invoice",
     "credit_notes": "open invoice",
     "multi_period": "different billing periods",
+    "tiered": "tiered or custom-amount price",
 }
 
 
