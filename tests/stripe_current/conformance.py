@@ -37,10 +37,13 @@ import stripe
 import stripe.params
 import typing_extensions
 
-#: (route, parameter path) the localstripe dialect sends on purpose, against the SDK's types.
-#: Empty today: the SDK still types the older parameters localstripe needs
-#: (``items[].plan``, ``prorate``), so every localstripe-dialect request conforms.
-LOCALSTRIPE_ALLOWED: frozenset[tuple[str, str]] = frozenset()
+#: (route, parameter path) the localstripe dialect sends on purpose, against the SDK's types
+#: (docs/legacy-gaps.md: localstripe answers 500 to proration_behavior on update). Its
+#: other older parameters (``items[].plan``, ``prorate`` on cancel) are still typed by
+#: the SDK and conform as they are.
+LOCALSTRIPE_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {("POST /v1/subscriptions/{subscription_exposed_id}", "prorate")}
+)
 
 #: routes the localstripe dialect may call although the pinned SDK has no such route
 LOCALSTRIPE_ROUTES: dict[str, str] = {
