@@ -93,9 +93,7 @@ class StripeLegacyBackend:
 
     def webhook_endpoints(self) -> list[dict[str, Any]]:
         """Webhook endpoints registered on the account (none on localstripe: 404)."""
-        return list(
-            self._t.pages("list webhook endpoints", self.client.v1.webhook_endpoints.list)
-        )
+        return list(self._t.pages("list webhook endpoints", self.client.v1.webhook_endpoints.list))
 
     # -- reads -----------------------------------------------------------------
     def snapshot(self, ref: UserRef) -> RawSnapshot:
