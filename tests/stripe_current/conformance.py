@@ -48,7 +48,7 @@ LOCALSTRIPE_ALLOWED: frozenset[tuple[str, str]] = frozenset(
 #: routes the localstripe dialect may call although the pinned SDK has no such route
 LOCALSTRIPE_ROUTES: dict[str, str] = {
     "GET /v1/invoices/upcoming": "removed from the current API (create_preview replaced it); "
-    "localstripe has only this one (docs/legacy-gaps.md)",
+    "the localstripe dialect previews with it (docs/legacy-gaps.md)",
 }
 
 #: which dialect is sending right now (set around StripeCalls.call by the fixture)
