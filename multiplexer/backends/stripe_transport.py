@@ -85,6 +85,9 @@ class StripeCalls:
         self.throttle = throttle
         self.page_size = page_size
         self.dialect = dialect
+        # catalogue objects (products) are shared by every customer of a plan: read once
+        # per process, not once per snapshot (bounded; a restart re-reads them)
+        self._products: dict[str, dict[str, Any]] = {}
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.throttle()
@@ -258,6 +261,14 @@ class StripeCalls:
             objects.update(self._current_extras(cid, customer, subs, invoices))
         return objects
 
+    def _product(self, pid: str) -> dict[str, Any]:
+        if pid not in self._products:
+            if len(self._products) >= PRODUCT_CACHE_SIZE:
+                self._products.clear()
+            v1 = self.client.v1
+            self._products[pid] = to_plain(self.call("retrieve product", v1.products.retrieve, pid))
+        return self._products[pid]
+
     def _current_extras(
         self, cid: str, customer: dict[str, Any], subs: list[Any], invoices: list[Any]
     ) -> dict[str, Any]:
@@ -288,10 +299,7 @@ class StripeCalls:
             cid_: to_plain(self.call("retrieve coupon", v1.coupons.retrieve, cid_))
             for cid_ in sorted(coupon_ids([customer, *subs]))
         }
-        products = {
-            pid: to_plain(self.call("retrieve product", v1.products.retrieve, pid))
-            for pid in sorted(product_ids(subs))
-        }
+        products = {pid: self._product(pid) for pid in sorted(product_ids(subs))}
         return {
             "invoice_payments": payments,
             "coupons": coupons,
@@ -303,6 +311,9 @@ class StripeCalls:
                 self.pages("list balance transactions", v1.customers.balance_transactions.list, cid)
             ),
         }
+
+
+PRODUCT_CACHE_SIZE = 10_000
 
 
 def _walk(value: Any) -> Iterator[dict[str, Any]]:

@@ -55,6 +55,7 @@ class StripeDouble(HTTPClient):
         super().__init__()
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
+        self.reads: list[str] = []  # "GET /path" of every read, in order
         self.replies: dict[str, tuple[str, int]] = {}
         self.now = shapes.T0
         self._ids = itertools.count(1)
@@ -103,6 +104,8 @@ class StripeDouble(HTTPClient):
             if replay_id in self.replies:
                 text, status = self.replies[replay_id]
                 return text, status, {"request-id": "req_replay", "idempotent-replayed": "true"}
+        if method == "get":
+            self.reads.append(f"GET {parts.path}")
         text, status = self._answer(method, parts.path, params)
         if method != "get":
             if status < 500 or key:

@@ -198,3 +198,16 @@ def test_next_charge_preview_in_the_current_dialect(name: str, expected: tuple) 
     assert (charge.subtotal, charge.discount, charge.total, charge.amount_due) == expected
     assert charge.charge_at == T0 - DAY + timedelta(days=30)
     assert nc.source == {f"sub_{name}": "POST /v1/invoices/create_preview"}
+
+
+def test_catalogue_products_are_read_once_per_process() -> None:
+    """Every customer of a plan shares its product: one retrieve, not one per snapshot."""
+    double = StripeDouble()
+    plain = configurations.seed_plain(double)
+    trial = configurations.seed_trial(double)
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    for uid, cid in (("u-plain", plain), ("u-trial", trial)):
+        h = backend.map_snapshot(backend.snapshot(UserRef(uid, legacy_customer_id=cid)))
+        assert h.subscriptions[0].items[0].product_name == "Basic"
+    reads = [w for w in double.reads if w.startswith("GET /v1/products/")]
+    assert reads == ["GET /v1/products/prod_basic"]
