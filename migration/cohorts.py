@@ -208,6 +208,26 @@ class Progress:
     started_at: Any = None
     finished_at: Any = None
     failed_users: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+    #: failed *after* the legacy cancel: billed by nobody until a human resumes them
+    failed_after_pivot: list[str] = field(default_factory=list)
+    #: (users reconciled, users with differences) since the cohort started
+    diffs: tuple[int, int] = (0, 0)
+
+    @property
+    def diff_rate(self) -> float | None:
+        checked, with_diffs = self.diffs
+        return with_diffs / checked if checked else None
+
+    @property
+    def needs_human(self) -> bool:
+        """Failed or halted members, or a reconciliation that found differences."""
+        return (
+            self.status == "halted"
+            or self.by_status.get("failed", 0) > 0
+            or bool(self.failed_after_pivot)
+            or self.diffs[1] > 0
+        )
 
     @property
     def finished(self) -> int:
@@ -237,6 +257,12 @@ class Progress:
             "failed_users": self.failed_users,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "dry_run": self.dry_run,
+            "failed_after_pivot": self.failed_after_pivot,
+            "reconciled": self.diffs[0],
+            "with_differences": self.diffs[1],
+            "diff_rate": None if self.diff_rate is None else round(self.diff_rate, 4),
+            "needs_human": self.needs_human,
         }
 
 
@@ -256,6 +282,9 @@ def progress(session: Session, name: str) -> Progress:
         for m in members
         if m.status == "failed"
     ]
+    pivoted = _failed_after_pivot(session, [f["migration_id"] for f in failed])
+    for f in failed:
+        f["after_pivot"] = f["migration_id"] in pivoted
     return Progress(
         name,
         cohort.status,
@@ -268,7 +297,52 @@ def progress(session: Session, name: str) -> Progress:
         cohort.started_at,
         cohort.finished_at,
         failed[:50],
+        dry_run=bool(cohort.dry_run),
+        failed_after_pivot=sorted(f["user_id"] for f in failed if f["after_pivot"]),
+        diffs=_diffs(session, name, cohort.started_at),
     )
+
+
+def _failed_after_pivot(session: Session, migration_ids: list[str | None]) -> set[str]:
+    ids = [m for m in migration_ids if m]
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(Migration.id).where(Migration.id.in_(ids), Migration.pivoted.is_(True))
+        )
+    )
+
+
+def _diffs(session: Session, name: str, since: Any) -> tuple[int, int]:
+    from reconciler.services import diff_rate
+
+    return diff_rate(session, name, since) if since is not None else (0, 0)
+
+
+def delete(sessions: sessionmaker[Session], name: str, *, actor: str) -> int:
+    """Remove a cohort that never ran (no member ever got a migration); returns its size."""
+    with transaction(sessions) as session:
+        cohort = get(session, name)
+        members = list(session.scalars(sa.select(CohortMember).where(CohortMember.cohort == name)))
+        if cohort.status != "created" or any(m.migration_id for m in members):
+            raise InvalidInput(
+                f"cohort {name!r} is {cohort.status} and has run: only cohorts that never ran "
+                "can be deleted (pause it instead)"
+            )
+        for m in members:
+            session.delete(m)
+        session.flush()
+        session.delete(cohort)
+        audit.record(
+            session,
+            actor=actor,
+            action="cohort.deleted",
+            resource_type="cohort",
+            resource_id=name,
+            before={"status": cohort.status, "size": len(members)},
+        )
+    return len(members)
 
 
 def _reason_class(reason: str | None) -> str:
