@@ -133,8 +133,9 @@ def _watch_lines(
             or now - last_time >= 6 * every_seconds  # still alive, even if nothing moved
         )
         if due or over:
+            detail = describe(p, *rate.of(finished, p.total, now))
             console.print(
-                f"cohort {name}: {finished}/{p.total} {describe(p, *rate.of(finished, p.total, now))}",
+                f"cohort {name}: {finished}/{p.total} {detail}",
                 highlight=False,
                 soft_wrap=True,
             )
