@@ -16,6 +16,7 @@ producing system's own ids.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
@@ -110,6 +111,38 @@ class Customer(_Priced):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
+class TaxRate(_Record):
+    """A tax rate a subscription (or invoice) is taxed with (Stripe ``tax_rate``).
+
+    ``percentage`` is exact (``Decimal``, at most 4 decimal places: 19, 8.875); an
+    ``inclusive`` rate is contained in the price, an exclusive one is added on top.
+    """
+
+    display_name: str
+    percentage: Decimal = Field(ge=0, le=100)
+    inclusive: bool = False
+    jurisdiction: str | None = None
+    country: str | None = None
+
+    @field_validator("percentage")
+    @classmethod
+    def _four_places(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value != value.quantize(Decimal("0.0001")):
+            raise ValueError(f"percentage {value} has more than 4 decimal places")
+        return value
+
+
+class TaxAmount(BaseModel):
+    """One line of an invoice's tax breakdown: how much one rate added."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tax_rate_id: str | None
+    amount: int = Field(ge=0)
+    inclusive: bool = False
+    percentage: Decimal | None = None
+
+
 class SubscriptionItem(_Record):
     plan_code: str
     product_name: str | None = None
@@ -130,6 +163,7 @@ class Subscription(_Priced):
     canceled_at: UtcDateTime | None = None
     ended_at: UtcDateTime | None = None
     items: tuple[SubscriptionItem, ...] = ()
+    tax_rates: tuple[TaxRate, ...] = ()  # Stripe default_tax_rates: what renewals are taxed with
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -180,6 +214,7 @@ class Invoice(_Priced):
     subtotal: int
     discount_total: int = Field(default=0, ge=0)
     tax: int = Field(default=0, ge=0)
+    tax_breakdown: tuple[TaxAmount, ...] = ()  # Stripe total_tax_amounts / total_taxes
     total: int
     amount_paid: int = Field(default=0, ge=0)
     amount_due: int = Field(default=0, ge=0)  # still owed (Stripe: amount_remaining)
@@ -220,6 +255,57 @@ class Plan(_Priced):
     unit_amount: int = Field(ge=0)
     interval: Interval
     interval_count: int = Field(default=1, ge=1)
+
+
+class BillingState(StrEnum):
+    """What a subscription will do next, as the system that holds it says."""
+
+    RENEWING = "renewing"  # charges at the end of the current period
+    TRIALING = "trialing"  # charges when the trial ends (``until``)
+    PAUSED = "paused"  # collection paused: nothing charged until resumed
+    CANCELING = "canceling"  # ends at ``until`` without another charge
+    NONE = "none"  # will never charge again (canceled, incomplete, ...)
+
+
+class NextCharge(_Priced):
+    """One subscription's next charge, as its billing system previews it.
+
+    ``id`` is the subscription's id in the previewing system, ``legacy_id`` the
+    legacy subscription id (how the two sides are paired). ``charge_at`` is None
+    when the subscription will not charge again (state ``canceling``/``none``/
+    ``paused``); the amounts are then 0. ``total`` = subtotal - discount + tax
+    (exclusive taxes only: inclusive ones are in the subtotal already), before
+    the customer's balance; ``amount_due`` is what the card will be charged after
+    the balance: ``total - amount_due`` > 0 is credit used, < 0 is debt added.
+    """
+
+    state: BillingState
+    until: UtcDateTime | None = None  # trial end / cancellation date / pause end
+    charge_at: UtcDateTime | None = None
+    subtotal: int = 0
+    discount: int = Field(default=0, ge=0)
+    tax: int = Field(default=0, ge=0)
+    tax_breakdown: tuple[TaxAmount, ...] = ()
+    total: int = 0
+    amount_due: int = Field(default=0, ge=0)
+
+    @property
+    def balance_applied(self) -> int:
+        """Customer credit used by this charge (negative: debt added to it)."""
+        return self.total - self.amount_due
+
+
+class NextCharges(BaseModel):
+    """Everything one system says it will charge a user next (``prove`` compares two)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str
+    system: System
+    currency: str | None = None
+    balance: int | None = None  # the customer's balance as that system holds it (Stripe sign)
+    charges: tuple[NextCharge, ...] = ()
+    source: dict[str, str] = Field(default_factory=dict)  # which endpoint answered, per charge
 
 
 class RefundMode(StrEnum):

@@ -77,6 +77,7 @@ class Subscription(Base):
     ended_at: Mapped[datetime | None]
     next_renewal_at: Mapped[datetime | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
+    tax_rates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     items: Mapped[list[SubscriptionItem]] = relationship(
         order_by="SubscriptionItem.position", cascade="all, delete-orphan", lazy="selectin"
     )
@@ -138,6 +139,7 @@ class Invoice(Base):
     subtotal: Mapped[int]
     discount_total: Mapped[int]
     tax: Mapped[int]
+    tax_breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     total: Mapped[int]
     amount_paid: Mapped[int]
     amount_due: Mapped[int]

@@ -15,8 +15,16 @@ from . import models as m
 from .db import wipe
 from .errors import ApiError
 from .ledger import customer_or_404
+from .preview import preview_import
 from .schemas import ImportIn
-from .schemas_out import BundleOut, ImportDetailOut, ImportOut, OkOut, responses
+from .schemas_out import (
+    BundleOut,
+    ImportDetailOut,
+    ImportOut,
+    ImportPreviewOut,
+    OkOut,
+    responses,
+)
 from .serialize import bundle
 from .service import IdempotencyKey, Token, authenticate, read, service, write
 
@@ -60,6 +68,20 @@ async def create_import(
 )
 async def get_import(import_id: str, request: Request) -> JSONResponse:
     return JSONResponse(await read(request, lambda s: imports.get_import(s, import_id)))
+
+
+@router.get(
+    "/v1/imports/{import_id}/preview",
+    tags=["imports"],
+    summary="What the import will charge next",
+    responses=responses(200, ImportPreviewOut, 404, 409),
+)
+async def get_import_preview(import_id: str, request: Request) -> JSONResponse:
+    """Per subscription, the first charge after activation: date, amounts, tax, discount,
+    the customer balance applied, and the billing state (renewing, trialing until,
+    canceling at, none). Read-only; a discarded import → 409 ``import_discarded``.
+    """
+    return JSONResponse(await read(request, lambda s: preview_import(s, import_id)))
 
 
 @router.post(

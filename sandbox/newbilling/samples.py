@@ -56,6 +56,7 @@ def sample_import(
                 "interval_count": 1,
             }
         ],
+        "tax_rates": [],
     }
     invoices, payments = [], []
     for i in range(n_invoices):
@@ -75,6 +76,7 @@ def sample_import(
                 "subtotal": amount,
                 "discount_total": 0,
                 "tax": 0,
+                "tax_breakdown": [],
                 "total": amount,
                 "amount_paid": amount,
                 "amount_due": 0,

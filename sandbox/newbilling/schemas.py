@@ -84,6 +84,30 @@ class ItemIn(Strict):
     interval_count: Count
 
 
+#: A tax percentage as an exact decimal string: "19", "8.875" (never a float; at most 4 places).
+Percentage = Annotated[StrictStr, Field(pattern=r"^(100(\.0{1,4})?|[0-9]{1,2}(\.[0-9]{1,4})?)$")]
+
+
+class TaxRateIn(Strict):
+    """A rate the subscription's renewals are taxed with (legacy ``default_tax_rates``)."""
+
+    external_id: Id
+    display_name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    percentage: Percentage
+    inclusive: StrictBool = False
+    jurisdiction: Text | None = None
+    country: Annotated[StrictStr, Field(max_length=2)] | None = None
+
+
+class TaxAmountIn(Strict):
+    """One line of an invoice's tax breakdown."""
+
+    tax_rate_external_id: Id | None = None
+    amount: NonNegative
+    inclusive: StrictBool = False
+    percentage: Percentage | None = None
+
+
 class SubscriptionIn(Strict):
     external_id: Id
     status: SubscriptionStatus
@@ -98,6 +122,7 @@ class SubscriptionIn(Strict):
     ended_at: Timestamp | None = None
     metadata: Metadata = Field(default_factory=dict)
     items: list[ItemIn] = Field(min_length=1)
+    tax_rates: list[TaxRateIn] = Field(default_factory=list)
 
 
 class DiscountIn(Strict):
@@ -138,6 +163,7 @@ class InvoiceIn(Strict):
     subtotal: Money
     discount_total: NonNegative
     tax: NonNegative
+    tax_breakdown: list[TaxAmountIn] = Field(default_factory=list)
     total: Money
     amount_paid: NonNegative
     amount_due: NonNegative

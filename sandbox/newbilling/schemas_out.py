@@ -65,6 +65,33 @@ class ImportDetailOut(ImportOut):
     subscriptions: list[RenewalOut]
 
 
+class ChargePreviewOut(Out):
+    """One subscription's first charge after activation (see sandbox/newbilling/preview.py)."""
+
+    id: str
+    external_id: str | None
+    currency: str
+    state: Literal["renewing", "trialing", "paused", "canceling", "none"]
+    until: Ts | None
+    charge_at: Ts | None
+    subtotal: int
+    discount: int
+    tax: int
+    tax_breakdown: list[TaxAmountOut]
+    total: int
+    balance_applied: int = Field(description="credit used (> 0) or debt added (< 0)")
+    amount_due: int
+
+
+class ImportPreviewOut(Out):
+    import_id: str
+    status: Literal["pending", "active"]
+    user_id: str
+    currency: str
+    balance: int = Field(description="the customer's balance; negative is credit")
+    subscriptions: list[ChargePreviewOut]
+
+
 class CustomerOut(Out):
     id: str
     user_id: str
@@ -89,6 +116,22 @@ class ItemOut(Out):
     interval_count: int
 
 
+class TaxRateOut(Out):
+    external_id: str
+    display_name: str
+    percentage: str
+    inclusive: bool
+    jurisdiction: str | None = None
+    country: str | None = None
+
+
+class TaxAmountOut(Out):
+    tax_rate_external_id: str | None
+    amount: int
+    inclusive: bool
+    percentage: str | None
+
+
 class SubscriptionOut(Out):
     id: str
     user_id: str
@@ -106,6 +149,7 @@ class SubscriptionOut(Out):
     next_renewal_at: Ts | None
     metadata: dict[str, str]
     items: list[ItemOut]
+    tax_rates: list[TaxRateOut]
 
 
 class DiscountOut(Out):
@@ -151,6 +195,7 @@ class InvoiceOut(Out):
     subtotal: int
     discount_total: int
     tax: int
+    tax_breakdown: list[TaxAmountOut]
     total: int
     amount_paid: int
     amount_due: int

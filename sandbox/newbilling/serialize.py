@@ -76,6 +76,7 @@ def subscription_out(s: m.Subscription) -> dict[str, Any]:
         "next_renewal_at": fmt(s.next_renewal_at),
         "metadata": dict(s.metadata_),
         "items": [item_out(i) for i in s.items],
+        "tax_rates": [dict(t) for t in s.tax_rates or []],
     }
 
 
@@ -127,6 +128,7 @@ def invoice_out(i: m.Invoice) -> dict[str, Any]:
         "subtotal": i.subtotal,
         "discount_total": i.discount_total,
         "tax": i.tax,
+        "tax_breakdown": [dict(t) for t in i.tax_breakdown or []],
         "total": i.total,
         "amount_paid": i.amount_paid,
         "amount_due": i.amount_due,

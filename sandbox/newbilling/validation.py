@@ -36,6 +36,11 @@ def check_import(p: ImportIn) -> list[FieldError]:
             err(f"subscriptions[{si}].trial_end", "a trialing subscription needs trial_end")
         if s.current_period_end < s.current_period_start:
             err(f"subscriptions[{si}].current_period_end", "ends before current_period_start")
+        seen_rates: set[str] = set()
+        for ti, rate in enumerate(s.tax_rates):
+            if rate.external_id in seen_rates:
+                err(f"subscriptions[{si}].tax_rates[{ti}].external_id", "listed twice")
+            seen_rates.add(rate.external_id)
 
     for di, d in enumerate(p.discounts):
         loc = f"discounts[{di}]"
