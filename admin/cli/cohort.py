@@ -175,9 +175,11 @@ def _start(name: str, *, wait: bool, yes: bool, json: bool, mode: str) -> None:
         routes = [r for u in users if (r := session.get(Route, u)) is not None]
         dry_run = bool(c.dry_run)
     env = banner(deps.legacy)
-    if users:
-        n_subs = 0 if dry_run else count_legacy_subscriptions(deps.legacy, routes)
-        confirm(plan_sentence(len(users), n_subs, env, dry_run=dry_run), yes=yes)
+    if users and dry_run:  # a rehearsal cancels nothing: say so, no question
+        err_console.print(plan_sentence(len(users), 0, env, dry_run=True), highlight=False)
+    elif users:
+        n_subs = count_legacy_subscriptions(deps.legacy, routes)
+        confirm(plan_sentence(len(users), n_subs, env, dry_run=False), yes=yes)
     _enqueue_and_maybe_wait(name, wait=wait, retry_failed=mode == "retry-failed", json=json)
 
 
@@ -319,7 +321,7 @@ def _print_progress(p: Any) -> None:
     if p.started_at or p.finished_at:
         console.print(f"  started {iso(p.started_at) or '-'}, finished {iso(p.finished_at) or '-'}")
     if p.halt_reason:
-        console.print(f"[red]halted:[/] {p.halt_reason}", highlight=False)
+        console.print(f"[red]halted:[/] {p.halt_reason}", highlight=False, soft_wrap=True)
     for title, data in (
         ("by status", p.by_status),
         ("failures by kind", p.failures_by_kind),
@@ -332,9 +334,14 @@ def _print_progress(p: Any) -> None:
             f"  [bold red]FAILED AFTER THE LEGACY CANCEL[/] {uid}: billed by nobody — "
             f"`twinbill migrate {uid} --resume` (docs/runbook.md)",
             highlight=False,
+            soft_wrap=True,
         )
     for f in [f for f in p.failed_users if not f.get("after_pivot")][:10]:
-        console.print(f"  [red]failed[/] {f['user_id']} ({f['kind']}): {f['reason']}")
+        console.print(
+            f"  [red]failed[/] {f['user_id']} ({f['kind']}): {f['reason']}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @cohort.command("status")

@@ -96,14 +96,19 @@ def banner(legacy: Any = None, *, with_legacy: bool = True, settings: Any = None
 
 def count_legacy_subscriptions(legacy: Any, routes: Sequence[Any]) -> int | None:
     """Billing legacy subscriptions of these users; None when there are too many to ask."""
+    from core.errors import BackendError
     from multiplexer.backends.base import UserRef
 
     if len(routes) > COUNT_LIMIT:
         return None
     total = 0
-    for r in routes:
-        ref = UserRef(r.user_id, r.legacy_customer_id, r.new_customer_id)
-        total += sum(1 for s in legacy.list_subscriptions(ref) if s.status.billing)
+    try:
+        for r in routes:
+            ref = UserRef(r.user_id, r.legacy_customer_id, r.new_customer_id)
+            total += sum(1 for s in legacy.list_subscriptions(ref) if s.status.billing)
+    except BackendError as exc:  # the saga will meet the same problem and say so per user
+        err_console.print(f"[yellow]could not count legacy subscriptions[/]: {exc}")
+        return None
     return total
 
 
