@@ -98,6 +98,8 @@ def _classify(exc: BaseException) -> tuple[str, str, str | None] | None:
     """(kind, message, fix) for exceptions that are an operator's to fix; None for bugs."""
     import sqlalchemy.exc as sa_exc
 
+    if isinstance(exc, SchemaMissing):
+        return "schema", exc.message, UPGRADE_HINT
     if isinstance(exc, ConfigurationError):
         return "config", exc.message or str(exc), "set it in the environment (deploy/.env.example)"
     if isinstance(exc, TwinbillError):
@@ -155,6 +157,21 @@ def group(help: str, *, epilog: str | None = None) -> typer.Typer:
         epilog=epilog,
         no_args_is_help=True,
     )
+
+
+def require_schema(engine: Any) -> None:
+    """Refuse early (before paging a legacy API) when the database has no schema yet."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is None:
+        url = engine.url.render_as_string(hide_password=True)
+        raise SchemaMissing(f"the database {url} has no twinbill schema yet")
+
+
+class SchemaMissing(TwinbillError):
+    kind = "schema"
 
 
 @contextmanager

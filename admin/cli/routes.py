@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from admin.cli.common import JSON_HELP, cli_errors, console, group, iso, print_json
+from admin.cli.common import (
+    JSON_HELP,
+    cli_errors,
+    console,
+    group,
+    iso,
+    print_json,
+    require_schema,
+)
 from admin.cli.context import mux_context
 from admin.cli.guard import banner
 from core.db import transaction
@@ -44,6 +52,7 @@ def users_sync(json: bool = JSON) -> None:
     with cli_errors():
         ctx = mux_context()
         banner(settings=ctx.settings)
+        require_schema(ctx.engine)
         report = sync_customers(
             ctx.sessions, ctx.legacy.iter_customers(), actor=ACTOR, cache=ctx.cache
         )
@@ -78,6 +87,7 @@ def users_import(
         rows = read_mapping_csv(path)
         ctx = mux_context()
         banner(with_legacy=False, settings=ctx.settings)
+        require_schema(ctx.engine)
         report = import_mapping(ctx.sessions, rows, actor=ACTOR, cache=ctx.cache)
     if json:
         print_json(report.as_dict())

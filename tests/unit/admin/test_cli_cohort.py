@@ -245,3 +245,17 @@ def test_migrate_failure_exits_1(world, cli):
     result = cli.invoke(app, ["migrate", "u1", "--yes", "--json"])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["status"] in ("compensated", "failed")
+
+
+def test_after_a_successful_retry_the_old_halt_reason_and_rate_are_gone(world, cli):
+    for u in ("u1", "u2", "u3"):
+        world.user(u)
+    cohorts.create(world.sessions, "c", ["u1", "u2", "u3"], actor="t", halt_at_bp=500)
+    original = world.new.create_import
+    _reject(world, "u1")
+    assert cli.invoke(app, ["cohort", "run", "c", "--yes", "--wait"]).exit_code == 1
+    world.new.create_import = original  # the bug is fixed
+    retry = cli.invoke(app, ["cohort", "retry-failed", "c", "--yes", "--wait"])
+    assert retry.exit_code == 0, retry.output
+    assert "halted" not in retry.stdout and "100.0%" not in retry.stdout
+    assert "c — done, 3 users, failure rate 0.0%" in retry.stdout
