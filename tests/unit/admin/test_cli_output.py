@@ -145,6 +145,9 @@ def _command_paths(group, prefix=()):
             yield (*prefix, name)
 
 
+COMMAND = re.compile(r"twinbill ((?:[a-z][a-z-]*(?:\|[a-z][a-z-]*)*)(?: [a-z][a-z|-]*)?)")
+
+
 def _readme_paths() -> set[tuple[str, ...]]:
     """Command lines of the README's command list: `twinbill a b|c ...` → (a, b), (a, c)."""
     text = README.read_text()
