@@ -74,10 +74,11 @@ def json_requested() -> bool:
     return "--json" in sys.argv[1:]
 
 
-class UsageProblem(TwinbillError):
-    """Bad command-line usage found by a command itself (exit 2, names the fix)."""
-
-    kind = "usage"
+def mark_json() -> None:
+    """A command whose machine output is not spelled ``--json`` (``--format json``)."""
+    ctx = get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta["twinbill.json"] = True
 
 
 def fail(message: str, fix: str | None = None) -> typer.Exit:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from admin.cli.common import EXIT_FOUND, EXIT_OK, err_console, fail, handle
+from admin.cli.common import EXIT_FOUND, EXIT_OK, err_console, fail, handle, mark_json
 from core.errors import TwinbillError
 
 FORMATS = ("table", "json", "csv", "html")
@@ -38,6 +38,8 @@ def reconcile(
     from reconciler.render import render
 
     fmt = "json" if json else fmt
+    if fmt == "json":  # errors as JSON too
+        mark_json()
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
     if sum([user is not None, cohort is not None, all_users]) != 1:

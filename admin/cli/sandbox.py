@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from admin.cli.common import EXIT_ERROR, JSON_HELP, console, err_console, group, print_json
+from admin.cli.common import EXIT_ERROR, JSON_HELP, console, err_console, fail, group, print_json
 
 app = group("Local sandbox: localstripe (legacy) + reference newbilling (new), on loopback.")
 
@@ -97,8 +97,7 @@ def seed(
 
     ep = stack.read_state(folder)
     if ep is None or not stack.status(folder)["running"]:
-        err_console.print("sandbox is not running: start it with `twinbill sandbox up`")
-        raise typer.Exit(EXIT_ERROR)
+        raise fail("sandbox is not running", "start it with `twinbill sandbox up`")
     seeded = seed_population(make_client(ep.legacy_url, ep.legacy_api_key), users, seed)
     if json:
         print_json(

@@ -68,6 +68,13 @@ def test_usage_errors_under_json_are_json(cli):
     assert "unknown user 'nobody'" in json.loads(unknown.stdout)["error"]["message"]
 
 
+@pytest.mark.parametrize("flags", [["--json"], ["--format", "json"]])
+def test_reconcile_errors_are_json_under_either_machine_flag(flags):
+    result = CliRunner().invoke(app, ["reconcile", *flags])  # no scope
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"]["message"] == "choose exactly one scope"
+
+
 def test_users_show_prints_no_python_none(cli):
     result = cli.invoke(app, ["users", "show", "u_2"])
     assert result.exit_code == 0, result.output
