@@ -122,6 +122,7 @@ def users_index_invoices(
         raise fail("choose --user ID or --all", "e.g. `twinbill users index-invoices --all`")
     with cli_errors():
         ctx = mux_context()
+        banner(settings=ctx.settings)
         result = backfill(ctx.sessions, ctx.legacy, ctx.new, user_id=user)
     if json:
         print_json(result.as_dict())
