@@ -336,6 +336,12 @@ def _print_progress(p: Any) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    for r in p.retrying_users[:10]:
+        console.print(
+            f"  [yellow]retrying after the pivot[/] {r['user_id']}: {r['reason']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for f in [f for f in p.failed_users if not f.get("after_pivot")][:10]:
         console.print(
             f"  [red]failed[/] {f['user_id']} ({f['kind']}): {f['reason']}",
