@@ -194,7 +194,7 @@ def test_dry_run_cohort_is_marked_in_status_and_list(world, cli):
     assert run.exit_code == 0, run.output
     assert "will dry-run 1 user" in run.stderr
     assert run.stdout.startswith("DRY RUN rehearsal — done")
-    assert "diff rate n/a" in run.stdout
+    assert "diff rate 0.0% (0 of 1 reconciled users differ)" in run.stdout  # the prove step
     assert world.route("u1").state == "legacy"
     listed = cli.invoke(app, ["cohort", "list"])
     assert "done (dry run)" in listed.stdout
