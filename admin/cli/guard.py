@@ -81,7 +81,7 @@ def _account(legacy: Any) -> str | None:
     """``acct_…`` of the key, best effort (localstripe has no /v1/account)."""
     client = getattr(legacy, "client", None)
     try:
-        return str(client.accounts.retrieve_current().id) if client is not None else None
+        return str(client.v1.accounts.retrieve_current().id) if client is not None else None
     except Exception:  # noqa: BLE001 - a banner must never stop the command
         return None
 

@@ -34,3 +34,21 @@ def test_banner_line_and_plan_never_show_the_key():
     unknown = Environment("sqlite:///x.db", "localstripe at http://127.0.0.1:8420", "test key")
     assert "every billing legacy subscription" in plan_sentence(30, None, unknown, dry_run=False)
     assert "nothing cancelled" in plan_sentence(1, 0, unknown, dry_run=True)
+
+
+def test_account_id_comes_from_the_key_and_a_failure_never_stops_the_command():
+    from types import SimpleNamespace
+
+    from admin.cli.guard import _account
+
+    def client(retrieve):
+        accounts = SimpleNamespace(retrieve_current=retrieve)
+        return SimpleNamespace(client=SimpleNamespace(v1=SimpleNamespace(accounts=accounts)))
+
+    assert _account(client(lambda: SimpleNamespace(id="acct_42"))) == "acct_42"
+
+    def not_found():
+        raise RuntimeError("404 (localstripe has no /v1/account)")
+
+    assert _account(client(not_found)) is None
+    assert _account(SimpleNamespace()) is None  # a backend without an SDK client
