@@ -91,7 +91,10 @@ def tail(
             last = r["id"]
         if not follow:
             return
-        time.sleep(interval)
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:  # Ctrl-C ends a --follow: not an error
+            return
         rows = query(last if last is not None else 0)
 
 

@@ -207,3 +207,24 @@ def test_every_command_and_option_has_help_and_examples():
 def test_version(cli):
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and re.fullmatch(r"twinbill \d+\.\d+\.\d+\n", result.stdout)
+
+
+def test_webhooks_tail_follow_prints_new_messages_as_they_come(cli, admin, monkeypatch):
+    _outbox(admin, "delivered")
+    polls = []
+
+    def next_poll(_seconds):
+        polls.append(1)
+        if len(polls) == 1:
+            with transaction(admin.ctx.sessions) as s:
+                s.add(
+                    OutboxMessage(event_id="evt_late", user_id="u_2", type="invoice.paid", body={})
+                )
+        else:
+            raise KeyboardInterrupt  # the operator presses Ctrl-C
+
+    monkeypatch.setattr("admin.cli.webhooks.time.sleep", next_poll)
+    result = cli.invoke(app, ["webhooks", "tail", "--follow", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [m["event_id"] for m in lines] == ["evt_0", "evt_late"]
