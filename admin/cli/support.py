@@ -340,6 +340,10 @@ def create_user_cmd(
 
     password = os.environ.get("TWINBILL_ADMIN_PASSWORD") or ""
     if not password:
+        from admin.cli.guard import stdin_is_tty
+
+        if not stdin_is_tty():
+            raise fail("no password: not a terminal", "set TWINBILL_ADMIN_PASSWORD")
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with cli_errors():
         ctx = mux_context()

@@ -83,3 +83,9 @@ def test_create_user_password_from_env(cli, admin, monkeypatch):
     assert "e***@example.test" in result.stdout
     bad = cli.invoke(app, ["admin", "create-user", "x@example.test", "--role", "root"])
     assert bad.exit_code == 2 and "role must be one of" in bad.output
+
+
+def test_create_user_without_password_or_terminal_is_exit_2(cli, monkeypatch):
+    monkeypatch.delenv("TWINBILL_ADMIN_PASSWORD", raising=False)
+    result = cli.invoke(app, ["admin", "create-user", "x@example.test", "--role", "support"])
+    assert result.exit_code == 2 and "TWINBILL_ADMIN_PASSWORD" in result.stderr
