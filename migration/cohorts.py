@@ -309,7 +309,7 @@ def progress(session: Session, name: str) -> Progress:
         ][:50],
         dry_run=bool(cohort.dry_run),
         failed_after_pivot=sorted(f["user_id"] for f in failed if f["after_pivot"]),
-        diffs=_diffs(session, name, cohort.started_at),
+        diffs=diffs_of(session, name, cohort.started_at),
     )
 
 
@@ -324,7 +324,8 @@ def _failed_after_pivot(session: Session, migration_ids: list[str | None]) -> se
     )
 
 
-def _diffs(session: Session, name: str, since: Any) -> tuple[int, int]:
+def diffs_of(session: Session, name: str, since: Any) -> tuple[int, int]:
+    """(users reconciled, users with differences) of a cohort since it started."""
     from reconciler.services import diff_rate
 
     return diff_rate(session, name, since) if since is not None else (0, 0)

@@ -374,28 +374,34 @@ def cohort_list(json: bool = JSON) -> None:
     """
     import sqlalchemy as sa
 
-    from migration.cohorts import stats_by_cohort
+    from migration.cohorts import diffs_of, stats_by_cohort
     from migration.models import Cohort
 
     with _deps().sessions() as session:
         rows = list(session.scalars(sa.select(Cohort).order_by(Cohort.created_at)))
         stats = stats_by_cohort(session)
-        data = [
-            {
-                "name": c.name,
-                "status": c.status,
-                "dry_run": bool(c.dry_run),
-                "created_at": c.created_at,
-                "members": stats.get(c.name, {}),
-            }
-            for c in rows
-        ]
+        data = []
+        for c in rows:
+            checked, with_diffs = diffs_of(session, c.name, c.started_at)
+            data.append(
+                {
+                    "name": c.name,
+                    "status": c.status,
+                    "dry_run": bool(c.dry_run),
+                    "created_at": c.created_at,
+                    "members": stats.get(c.name, {}),
+                    "reconciled": checked,
+                    "with_differences": with_diffs,
+                    "diff_rate": round(with_diffs / checked, 4) if checked else None,
+                }
+            )
     if json:
         print_json(data)
         return
-    table = Table("cohort", "status", "created", "members")
+    table = Table("cohort", "status", "created", "members", "diff rate")
     for d in data:
         status = f"{d['status']} (dry run)" if d["dry_run"] else d["status"]
         members = ", ".join(f"{k} {v}" for k, v in sorted(d["members"].items()))
-        table.add_row(d["name"], status, iso(d["created_at"]) or "", members)
+        rate = f"{d['diff_rate']:.1%}" if d["diff_rate"] is not None else "n/a"
+        table.add_row(d["name"], status, iso(d["created_at"]) or "", members, rate)
     console.print(table)

@@ -198,7 +198,8 @@ def test_dry_run_cohort_is_marked_in_status_and_list(world, cli):
     assert world.route("u1").state == "legacy"
     listed = cli.invoke(app, ["cohort", "list"])
     assert "done (dry run)" in listed.stdout
-    assert json.loads(cli.invoke(app, ["cohort", "list", "--json"]).stdout)[0]["dry_run"] is True
+    [row] = json.loads(cli.invoke(app, ["cohort", "list", "--json"]).stdout)
+    assert (row["dry_run"], row["reconciled"], row["diff_rate"]) == (True, 1, 0.0)
 
 
 def test_delete_only_a_cohort_that_never_ran(world, cli):
