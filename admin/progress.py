@@ -59,9 +59,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def _over(p: cohorts.Progress) -> bool:
+def _waiting_text(waiting: cohorts.Waiting) -> str:
+    """Say what the watcher waits for (and what it will not wait for)."""
+    text = ""
+    if waiting.movable:
+        sample = ", ".join(waiting.movable[:3]) + ("…" if len(waiting.movable) > 3 else "")
+        text += f" · waiting on {len(waiting.movable)}: {sample}"
+    if waiting.stranded:
+        text += f" · {len(waiting.stranded)} with no task (not waited for)"
+    return text
+
+
+def _over(p: cohorts.Progress, waiting: cohorts.Waiting) -> bool:
     halted = p.status in ("halted", "paused") and not p.by_status.get("running")
-    return p.settled or halted
+    return not waiting.movable or halted
 
 
 def watch_cohort(
@@ -79,14 +90,14 @@ def watch_cohort(
         _watch_bar(sessions, name, console, poll)
     else:
         _watch_lines(sessions, name, console, poll, every_users, every_seconds)
-    cohorts.maybe_done(sessions, name)
+    cohorts.finish_if_settled(sessions, name)
     with sessions() as session:
         return cohorts.progress(session, name)
 
 
-def _read(sessions: sessionmaker[Session], name: str) -> cohorts.Progress:
+def _read(sessions: sessionmaker[Session], name: str) -> tuple[cohorts.Progress, cohorts.Waiting]:
     with sessions() as session:
-        return cohorts.progress(session, name)
+        return cohorts.progress(session, name), cohorts.waiting_on(session, name)
 
 
 def _watch_bar(sessions: sessionmaker[Session], name: str, console: Console, poll: float) -> None:
@@ -97,18 +108,18 @@ def _watch_bar(sessions: sessionmaker[Session], name: str, console: Console, pol
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
     )
-    p = _read(sessions, name)
+    p, waiting = _read(sessions, name)
     rate = Rate(_finished(p), time.monotonic())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(name, total=p.total, detail="")
         while True:
             finished = _finished(p)
             detail = describe(p, *rate.of(finished, p.total, time.monotonic()))
-            bar.update(task, completed=finished, detail=detail)
-            if _over(p):
+            bar.update(task, completed=finished, detail=detail + _waiting_text(waiting))
+            if _over(p, waiting):
                 return
             time.sleep(poll)
-            p = _read(sessions, name)
+            p, waiting = _read(sessions, name)
 
 
 def _watch_lines(
@@ -119,13 +130,13 @@ def _watch_lines(
     every_users: int,
     every_seconds: float,
 ) -> None:
-    p = _read(sessions, name)
+    p, waiting = _read(sessions, name)
     rate = Rate(_finished(p), time.monotonic())
     last_count, last_time = None, 0.0
     while True:
         now = time.monotonic()
         finished = _finished(p)
-        over = _over(p)
+        over = _over(p, waiting)
         due = (
             last_count is None
             or finished - last_count >= every_users
@@ -135,7 +146,7 @@ def _watch_lines(
         if due or over:
             detail = describe(p, *rate.of(finished, p.total, now))
             console.print(
-                f"cohort {name}: {finished}/{p.total} {detail}",
+                f"cohort {name}: {finished}/{p.total} {detail}{_waiting_text(waiting)}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -143,4 +154,4 @@ def _watch_lines(
         if over:
             return
         time.sleep(poll)
-        p = _read(sessions, name)
+        p, waiting = _read(sessions, name)

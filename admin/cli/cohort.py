@@ -37,10 +37,14 @@ JSON = typer.Option(False, "--json", help=JSON_HELP)
 YES = typer.Option(False, "--yes", "-y", help=YES_HELP)
 
 
-def _deps():  # type: ignore[no-untyped-def]
-    from migration import runtime
+def _root():  # type: ignore[no-untyped-def]
+    from admin.cli.context import app_root
 
-    return runtime.deps()
+    return app_root()
+
+
+def _deps():  # type: ignore[no-untyped-def]
+    return _root().saga
 
 
 def _filters(where: list[str]) -> dict[str, set[str]]:
@@ -127,7 +131,7 @@ def cohort_create(
     if preview:
         _preview(name, ids, selection.by_facet(pool, ids), dry_run=dry_run, json=json)
         return
-    banner()
+    banner(settings=_root().settings)
     n = cohorts.create(
         deps.sessions,
         name,
@@ -174,7 +178,7 @@ def _start(name: str, *, wait: bool, yes: bool, json: bool, mode: str) -> None:
         users = [u for u in cohorts.members_to_start(session, name, statuses) if u not in skip]
         routes = [r for u in users if (r := session.get(Route, u)) is not None]
         dry_run = bool(c.dry_run)
-    env = banner(deps.legacy)
+    env = banner(deps.legacy, settings=_root().settings)
     if users and dry_run:  # a rehearsal cancels nothing: say so, no question
         err_console.print(plan_sentence(len(users), 0, env, dry_run=True), highlight=False)
     elif users:
@@ -184,13 +188,13 @@ def _start(name: str, *, wait: bool, yes: bool, json: bool, mode: str) -> None:
 
 
 def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool, json: bool) -> None:
-    from migration import runtime, services
+    from admin.cli.context import app_root
+    from migration import services
 
-    deps = _deps()
-    settings = runtime.get_settings()
-    if settings.redis_url:  # real workers elsewhere pick the tasks up
+    root = app_root()
+    if not root.celery.embedded:  # real workers elsewhere pick the tasks up, over Redis
         n = services.start_cohort(
-            deps, name, runtime.enqueue, actor=ACTOR, retry_failed=retry_failed
+            root.saga, name, root.enqueue_migration, actor=ACTOR, retry_failed=retry_failed
         )
         err_console.print(f"enqueued {n} migrations for cohort {name}")
         if wait:
@@ -198,14 +202,11 @@ def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool, json: 
         elif json:
             print_json({"name": name, "enqueued": n})
         return
-    from admin.worker import TASK_MODULES
-    from core.queue import create_celery, embedded_worker
+    from core.queue import embedded_worker
 
-    app = create_celery(settings, TASK_MODULES)
-    runtime.configure(app=app)
-    with embedded_worker(app):
+    with embedded_worker(root.celery):
         n = services.start_cohort(
-            deps, name, runtime.enqueue, actor=ACTOR, retry_failed=retry_failed
+            root.saga, name, root.enqueue_migration, actor=ACTOR, retry_failed=retry_failed
         )
         err_console.print(f"running {n} migrations for cohort {name} (embedded worker)")
         _wait(name, json=json)
@@ -214,7 +215,15 @@ def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool, json: 
 def _wait(name: str, *, json: bool) -> None:
     from admin.progress import watch_cohort
 
-    watch_cohort(_deps().sessions, name, err_console, poll=0.5)
+    try:
+        watch_cohort(_deps().sessions, name, err_console, poll=0.5)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"stopped watching cohort {name}; migrations already running finish their saga. "
+            f"See where it stands: `twinbill cohort status {name}`; carry on: "
+            f"`twinbill cohort resume {name} --wait`"
+        )
+        raise typer.Exit(130) from None
     _show(name, as_json=json)
 
 
@@ -267,7 +276,7 @@ def cohort_pause(name: str = NAME, json: bool = JSON) -> None:
     """
     from migration import cohorts
 
-    banner()
+    banner(settings=_root().settings)
     cohorts.set_status(_deps().sessions, name, "paused", actor=ACTOR)
     print_json({"name": name, "status": "paused"}) if json else console.print(
         f"cohort {name} paused"
@@ -285,7 +294,7 @@ def cohort_delete(name: str = NAME, yes: bool = YES, json: bool = JSON) -> None:
     from migration import cohorts
 
     deps = _deps()
-    banner()
+    banner(settings=_root().settings)
     with deps.sessions() as session:
         size = cohorts.progress(session, name).total
     confirm(f"will delete cohort {name} ({size} users, never ran)", yes=yes, nothing="nothing done")

@@ -22,10 +22,14 @@ from admin.cli.guard import YES_HELP, banner, confirm, count_legacy_subscription
 ACTOR = "cli"
 
 
-def _deps():  # type: ignore[no-untyped-def]
-    from migration import runtime
+def _root():  # type: ignore[no-untyped-def]
+    from admin.cli.context import app_root
 
-    return runtime.deps()
+    return app_root()
+
+
+def _deps():  # type: ignore[no-untyped-def]
+    return _root().saga
 
 
 def detail_text(detail: Any, width: int = 120) -> str:
@@ -114,7 +118,7 @@ def migrate(
         if route is None:
             raise UnknownUser(user_id)  # before anything is written
         session.expunge(route)
-    env = banner(deps.legacy)
+    env = banner(deps.legacy, settings=_root().settings)
     if not dry_run:
         n_subs = None if resume else count_legacy_subscriptions(deps.legacy, [route])
         sentence = plan_sentence(1, n_subs, env, dry_run=False)
@@ -159,7 +163,10 @@ def demo(
     users: int = typer.Option(60, "--users", min=13, max=2000, help="population to seed"),
     seed: int = typer.Option(7, "--seed", help="population seed (same seed, same users)"),
     inject_bug: str | None = typer.Option(
-        None, "--inject-bug", help="timestamp | zero-decimal | drop-refund | cancel-flag"
+        None,
+        "--inject-bug",
+        help="timestamp | zero-decimal | drop-refund | cancel-flag | credit-sign | trial-state"
+        " | tax-rate (the last three are stopped at prove, before the legacy cancel)",
     ),
     include_in_flight: bool = typer.Option(
         False, "--include-in-flight", help="also move users with open invoices"
@@ -235,7 +242,11 @@ def demo(
 
 def worker(
     concurrency: int = typer.Option(4, "--concurrency", help="worker processes/threads"),
+    pool: str = typer.Option("threads", "--pool", help="threads | prefork | solo"),
     loglevel: str = typer.Option("INFO", "--loglevel", help="DEBUG | INFO | WARNING"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="serve this process's /metrics (TWINBILL_METRICS_PORT)"
+    ),
 ) -> None:
     """Run a Celery worker (needs TWINBILL_REDIS_URL).
 
@@ -243,18 +254,28 @@ def worker(
     Example:
       TWINBILL_REDIS_URL=redis://127.0.0.1:6379/0 twinbill worker --concurrency 8
     """
-    from admin.worker import make_app
+    from admin.cli.context import app_root
+    from admin.worker import run_worker
 
-    make_app().worker_main(["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}"])
+    root = app_root()
+    run_worker(
+        root, concurrency=concurrency, pool=pool, loglevel=loglevel, metrics_port=metrics_port
+    )
 
 
-def beat(loglevel: str = typer.Option("INFO", "--loglevel", help="DEBUG | INFO | WARNING")) -> None:
+def beat(
+    loglevel: str = typer.Option("INFO", "--loglevel", help="DEBUG | INFO | WARNING"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="serve this process's /metrics (TWINBILL_METRICS_PORT)"
+    ),
+) -> None:
     """Run Celery beat: reaper, outbox sweep, continuous reconciliation.
 
     \b
     Example:
       TWINBILL_REDIS_URL=redis://127.0.0.1:6379/0 twinbill beat
     """
-    from admin.worker import make_app
+    from admin.cli.context import app_root
+    from admin.worker import run_beat
 
-    make_app().start(["beat", f"--loglevel={loglevel}"])
+    run_beat(app_root(), loglevel=loglevel, metrics_port=metrics_port)

@@ -34,7 +34,8 @@ def reconcile(
       twinbill reconcile --cohort pilot --json
       twinbill reconcile --all --format html --out report.html
     """
-    from migration import runtime, verify
+    from admin.cli.context import app_root
+    from migration import verify
     from reconciler.render import render
 
     fmt = "json" if json else fmt
@@ -45,7 +46,7 @@ def reconcile(
     if sum([user is not None, cohort is not None, all_users]) != 1:
         raise fail("choose exactly one scope", "--user ID, --cohort NAME or --all")
     try:
-        deps = runtime.deps()
+        deps = app_root().saga
         scope = verify.resolve_scope(deps.sessions, user=user, cohort=cohort, all_users=all_users)
         report = verify.reconcile(
             deps.sessions, deps.legacy, deps.new, scope, created_by="cli", refetch=refetch

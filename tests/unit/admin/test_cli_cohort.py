@@ -8,6 +8,7 @@ that cancel legacy subscriptions say so and ask: without a terminal and without
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -27,13 +28,15 @@ def world(tmp_path, monkeypatch):
     w = World(tmp_path)
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'saga.db'}",
-        redis_url="redis://127.0.0.1:1/0",  # "real workers elsewhere": enqueue is patched
         legacy_api_key="sk_live_" + "x" * 24,
     )
-    monkeypatch.setattr("migration.runtime.deps", lambda: w.deps)
-    monkeypatch.setattr("migration.runtime.get_settings", lambda: settings)
-    monkeypatch.setattr("core.settings.get_settings", lambda: settings)
-    monkeypatch.setattr("migration.runtime.enqueue", lambda mid: services.run_member(w.deps, mid))
+    root = SimpleNamespace(
+        saga=w.deps,
+        settings=settings,
+        celery=SimpleNamespace(embedded=False),  # "workers elsewhere": run each one inline
+        enqueue_migration=lambda mid: services.run_member(w.deps, mid),
+    )
+    monkeypatch.setattr("admin.cli.context.app_root", lambda: root)
     return w
 
 

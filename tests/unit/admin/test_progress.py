@@ -11,7 +11,7 @@ from rich.console import Console
 from admin.progress import watch_cohort
 from core import dbschema
 from core.db import make_engine, make_sessionmaker, transaction
-from migration.models import Cohort, CohortMember
+from migration.models import Cohort, CohortMember, Migration
 
 
 def test_halted_cohort_is_watched_until_running_sagas_finish(tmp_path):
@@ -31,13 +31,26 @@ def test_halted_cohort_is_watched_until_running_sagas_finish(tmp_path):
         )
         s.flush()
         s.add(CohortMember(cohort="c", user_id="u1", status="failed"))
-        s.add(CohortMember(cohort="c", user_id="u2", status="running"))
+        s.add(
+            Migration(
+                id="m2",
+                user_id="u2",
+                cohort="c",
+                status="running",
+                dry_run=False,
+                include_in_flight=False,
+                pivoted=False,
+                generation=1,
+            )
+        )
+        s.add(CohortMember(cohort="c", user_id="u2", status="running", migration_id="m2"))
         s.add(CohortMember(cohort="c", user_id="u3", status="queued"))
 
     def saga_finishes() -> None:
         time.sleep(0.4)
         with transaction(sessions) as s:
             s.get(CohortMember, ("c", "u2")).status = "done"
+            s.get(Migration, "m2").status = "succeeded"
 
     worker = threading.Thread(target=saga_finishes)
     worker.start()
@@ -61,7 +74,20 @@ def _cohort(sessions, statuses):
         )
         s.flush()
         for i, status in enumerate(statuses):
-            s.add(CohortMember(cohort="c", user_id=f"u{i:03}", status=status))
+            uid = f"u{i:03}"
+            s.add(
+                Migration(
+                    id=f"m{i:03}",
+                    user_id=uid,
+                    cohort="c",
+                    status="pending",
+                    dry_run=False,
+                    include_in_flight=False,
+                    pivoted=False,
+                    generation=1,
+                )
+            )
+            s.add(CohortMember(cohort="c", user_id=uid, status=status, migration_id=f"m{i:03}"))
 
 
 def test_piped_progress_prints_a_line_per_n_users_with_rate_and_eta(tmp_path, monkeypatch):
@@ -78,6 +104,7 @@ def test_piped_progress_prints_a_line_per_n_users_with_rate_and_eta(tmp_path, mo
         n = next(finished)
         with transaction(sessions) as s:
             s.get(CohortMember, ("c", f"u{n - 1:03}")).status = "done"
+            s.get(Migration, f"m{n - 1:03}").status = "succeeded"
 
     monkeypatch.setattr("admin.progress.time.sleep", one_more_done)
     out = io.StringIO()
