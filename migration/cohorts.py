@@ -331,31 +331,6 @@ def diffs_of(session: Session, name: str, since: Any) -> tuple[int, int]:
     return diff_rate(session, name, since) if since is not None else (0, 0)
 
 
-def delete(sessions: sessionmaker[Session], name: str, *, actor: str) -> int:
-    """Remove a cohort that never ran (no member ever got a migration); returns its size."""
-    with transaction(sessions) as session:
-        cohort = get(session, name)
-        members = list(session.scalars(sa.select(CohortMember).where(CohortMember.cohort == name)))
-        if cohort.status != "created" or any(m.migration_id for m in members):
-            raise InvalidInput(
-                f"cohort {name!r} is {cohort.status} and has run: only cohorts that never ran "
-                "can be deleted (pause it instead)"
-            )
-        for m in members:
-            session.delete(m)
-        session.flush()
-        session.delete(cohort)
-        audit.record(
-            session,
-            actor=actor,
-            action="cohort.deleted",
-            resource_type="cohort",
-            resource_id=name,
-            before={"status": cohort.status, "size": len(members)},
-        )
-    return len(members)
-
-
 def _reason_class(reason: str | None) -> str:
     """Group deferral reasons ('open invoice in_123 ...' -> 'open invoice')."""
     if not reason:

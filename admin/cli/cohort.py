@@ -291,14 +291,14 @@ def cohort_delete(name: str = NAME, yes: bool = YES, json: bool = JSON) -> None:
     Example:
       twinbill cohort delete pilot --yes
     """
-    from migration import cohorts
+    from migration import cohort_ops, cohorts
 
     deps = _deps()
     banner(settings=_root().settings)
     with deps.sessions() as session:
         size = cohorts.progress(session, name).total
     confirm(f"will delete cohort {name} ({size} users, never ran)", yes=yes, nothing="nothing done")
-    n = cohorts.delete(deps.sessions, name, actor=ACTOR)
+    n = cohort_ops.delete(deps.sessions, name, actor=ACTOR)
     print_json({"name": name, "deleted": True, "users": n}) if json else console.print(
         f"cohort {name} deleted ({n} users freed)"
     )
