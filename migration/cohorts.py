@@ -222,14 +222,21 @@ class Progress:
         return with_diffs / checked if checked else None
 
     @property
+    def deferred_with_problem(self) -> dict[str, int]:
+        """Deferrals that are not one of the expected waits the reaper retries on its own
+        (legacy kept changing, the next charge could not be proved, an unknown reason)."""
+        return {k: v for k, v in self.deferred_by_reason.items() if k not in EXPECTED_WAITS}
+
+    @property
     def needs_human(self) -> bool:
-        """Failed or halted members, or a reconciliation that found differences."""
+        """Failed or halted members, differences, or a deferral with a problem."""
         return (
             self.status == "halted"
             or self.by_status.get("failed", 0) > 0
             or bool(self.failed_after_pivot)
             or self.diffs[1] > 0
             or bool(self.retrying_users)
+            or bool(self.deferred_with_problem)
         )
 
     @property
@@ -267,6 +274,7 @@ class Progress:
             "reconciled": self.diffs[0],
             "with_differences": self.diffs[1],
             "diff_rate": None if self.diff_rate is None else round(self.diff_rate, 4),
+            "deferred_with_problem": self.deferred_with_problem,
             "needs_human": self.needs_human,
         }
 
@@ -329,6 +337,18 @@ def diffs_of(session: Session, name: str, since: Any) -> tuple[int, int]:
     from reconciler.services import diff_rate
 
     return diff_rate(session, name, since) if since is not None else (0, 0)
+
+
+#: Deferral classes that resolve by waiting (docs/runbook.md "deferred users").
+EXPECTED_WAITS = frozenset(
+    {
+        "open invoice",
+        "pending invoice item",
+        "renewal inside safety window",
+        "pending scheduled change",
+        "subscription past due",
+    }
+)
 
 
 def _reason_class(reason: str | None) -> str:

@@ -338,6 +338,9 @@ def _print_progress(p: Any) -> None:
     ):
         if data:
             console.print(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(data.items())))
+    if p.deferred_with_problem:
+        problems = ", ".join(f"{k} {v}" for k, v in sorted(p.deferred_with_problem.items()))
+        console.print(f"  [yellow]deferred with a problem[/]: {problems}", highlight=False)
     for uid in p.failed_after_pivot:
         console.print(
             f"  [bold red]FAILED AFTER THE LEGACY CANCEL[/] {uid}: billed by nobody — "

@@ -263,3 +263,23 @@ def test_after_a_successful_retry_the_old_halt_reason_and_rate_are_gone(world, c
     assert retry.exit_code == 0, retry.output
     assert "halted" not in retry.stdout and "100.0%" not in retry.stdout
     assert "c — done, 3 users, failure rate 0.0%" in retry.stdout
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        ("subscription sub_1 renews at 2026-12-02 08:00 UTC, inside the 2:00:00 safety window", 0),
+        ("open invoice in_1 in dunning (500 EUR due)", 0),
+        ("legacy keeps changing during migration: snapshot differs", 1),
+        ("could not prove (preview unavailable, not migrated): 503", 1),
+    ],
+)
+def test_status_exit_code_for_deferrals(world, cli, reason, code):
+    world.user("u1")
+    cohorts.create(world.sessions, "c", ["u1"], actor="t")
+    with transaction(world.sessions) as s:
+        member = s.get(CohortMember, ("c", "u1"))
+        member.status, member.reason = "deferred", reason
+    result = cli.invoke(app, ["cohort", "status", "c"])
+    assert result.exit_code == code, result.output
+    assert ("deferred with a problem" in result.stdout) == bool(code)
