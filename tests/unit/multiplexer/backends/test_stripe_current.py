@@ -211,3 +211,19 @@ def test_catalogue_products_are_read_once_per_process() -> None:
         assert h.subscriptions[0].items[0].product_name == "Basic"
     reads = [w for w in double.reads if w.startswith("GET /v1/products/")]
     assert reads == ["GET /v1/products/prod_basic"]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("paused", "collection paused"),
+        ("cancel_at", "scheduled cancellation"),
+        ("multi_period", "items on different periods"),
+    ],
+)
+def test_feature_deferrals_are_grouped_as_expected_waits(name: str, kind: str) -> None:
+    from migration.cohorts import EXPECTED_WAITS, _reason_class
+
+    h, raw, _ = read(name)
+    reason = defer(h, raw)
+    assert _reason_class(reason) == kind and kind in EXPECTED_WAITS
