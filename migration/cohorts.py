@@ -210,6 +210,34 @@ class Progress:
     failed_users: list[dict[str, Any]] = field(default_factory=list)
     # "retrying after the pivot" (migration.recovery): forward recovery under way
     retrying_users: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+    #: failed *after* the legacy cancel: billed by nobody until a human resumes them
+    failed_after_pivot: list[str] = field(default_factory=list)
+    #: (users reconciled, users with differences) since the cohort started
+    diffs: tuple[int, int] = (0, 0)
+
+    @property
+    def diff_rate(self) -> float | None:
+        checked, with_diffs = self.diffs
+        return with_diffs / checked if checked else None
+
+    @property
+    def deferred_with_problem(self) -> dict[str, int]:
+        """Deferrals that are not one of the expected waits the reaper retries on its own
+        (legacy kept changing, the next charge could not be proved, an unknown reason)."""
+        return {k: v for k, v in self.deferred_by_reason.items() if k not in EXPECTED_WAITS}
+
+    @property
+    def needs_human(self) -> bool:
+        """Failed or halted members, differences, or a deferral with a problem."""
+        return (
+            self.status == "halted"
+            or self.by_status.get("failed", 0) > 0
+            or bool(self.failed_after_pivot)
+            or self.diffs[1] > 0
+            or bool(self.retrying_users)
+            or bool(self.deferred_with_problem)
+        )
 
     @property
     def finished(self) -> int:
@@ -241,6 +269,13 @@ class Progress:
             "retrying_after_pivot": self.retrying_users,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "dry_run": self.dry_run,
+            "failed_after_pivot": self.failed_after_pivot,
+            "reconciled": self.diffs[0],
+            "with_differences": self.diffs[1],
+            "diff_rate": None if self.diff_rate is None else round(self.diff_rate, 4),
+            "deferred_with_problem": self.deferred_with_problem,
+            "needs_human": self.needs_human,
         }
 
 
@@ -260,6 +295,9 @@ def progress(session: Session, name: str) -> Progress:
         for m in members
         if m.status == "failed"
     ]
+    pivoted = _failed_after_pivot(session, [f["migration_id"] for f in failed])
+    for f in failed:
+        f["after_pivot"] = f["migration_id"] in pivoted
     return Progress(
         name,
         cohort.status,
@@ -277,7 +315,40 @@ def progress(session: Session, name: str) -> Progress:
             for m in members
             if m.status == "retrying"
         ][:50],
+        dry_run=bool(cohort.dry_run),
+        failed_after_pivot=sorted(f["user_id"] for f in failed if f["after_pivot"]),
+        diffs=diffs_of(session, name, cohort.started_at),
     )
+
+
+def _failed_after_pivot(session: Session, migration_ids: list[str | None]) -> set[str]:
+    ids = [m for m in migration_ids if m]
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(Migration.id).where(Migration.id.in_(ids), Migration.pivoted.is_(True))
+        )
+    )
+
+
+def diffs_of(session: Session, name: str, since: Any) -> tuple[int, int]:
+    """(users reconciled, users with differences) of a cohort since it started."""
+    from reconciler.services import diff_rate
+
+    return diff_rate(session, name, since) if since is not None else (0, 0)
+
+
+#: Deferral classes that resolve by waiting (docs/runbook.md "deferred users").
+EXPECTED_WAITS = frozenset(
+    {
+        "open invoice",
+        "pending invoice item",
+        "renewal inside safety window",
+        "pending scheduled change",
+        "subscription past due",
+    }
+)
 
 
 def _reason_class(reason: str | None) -> str:
@@ -315,8 +386,7 @@ def check_halt(sessions: sessionmaker[Session], name: str) -> str | None:
             f"{', '.join(f'#{r}' for r in reports)} (admin: Reconciliation reports), or run "
             f"`twinbill reconcile --cohort {name} --format html`"
         )
-        set_status(sessions, name, "halted", actor="system:cohort", reason=reason)
-        return reason
+        return reason if halt_if_running(sessions, name, reason) else None
     failed = p.by_status.get("failed", 0)
     if failed < MIN_SAMPLE_FOR_HALT or p.failure_rate * 10_000 <= p.halt_at_bp:
         return None
@@ -325,17 +395,88 @@ def check_halt(sessions: sessionmaker[Session], name: str) -> str | None:
         f"failure rate {p.failure_rate:.1%} crossed the {p.halt_at_bp / 100:.1f}% "
         f"threshold ({failed} of {p.finished} finished users failed; {kinds})"
     )
-    set_status(sessions, name, "halted", actor="system:cohort", reason=reason)
-    return reason
+    return reason if halt_if_running(sessions, name, reason) else None
 
 
-def maybe_done(sessions: sessionmaker[Session], name: str) -> bool:
-    with sessions() as session:
-        p = progress(session, name)
-    if p.status == "running" and p.settled:
-        set_status(sessions, name, "done", actor="system:cohort")
+UNSETTLED = ("pending", "queued", "running")
+
+
+def finish_if_settled(sessions: sessionmaker[Session], name: str) -> bool:
+    """Mark a running cohort done once no member is left for a worker to move — decided by
+    one conditional UPDATE, so of any number of racing callers (every worker finishing a
+    member, the watcher, `cohort run` on an empty cohort) exactly one wins and none fails.
+    Returns whether this call did it."""
+    unsettled = (
+        sa.select(CohortMember.user_id)
+        .where(CohortMember.cohort == name, CohortMember.status.in_(UNSETTLED))
+        .exists()
+    )
+    with transaction(sessions) as session:
+        done = session.execute(
+            sa.update(Cohort)
+            .where(Cohort.name == name, Cohort.status == "running", ~unsettled)
+            .values(status="done", finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:
+            return False
+        audit.record(
+            session,
+            actor="system:cohort",
+            action="cohort.done",
+            resource_type="cohort",
+            resource_id=name,
+            before={"status": "running"},
+            after={"status": "done"},
+        )
         return True
-    return False
+
+
+def halt_if_running(sessions: sessionmaker[Session], name: str, reason: str) -> bool:
+    """Halt a cohort that is still running (conditional UPDATE: a cohort that just became
+    done, or was paused by a human, is left alone instead of raising)."""
+    with transaction(sessions) as session:
+        halted = session.execute(
+            sa.update(Cohort)
+            .where(Cohort.name == name, Cohort.status == "running")
+            .values(status="halted", halt_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        if halted.rowcount != 1:
+            return False
+        audit.record(
+            session,
+            actor="system:cohort",
+            action="cohort.halted",
+            resource_type="cohort",
+            resource_id=name,
+            before={"status": "running"},
+            after={"status": "halted"},
+            reason=reason,
+        )
+        return True
+
+
+@dataclass
+class Waiting:
+    """What a watcher of the cohort still waits for: members a task will still move, and
+    members that look unfinished but that no task will move (not waited for; shown)."""
+
+    movable: list[str]
+    stranded: list[str]
+
+
+def waiting_on(session: Session, name: str) -> Waiting:
+    rows = session.execute(
+        sa.select(CohortMember.user_id, Migration.status)
+        .outerjoin(Migration, Migration.id == CohortMember.migration_id)
+        .where(CohortMember.cohort == name, CohortMember.status.in_(UNSETTLED))
+        .order_by(CohortMember.user_id)
+    )
+    movable, stranded = [], []
+    for user_id, mig_status in rows:
+        (movable if mig_status in ("pending", "running") else stranded).append(user_id)
+    return Waiting(movable, stranded)
 
 
 def members_to_start(session: Session, name: str, statuses: Sequence[str]) -> list[str]:
