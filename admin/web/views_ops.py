@@ -82,6 +82,7 @@ def _charts(series: stats.CohortSeries, limits: list[dict[str, Any]]) -> dict[st
             y_format=lambda v: number(round(v)),
             start=series.start,
             chart_id="chart-progress",
+            integer=True,
         ),
         "rate": line_chart(
             "Throughput (users per second)",
