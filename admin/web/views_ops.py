@@ -125,6 +125,7 @@ def cohort_page(
         history = list(reversed(audit.history(session, "cohort", name)))
         series = stats.series(session, name, now=stats.now_if_running(progress.status))
         members, next_after = stats.members(session, name, status=member_status, after=after)
+        dry_run = bool(getattr(session.get(Cohort, name), "dry_run", False))
     return page(
         request,
         "cohort.html",
@@ -137,6 +138,7 @@ def cohort_page(
         member_status=member_status,
         members_next=next_after,
         after=after,
+        dry_run=dry_run,
     )
 
 
