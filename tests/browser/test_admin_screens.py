@@ -32,7 +32,6 @@ def ran(live):
 
     from admin.web.auth import create_user
     from migration import cohorts, services
-    from migration.bootstrap import saga_deps
     from migration.models import CohortMember
     from multiplexer.models import Route
 
@@ -44,7 +43,7 @@ def ran(live):
             if r.user_id not in taken and r.user_id != live.legacy_user
         ]
     cohorts.create(live.ctx.sessions, WAVE, free[:8], actor="test", halt_at_bp=5000)
-    deps = saga_deps(live.ctx)
+    deps = live.ctx.saga
     queued: list[str] = []
     services.start_cohort(deps, WAVE, queued.append, actor="test", retry_failed=False)
     for migration_id in queued:
