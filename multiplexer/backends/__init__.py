@@ -1,1 +1,1 @@
-"""Billing backends: one interface (``base.BillingBackend``), one module per system."""
+"""Billing backends: one interface (``base.BillingBackend``), one module or package per system."""

@@ -19,7 +19,7 @@ from core.errors import ConfigurationError
 from core.settings import Settings
 from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend, Throttle
 from multiplexer.backends.http_new import HttpNewBackend
-from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
 
 LEGACY_BACKENDS: dict[str, Callable[..., Any]] = {
     "stripe": partial(StripeLegacyBackend, dialect="current"),

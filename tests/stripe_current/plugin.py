@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from stripe._http_client import HTTPClient
 
-from multiplexer.backends.stripe_transport import StripeCalls
+from multiplexer.backends.stripe.transport import StripeCalls
 from tests.stripe_current import conformance
 
 SEEN: list[tuple[str, str, str]] = []  # (dialect, method, path) of every checked request

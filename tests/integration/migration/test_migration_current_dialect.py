@@ -18,7 +18,7 @@ from migration import services
 from migration.bootstrap import saga_deps
 from migration.verify import reconcile_verifier
 from multiplexer.backends import registry
-from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from multiplexer.bootstrap import build
 from multiplexer.inventory import sync_customers
 from sandbox.stack import Stack

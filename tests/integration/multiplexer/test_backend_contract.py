@@ -126,7 +126,7 @@ def newbilling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _legacy_kit(ls: Any) -> Kit:
-    from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+    from multiplexer.backends.stripe.backend import StripeLegacyBackend
 
     ls.reset()
     client = ls.client()
@@ -170,7 +170,7 @@ def _legacy_kit(ls: Any) -> Kit:
 
 def _current_kit() -> Kit:
     """The legacy backend in the current dialect (the production default) on the double."""
-    from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+    from multiplexer.backends.stripe.backend import StripeLegacyBackend
     from tests.stripe_current import shapes
     from tests.stripe_current.double import StripeDouble, client_for
 

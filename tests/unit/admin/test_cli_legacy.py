@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from admin.cli import app
 from admin.cli.legacy import key_mode, run_check
-from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from tests.stripe_current import configurations, shapes
 from tests.stripe_current.double import StripeDouble, client_for
 

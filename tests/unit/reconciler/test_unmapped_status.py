@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from multiplexer.backends.stripe_mapping import map_objects
+from multiplexer.backends.stripe.mapping import map_objects
 from reconciler.unmapped import KNOWN_LEGACY_FIELDS, find_unmapped
 from tests.fakes.reads import recording
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from multiplexer.backends.base import UserRef
-from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from tests.stripe_current import configurations, conformance, plugin, shapes
 from tests.stripe_current.double import StripeDouble, client_for
 

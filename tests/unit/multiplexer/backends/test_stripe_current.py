@@ -15,7 +15,7 @@ import pytest
 from core.canonical import BillingHistory, InvoiceStatus, SubscriptionStatus
 from migration.preflight import defer_reason
 from multiplexer.backends.base import UserRef
-from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from reconciler.unmapped import find_unmapped
 from tests.stripe_current import configurations, shapes
 from tests.stripe_current.double import StripeDouble, client_for

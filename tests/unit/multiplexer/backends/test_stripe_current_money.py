@@ -13,7 +13,7 @@ import pytest
 from core.errors import BackendRejected
 from core.money import Money
 from multiplexer.backends.base import UserRef
-from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from tests.stripe_current import configurations, shapes
 from tests.stripe_current.double import StripeDouble, client_for
 
@@ -197,7 +197,7 @@ def test_offline_payment_retry_after_a_lost_attach_answer(world) -> None:
 def test_invoice_paid_out_of_band_elsewhere_carries_a_payment() -> None:
     """Marked paid outside Stripe by someone else (no twinbill record): the part of
     ``amount_paid_off_stripe`` nothing explains is one offline payment."""
-    from multiplexer.backends.stripe_offline_map import map_out_of_band
+    from multiplexer.backends.stripe.offline_map import map_out_of_band
 
     inv = shapes.invoice(
         "in_x",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stripe
 
 from core.errors import BackendRejected, BackendUnavailable, NotFound, RateLimited
-from multiplexer.backends.stripe_transport import translate
+from multiplexer.backends.stripe.transport import translate
 
 
 def test_rate_limit_reads_retry_after() -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from core.canonical import Interval, InvoiceStatus, SubscriptionStatus
 from core.errors import TransformError
-from multiplexer.backends import stripe_mapping as sm
-from multiplexer.backends import stripe_offline_map as so
-from multiplexer.backends import stripe_payments as sp
-from multiplexer.backends.stripe_fields import percent_to_bp
+from multiplexer.backends.stripe import mapping as sm
+from multiplexer.backends.stripe import offline_map as so
+from multiplexer.backends.stripe import payments as sp
+from multiplexer.backends.stripe.fields import percent_to_bp
 
 FIXTURES = Path("/work/shared/stripe/fixtures3.json")
 DATA = Path(__file__).parent / "data"

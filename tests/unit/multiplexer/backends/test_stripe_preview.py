@@ -13,9 +13,9 @@ import pytest
 
 from core.canonical import BillingState, SubscriptionStatus
 from core.errors import TransformError
-from multiplexer.backends import stripe_mapping as sm
 from multiplexer.backends.newbilling_preview import map_preview
-from multiplexer.backends.stripe_preview import map_next_charges
+from multiplexer.backends.stripe import mapping as sm
+from multiplexer.backends.stripe.preview import map_next_charges
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 T0 = int(NOW.timestamp())
@@ -203,7 +203,7 @@ def test_localstripe_dialect_readings_of_trials_and_balance() -> None:
 def test_a_stored_snapshot_is_read_as_of_when_it_was_taken() -> None:
     """Continuous reconciliation re-maps old snapshots: a trial then is still a trial."""
     from multiplexer.backends.base import RawSnapshot
-    from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+    from multiplexer.backends.stripe.backend import StripeLegacyBackend
 
     raw = ls_sub(status="incomplete", trial_end=T0 + 10 * DAY)
     raw["items"]["data"] = [

@@ -1,9 +1,9 @@
 """Stripe catalogue, subscriptions and discounts -> canonical records (pure).
 
-Split from ``stripe_mapping`` (which re-exports these names). Reads both shape
+Split from ``mapping`` (which re-exports these names). Reads both shape
 generations: Plans and ``plan`` on items (older API, localstripe) and Prices with
 period dates on items, ``pause_collection``, ``cancel_at`` and ``discounts`` lists
-(current API). See ``stripe_mapping`` for the rules every reading follows.
+(current API). See ``mapping`` for the rules every reading follows.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 
 from core.canonical import (
     Discount,
@@ -23,7 +23,8 @@ from core.canonical import (
     TaxRate,
 )
 from core.errors import TransformError
-from multiplexer.backends.stripe_fields import (
+from multiplexer.backends.stripe.dialect import DIALECTS, DialectName
+from multiplexer.backends.stripe.fields import (
     Obj,
     amount,
     build,
@@ -37,10 +38,6 @@ from multiplexer.backends.stripe_fields import (
     rid,
     ts,
 )
-
-#: ``current``: real Stripe at the SDK's API version; ``localstripe``: the emulator's
-#: older API *and its quirks* (docs/legacy-gaps.md). Only the readings that differ take it.
-Dialect = Literal["current", "localstripe"]
 
 # --- catalogue -----------------------------------------------------------------
 
@@ -201,7 +198,7 @@ def map_subscription(
     sub: Obj,
     products: Mapping[str, Obj] | None = None,
     *,
-    dialect: Dialect = "current",
+    dialect: DialectName = "current",
     now: datetime | None = None,
 ) -> Subscription:
     """Period dates: on the subscription (old) or the items' (current API): the item
@@ -217,7 +214,9 @@ def map_subscription(
     """
     record = rid(sub)
     status = req(sub, "status")
-    trial = dialect == "localstripe" and _localstripe_trial(sub, now or datetime.now(UTC))
+    trial = DIALECTS[dialect].incomplete_trial_is_trialing and _localstripe_trial(
+        sub, now or datetime.now(UTC)
+    )
     raw_items = list_data(sub, "items", record)
     items = tuple(map_item(i, products) for i in raw_items)
     start, end = _period(sub, raw_items)

@@ -7,8 +7,9 @@ localstripe, ``POST /v1/invoices/create_preview`` on the current API), never fro
 the canonical records the transform built, so a misreading shared by the transform
 and the reconciler's projection still shows up as a difference.
 
-Dialects (``"current"`` | ``"localstripe"``) differ only where the server does;
-each localstripe correction is a gap written in docs/legacy-gaps.md:
+Dialects (``"current"`` | ``"localstripe"``) differ only where the server does; each
+difference is a field of the frozen ``dialect.Dialect``, and each localstripe
+correction is a gap written in docs/legacy-gaps.md:
 
 * trials: localstripe keeps a trial ``incomplete`` (with a future ``trial_end``) and
   dates its preview at ``current_period_end``; the charge is at ``trial_end``;
@@ -27,18 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from core.canonical import BillingState, NextCharge, NextCharges, System, TaxAmount
 from core.errors import TransformError
-from multiplexer.backends.stripe_fields import Obj, amount, build, currency, list_data, ref_id, rid
+from multiplexer.backends.stripe.dialect import DIALECTS, DialectName
+from multiplexer.backends.stripe.fields import Obj, amount, build, currency, list_data, ref_id, rid
 
-Dialect = Literal["current", "localstripe"]
 OVER = frozenset({"canceled", "incomplete_expired"})
 
 
 def _unix(obj: Obj, key: str, record: str) -> datetime | None:
-    from multiplexer.backends.stripe_fields import ts
+    from multiplexer.backends.stripe.fields import ts
 
     return ts(obj, key, record=record)  # type: ignore[no-any-return]
 
@@ -54,7 +55,7 @@ def _period_end(sub: Obj) -> datetime | None:
 
 
 def subscription_state(
-    sub: Obj, *, dialect: Dialect, now: datetime
+    sub: Obj, *, dialect: DialectName, now: datetime
 ) -> tuple[BillingState, datetime | None]:
     """What the legacy server says this subscription will do next (state, until)."""
     record = rid(sub)
@@ -71,7 +72,7 @@ def subscription_state(
         return BillingState.CANCELING, _period_end(sub)
     future_trial = trial_end is not None and trial_end > now
     if status == "trialing" or (
-        dialect == "localstripe" and status == "incomplete" and future_trial
+        DIALECTS[dialect].incomplete_trial_is_trialing and status == "incomplete" and future_trial
     ):
         return BillingState.TRIALING, trial_end
     if status in ("active", "past_due", "unpaid"):
@@ -116,10 +117,10 @@ def _discount(inv: Obj, record: str) -> int:
     )
 
 
-def _charge_at(inv: Obj, sub: Obj, record: str, *, dialect: Dialect) -> datetime:
+def _charge_at(inv: Obj, sub: Obj, record: str, *, dialect: DialectName) -> datetime:
     """When the renewal happens: the subscription line's new period start (current API),
     else ``next_payment_attempt`` / ``date`` (localstripe dates a preview at period end)."""
-    if dialect == "current":
+    if DIALECTS[dialect].preview_dated_by_lines:
         for line in list_data(inv, "lines", record):
             start = (line.get("period") or {}).get("start")
             if start is not None and not _is_proration(line):
@@ -146,7 +147,7 @@ def _require(value: datetime | None, record: str, field: str) -> datetime:
     return value
 
 
-def map_upcoming(sub: Obj, inv: Obj | None, *, dialect: Dialect, now: datetime) -> NextCharge:
+def map_upcoming(sub: Obj, inv: Obj | None, *, dialect: DialectName, now: datetime) -> NextCharge:
     """One subscription and its preview invoice (None: the server has no upcoming invoice)."""
     record = rid(sub)
     state, until = subscription_state(sub, dialect=dialect, now=now)
@@ -171,14 +172,18 @@ def map_upcoming(sub: Obj, inv: Obj | None, *, dialect: Dialect, now: datetime) 
         exclusive = amount(inv, "tax", record=inv_record)
     discount = _discount(inv, inv_record)
     total = subtotal - discount + exclusive
-    if dialect == "current":
+    if DIALECTS[dialect].preview_total_is_charge:
         # Stripe's subtotal has item-level discounts taken off already: its total is the
         # charge, and the subtotal is put back before every discount, subtracted once
         total = amount(inv, "total", record=inv_record)
         subtotal = total + discount - exclusive
     due = amount(inv, "amount_due", record=inv_record)
     charge_at = _charge_at(inv, sub, inv_record, dialect=dialect)
-    if state is BillingState.TRIALING and until is not None and dialect == "localstripe":
+    if (
+        state is BillingState.TRIALING
+        and until is not None
+        and DIALECTS[dialect].preview_ignores_trial
+    ):
         charge_at = until  # localstripe dates the preview at period end, ignoring the trial
     return build(
         NextCharge,
@@ -198,10 +203,10 @@ def map_upcoming(sub: Obj, inv: Obj | None, *, dialect: Dialect, now: datetime) 
     )
 
 
-def balance_of_preview(inv: Obj, *, dialect: Dialect, record: str) -> int:
+def balance_of_preview(inv: Obj, *, dialect: DialectName, record: str) -> int:
     """The customer balance a preview started from, in Stripe's sign (negative = credit)."""
     start = amount(inv, "starting_balance", default=0, record=record)
-    return -start if dialect == "localstripe" else start
+    return -start if DIALECTS[dialect].preview_balance_negated else start
 
 
 def settle_in_order(charges: Sequence[NextCharge], balance: int) -> tuple[NextCharge, ...]:
@@ -231,14 +236,14 @@ def map_next_charges(
     subscriptions: Sequence[Obj],
     previews: Mapping[str, Obj | None],
     *,
-    dialect: Dialect,
+    dialect: DialectName,
     now: datetime,
     balance: int,
     currency: str | None,
 ) -> NextCharges:
     """The legacy side of ``prove``: every subscription, each with its server preview.
 
-    ``balance`` and ``currency`` are the customer's own (stripe_mapping's readings, the
+    ``balance`` and ``currency`` are the customer's own (mapping's readings, the
     localstripe sign already handled); a preview's starting balance wins over the
     customer's, and a user with nothing left to charge keeps the customer's currency.
     """
@@ -251,11 +256,7 @@ def map_next_charges(
         balance = balance_of_preview(first, dialect=dialect, record=f"preview of {rid(customer)}")
     charges = list(settle_in_order(charges, balance))
     currencies = {c.currency for c in charges}
-    endpoint = (
-        "GET /v1/invoices/upcoming"
-        if dialect == "localstripe"
-        else "POST /v1/invoices/create_preview"
-    )
+    endpoint = DIALECTS[dialect].preview_endpoint
     return NextCharges(
         user_id=user_id,
         system=System.LEGACY,
@@ -268,7 +269,7 @@ def map_next_charges(
     )
 
 
-def wants_preview(sub: Obj, *, dialect: Dialect, now: datetime) -> bool:
+def wants_preview(sub: Obj, *, dialect: DialectName, now: datetime) -> bool:
     """Ask the server for a preview only where it can bill (saves a call per dead sub)."""
     state, _ = subscription_state(sub, dialect=dialect, now=now)
     return state in (BillingState.RENEWING, BillingState.TRIALING)

@@ -14,7 +14,7 @@ from typing import Any
 
 from core.canonical import Invoice, InvoiceLine, InvoiceStatus, Payment, PaymentStatus, Refund
 from core.errors import TransformError
-from multiplexer.backends.stripe_fields import (
+from multiplexer.backends.stripe.fields import (
     META_REASON,
     Obj,
     amount,
@@ -28,7 +28,7 @@ from multiplexer.backends.stripe_fields import (
     rid,
     ts,
 )
-from multiplexer.backends.stripe_preview import tax_breakdown
+from multiplexer.backends.stripe.preview import tax_breakdown
 
 
 def invoice_subscription(inv: Obj) -> str | None:

@@ -35,7 +35,8 @@ from core.canonical import (
     System,
 )
 from core.errors import TransformError
-from multiplexer.backends.stripe_fields import (
+from multiplexer.backends.stripe.dialect import DIALECTS, DialectName
+from multiplexer.backends.stripe.fields import (
     META_CURRENCY,
     META_USER,
     Obj,
@@ -48,21 +49,20 @@ from multiplexer.backends.stripe_fields import (
     rid,
     ts,
 )
-from multiplexer.backends.stripe_offline_map import (
+from multiplexer.backends.stripe.offline_map import (
     map_balance_transaction,
     map_credit_note,
     map_out_of_band,
     map_payment_record,
 )
-from multiplexer.backends.stripe_payments import (
+from multiplexer.backends.stripe.payments import (
     charge_invoice_index,
     is_live_refund,
     map_charge,
     map_invoice,
     map_refund,
 )
-from multiplexer.backends.stripe_subscriptions import (  # noqa: F401 - one mapping API
-    Dialect,
+from multiplexer.backends.stripe.subscriptions import (  # noqa: F401 - one mapping API
     _first_item_price,
     map_discount,
     map_item,
@@ -106,7 +106,7 @@ def customer_currency(
     return currency(cus.get("currency"), record)
 
 
-def customer_balance(cus: Obj, *, dialect: Dialect = "current") -> int:
+def customer_balance(cus: Obj, *, dialect: DialectName = "current") -> int:
     """The customer's balance in Stripe's sign: negative is credit owed to the customer.
 
     ``balance`` (current API) and ``account_balance`` (old API) share that sign on
@@ -118,7 +118,7 @@ def customer_balance(cus: Obj, *, dialect: Dialect = "current") -> int:
     if "balance" in cus and cus["balance"] is not None:
         return amount(cus, "balance", record=record)
     raw = amount(cus, "account_balance", default=0, record=record)
-    return -raw if dialect == "localstripe" else raw
+    return -raw if DIALECTS[dialect].account_balance_negated else raw
 
 
 def map_customer(
@@ -126,7 +126,7 @@ def map_customer(
     subscriptions: Sequence[Obj] = (),
     invoices: Sequence[Obj] = (),
     *,
-    dialect: Dialect = "current",
+    dialect: DialectName = "current",
 ) -> Customer:
     """``user_id`` is metadata ``app_user_id`` or ``""`` (the caller decides what that means)."""
     record = rid(cus)
@@ -157,7 +157,7 @@ def map_objects(
     user_id: str,
     objects: Mapping[str, Any],
     *,
-    dialect: Dialect = "current",
+    dialect: DialectName = "current",
     now: datetime | None = None,
 ) -> BillingHistory:
     """A whole snapshot (``RawSnapshot.objects``) -> the user's legacy history.

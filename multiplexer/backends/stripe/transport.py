@@ -1,7 +1,7 @@
 """Talking to Stripe: throttle, SDK call, error translation, paging, snapshot fetch.
 
-Split from ``stripe_legacy`` so the backend reads as billing operations. Still
-the only place (with ``stripe_legacy``) that imports ``stripe``.
+Split from ``backend`` so the backend reads as billing operations. Still
+the only place (with ``backend``) that imports ``stripe``.
 
 Stripe replays a saved *500* under the same idempotency key: a write that keeps
 failing that way must be re-read and retried under a fresh key by the caller
@@ -11,56 +11,14 @@ failing that way must be re-read and retried under a fresh key by the caller
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import stripe
 
 from core.errors import BackendError, BackendRejected, BackendUnavailable, NotFound, RateLimited
 from multiplexer.backends.base import Throttle
-
-Dialect = Literal["current", "localstripe"]
-
-
-@dataclass(frozen=True, slots=True)
-class Wire:
-    """What one dialect *sends*: every request-side difference in one frozen value,
-    instead of ``if dialect == ...`` checks spread over the adapter. (What each
-    dialect's answers *mean* is the mapping's ``dialect`` argument.)"""
-
-    name: Dialect
-    item_key: str  # subscription items name their price: "price" (current) | "plan"
-    proration: str  # "proration_behavior" (Stripe invoices it) | "prorate_then_invoice"
-    list_expansions: bool  # expand[] on lists (localstripe: 400 "Bad expand")
-    customers_embed_subscriptions: bool  # else one call per customer reads the currency
-    refund_reason: bool  # Stripe's refund ``reason`` (localstripe: 400)
-    offline_money: bool  # payment records, credit notes, balance transactions
-    preview: str  # "create_preview" | "upcoming" (removed from the current API)
-
-
-WIRES: dict[str, Wire] = {
-    "current": Wire(
-        name="current",
-        item_key="price",
-        proration="proration_behavior",
-        list_expansions=True,
-        customers_embed_subscriptions=True,
-        refund_reason=True,
-        offline_money=True,
-        preview="create_preview",
-    ),
-    "localstripe": Wire(  # docs/legacy-gaps.md, Part 1
-        name="localstripe",
-        item_key="plan",
-        proration="prorate_then_invoice",
-        list_expansions=False,
-        customers_embed_subscriptions=False,
-        refund_reason=False,
-        offline_money=False,
-        preview="upcoming",
-    ),
-}
+from multiplexer.backends.stripe.dialect import DIALECTS, DialectName
 
 
 def translate(exc: stripe.StripeError, what: str) -> BackendError:
@@ -120,13 +78,13 @@ class StripeCalls:
         client: stripe.StripeClient,
         throttle: Throttle,
         page_size: int = 100,
-        dialect: Dialect = "current",
+        dialect: DialectName = "current",
     ) -> None:
         self.client = client
         self.throttle = throttle
         self.page_size = page_size
         self.dialect = dialect
-        self.wire = WIRES[dialect]
+        self.wire = DIALECTS[dialect]  # what this dialect sends (dialect.py)
         # catalogue objects (products) are shared by every customer of a plan: read once
         # per process, not once per snapshot (bounded; a restart re-reads them)
         self._products: dict[str, dict[str, Any]] = {}

@@ -2,16 +2,16 @@
 
 The client is built once by the composition root (``registry.build_legacy``) and
 passed in; nothing here touches the global ``stripe.api_key``. Every request goes
-through ``StripeCalls.call`` (stripe_transport): the throttle first (each page of a
+through ``StripeCalls.call`` (transport): the throttle first (each page of a
 list counts), then the SDK, then the error translation into ``core.errors``.
 
 ``dialect`` says which requests the server understands: ``"current"`` (real
 Stripe at the SDK's pinned API version: Prices, ``proration_behavior``, payment
 records, credit notes, balance transactions, ``create_preview``) or
 ``"localstripe"`` (the older Plans API: ``plan`` in items, ``prorate``, no offline
-money; see docs/legacy-gaps.md). What each sends is one frozen value,
-``stripe_transport.WIRES[dialect]``; the mapping reads both generations of shapes
-and takes the dialect only for localstripe's quirks.
+money; see docs/legacy-gaps.md). What each sends and how its answers read is one
+frozen value, ``dialect.DIALECTS[dialect]``, read by the transport and the mapping;
+the mapping reads both generations of shapes for every dialect.
 
 Idempotency: every write sends an ``idempotency_key``; a write made of several
 requests derives one key per step (``<key>:<step>``) so a retry replays each
@@ -42,8 +42,9 @@ from core.canonical import (
 from core.errors import BackendRejected, NotFound, TransformError
 from core.money import Money
 from multiplexer.backends.base import RawSnapshot, Throttle, UserRef, no_throttle
-from multiplexer.backends.stripe_fields import META_CURRENCY, META_REASON, META_USER
-from multiplexer.backends.stripe_mapping import (
+from multiplexer.backends.stripe.dialect import DialectName
+from multiplexer.backends.stripe.fields import META_CURRENCY, META_REASON, META_USER
+from multiplexer.backends.stripe.mapping import (
     customer_balance,
     customer_currency,
     map_customer,
@@ -51,14 +52,14 @@ from multiplexer.backends.stripe_mapping import (
     map_plan,
     map_subscription,
 )
-from multiplexer.backends.stripe_offline import (
+from multiplexer.backends.stripe.offline import (
     record_offline_payment,
     record_offline_refund,
     refuse_on_localstripe,
 )
-from multiplexer.backends.stripe_payments import map_refund
-from multiplexer.backends.stripe_preview import map_next_charges, wants_preview
-from multiplexer.backends.stripe_transport import Dialect, StripeCalls, to_plain
+from multiplexer.backends.stripe.payments import map_refund
+from multiplexer.backends.stripe.preview import map_next_charges, wants_preview
+from multiplexer.backends.stripe.transport import StripeCalls, to_plain
 
 STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 MIGRATION_META = "twinbill_migration"
@@ -74,7 +75,7 @@ class StripeLegacyBackend:
         client: stripe.StripeClient,
         throttle: Throttle = no_throttle,
         *,
-        dialect: Dialect = "current",
+        dialect: DialectName = "current",
         page_size: int = 100,
     ) -> None:
         self.client = client
@@ -115,7 +116,7 @@ class StripeLegacyBackend:
 
     def preview_next_charges(self, ref: UserRef, *, now: datetime | None = None) -> NextCharges:
         """What Stripe itself will charge next: every subscription as the server lists it,
-        one upcoming-invoice preview per subscription that can bill (stripe_preview)."""
+        one upcoming-invoice preview per subscription that can bill (preview)."""
         cid = self._customer_id(ref)
         v1 = self.client.v1
         now = now or datetime.now(UTC)

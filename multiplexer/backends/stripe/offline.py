@@ -33,7 +33,7 @@ from typing import Any
 from core.canonical import BillingHistory, InvoiceStatus, Payment, Refund
 from core.errors import BackendRejected
 from core.money import Money
-from multiplexer.backends.stripe_fields import (
+from multiplexer.backends.stripe.fields import (
     META_INVOICE,
     META_OFFLINE_PAYMENT,
     META_OFFLINE_REFUND,
@@ -42,14 +42,14 @@ from multiplexer.backends.stripe_fields import (
     META_REFERENCE,
     ref_id,
 )
-from multiplexer.backends.stripe_offline_map import (
+from multiplexer.backends.stripe.offline_map import (
     META_PAID_AT,
     META_REFUNDED_AT,
     map_balance_transaction,
     map_credit_note,
     map_payment_record,
 )
-from multiplexer.backends.stripe_transport import StripeCalls, to_plain
+from multiplexer.backends.stripe.transport import StripeCalls, to_plain
 
 META_KEY = "twinbill_idempotency_key"
 

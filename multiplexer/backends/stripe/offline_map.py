@@ -1,6 +1,6 @@
 """Money that moved outside Stripe, read back as canonical payments and refunds (pure).
 
-Where twinbill records it (``stripe_offline``), and how it comes back:
+Where twinbill records it (``offline``), and how it comes back:
 
 * a payment against an invoice: a Payment Record (``report_payment``) attached to the
   invoice; the snapshot lists the invoice's ``invoice_payment`` objects with the
@@ -25,7 +25,7 @@ from typing import Any
 
 from core.canonical import Payment, PaymentStatus, Refund
 from core.errors import TransformError
-from multiplexer.backends.stripe_fields import (
+from multiplexer.backends.stripe.fields import (
     META_INVOICE,
     META_OFFLINE_PAYMENT,
     META_OFFLINE_REFUND,

@@ -1,0 +1,81 @@
+"""What each legacy dialect sends and how its answers read: one frozen value per dialect.
+
+``current`` is real Stripe at the SDK's API version; ``localstripe`` is the emulator's
+older API *and its quirks* (docs/legacy-gaps.md). Every difference between them is a
+field here, read by the transport (requests) and the mapping (answers), instead of
+``if dialect == ...`` checks spread over the adapter. Generic Stripe semantics (both
+generations of shapes) are read by the mapping for every dialect and are not here.
+No SDK import: the mapping modules use this without the transport.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DialectName = Literal["current", "localstripe"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: DialectName
+    # --- what it sends -------------------------------------------------------------
+    item_key: str  # subscription items name their price: "price" (current) | "plan"
+    proration: str  # "proration_behavior" (Stripe invoices it) | "prorate_then_invoice"
+    list_expansions: bool  # expand[] on lists (localstripe: 400 "Bad expand")
+    customers_embed_subscriptions: bool  # else one call per customer reads the currency
+    refund_reason: bool  # Stripe's refund ``reason`` (localstripe: 400)
+    offline_money: bool  # payment records, credit notes, balance transactions
+    preview: str  # "create_preview" | "upcoming" (removed from the current API)
+    preview_endpoint: str  # how a prove answer names where the preview came from
+    # --- how its answers read ------------------------------------------------------
+    #: ``account_balance`` is stored as *minus* the balance given (localstripe)
+    account_balance_negated: bool
+    #: an ``incomplete`` subscription with a future ``trial_end`` is trialing (localstripe)
+    incomplete_trial_is_trialing: bool
+    #: a preview's renewal line ``period.start`` dates the charge (current API)
+    preview_dated_by_lines: bool
+    #: a preview is dated at period end even during a trial: the trial end wins (localstripe)
+    preview_ignores_trial: bool
+    #: a preview's ``total`` is the charge, its subtotal net of item discounts (current API)
+    preview_total_is_charge: bool
+    #: a preview's ``starting_balance`` has localstripe's stored sign, not Stripe's
+    preview_balance_negated: bool
+
+
+DIALECTS: dict[str, Dialect] = {
+    "current": Dialect(
+        name="current",
+        item_key="price",
+        proration="proration_behavior",
+        list_expansions=True,
+        customers_embed_subscriptions=True,
+        refund_reason=True,
+        offline_money=True,
+        preview="create_preview",
+        preview_endpoint="POST /v1/invoices/create_preview",
+        account_balance_negated=False,
+        incomplete_trial_is_trialing=False,
+        preview_dated_by_lines=True,
+        preview_ignores_trial=False,
+        preview_total_is_charge=True,
+        preview_balance_negated=False,
+    ),
+    "localstripe": Dialect(  # docs/legacy-gaps.md, Part 1
+        name="localstripe",
+        item_key="plan",
+        proration="prorate_then_invoice",
+        list_expansions=False,
+        customers_embed_subscriptions=False,
+        refund_reason=False,
+        offline_money=False,
+        preview="upcoming",
+        preview_endpoint="GET /v1/invoices/upcoming",
+        account_balance_negated=True,
+        incomplete_trial_is_trialing=True,
+        preview_dated_by_lines=False,
+        preview_ignores_trial=True,
+        preview_total_is_charge=False,
+        preview_balance_negated=True,
+    ),
+}
