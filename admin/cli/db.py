@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from admin.cli.common import cli_errors, console
-from core.settings import get_settings
+from core.settings import load_settings
 
 app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 
@@ -24,7 +24,7 @@ def upgrade(revision: str = typer.Argument("head")) -> None:
     from core import dbschema
 
     with cli_errors():
-        url = get_settings().database_url
+        url = load_settings().database_url
         dbschema.upgrade(url, revision, MODEL_MODULES)
         console.print(f"schema at [bold]{dbschema.current(url)}[/] ({_safe(url)})")
 
@@ -35,7 +35,7 @@ def current() -> None:
     from core import dbschema
 
     with cli_errors():
-        url = get_settings().database_url
+        url = load_settings().database_url
         console.print(dbschema.current(url) or "empty (run `twinbill db upgrade`)")
 
 

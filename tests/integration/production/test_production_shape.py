@@ -6,7 +6,7 @@ from the CLI; then `users sync`, `cohort create`, `cohort run` from the CLI; one
 is SIGKILLed while it runs a saga. Checked through both billing systems' own APIs:
 every user finished (new) or compensated (legacy), none lost, none in two systems —
 and beat's reaper handed the dead worker's migration over in under 60 s with the
-production defaults (lease 30 s, heartbeat every 10 s, reaper every 15 s).
+production defaults (lease 30 s, heartbeat every 10 s, reaper every 10 s).
 """
 
 from __future__ import annotations
