@@ -51,6 +51,7 @@ class DemoResult:
     lost: list[str] = field(default_factory=list)
     reconciliation: dict[str, Any] | None = None
     report_paths: list[Path] = field(default_factory=list)
+    stopped_at_prove: list[str] = field(default_factory=list)  # users prove sent back to legacy
 
     @property
     def ok(self) -> bool:
@@ -179,7 +180,9 @@ def _run(
                 console.print(f"[red]cohort {name} halted[/]: {result.cohorts[-1].halt_reason}")
                 break
     result.lost = _lost_users(ctx, seeded)
+    result.stopped_at_prove, prove_paths = _stopped_at_prove(ctx, workdir, console)
     result.reconciliation, result.report_paths = _reconcile(ctx, workdir, console)
+    result.report_paths = [*prove_paths, *result.report_paths]
     ctx.close()
     return result
 
@@ -215,6 +218,30 @@ def _lost_users(ctx: Any, seeded: list[Any]) -> list[str]:
     with ctx.sessions() as session:
         known = {r.user_id: r.state for r in session.query(Route).all()}
     return [u.app_user_id for u in seeded if known.get(u.app_user_id) not in ("legacy", "new")]
+
+
+def _stopped_at_prove(ctx: Any, workdir: Path, console: Console) -> tuple[list[str], list[Path]]:
+    """Users ``prove`` stopped before the legacy cancel: still on legacy, diff shown."""
+    from migration.prove import stopped_at_prove
+    from reconciler.render import render
+
+    report = stopped_at_prove(ctx.sessions)
+    if not report.results:
+        return [], []
+    console.print(
+        f"[yellow]{len(report.results)} users stopped at prove[/] (next charges differ; "
+        "left on legacy, untouched):"
+    )
+    console.print(render(report, "table"))
+    folder = workdir / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = report.created_at.strftime("%Y%m%dT%H%M%SZ")
+    paths = []
+    for fmt in ("html", "json"):
+        path = folder / f"prove-failures-{stamp}.{fmt}"
+        path.write_text(render(report, fmt), encoding="utf-8")
+        paths.append(path)
+    return [r.user_id for r in report.results], paths
 
 
 def _reconcile(

@@ -212,16 +212,16 @@ def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migratio
             )
             records.finish(deps.sessions, mig.id, "running", error=comp_exc, member_status="failed")
             return records.load(deps.sessions, mig.id)
-        reason = None
+        error = _classified(exc)
         if step == "prove" and isinstance(exc, (RateLimited, BackendUnavailable)):
-            reason = f"could not prove (preview unavailable, not migrated): {exc}"[:500]
+            error = TwinbillError(f"could not prove (preview unavailable; not migrated): {exc}")
+            error.kind = exc.kind
         records.finish(
             deps.sessions,
             mig.id,
             "compensated" if not mig.dry_run else "failed",
-            error=_classified(exc),
+            error=error,
             member_status="failed",
-            reason=reason,
         )
         return records.load(deps.sessions, mig.id)
     if step == "verify":

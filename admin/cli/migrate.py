@@ -275,7 +275,10 @@ def demo(
     users: int = typer.Option(60, "--users", min=13, max=2000),
     seed: int = typer.Option(7, "--seed"),
     inject_bug: str | None = typer.Option(
-        None, "--inject-bug", help="timestamp | zero-decimal | drop-refund | cancel-flag"
+        None,
+        "--inject-bug",
+        help="timestamp | zero-decimal | drop-refund | cancel-flag | credit-sign | trial-state"
+        " | tax-rate (the last three are stopped at prove, before the legacy cancel)",
     ),
     include_in_flight: bool = typer.Option(False, "--include-in-flight"),
     workdir: Path = typer.Option(Path(".twinbill-demo"), "--workdir"),
