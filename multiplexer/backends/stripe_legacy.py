@@ -38,18 +38,23 @@ from core.canonical import (
     RefundMode,
     Subscription,
 )
-from core.errors import BackendRejected, NotFound
+from core.errors import BackendRejected, NotFound, TransformError
 from core.money import Money
 from multiplexer.backends.base import RawSnapshot, Throttle, UserRef, no_throttle
 from multiplexer.backends.stripe_fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe_mapping import (
+    customer_balance,
     customer_currency,
     map_customer,
     map_objects,
     map_plan,
     map_subscription,
 )
-from multiplexer.backends.stripe_offline import record_offline_payment, record_offline_refund
+from multiplexer.backends.stripe_offline import (
+    record_offline_payment,
+    record_offline_refund,
+    refuse_on_localstripe,
+)
 from multiplexer.backends.stripe_payments import map_refund
 from multiplexer.backends.stripe_preview import map_next_charges, wants_preview
 from multiplexer.backends.stripe_transport import Dialect, StripeCalls, to_plain
@@ -81,6 +86,16 @@ class StripeLegacyBackend:
             raise NotFound(f"user {ref.user_id!r} has no legacy customer id", backend=self.name)
         return ref.legacy_customer_id
 
+    # -- account facts (``twinbill legacy check``) ----------------------------------
+    @property
+    def api_version(self) -> str:
+        """The version every request is pinned to (the SDK sends it on each request)."""
+        return str(stripe.api_version)
+
+    def webhook_endpoints(self) -> list[dict[str, Any]]:
+        """Webhook endpoints registered on the account (none on localstripe: 404)."""
+        return list(self._t.pages("list webhook endpoints", self.client.v1.webhook_endpoints.list))
+
     # -- reads -----------------------------------------------------------------
     def snapshot(self, ref: UserRef) -> RawSnapshot:
         """The customer's complete state, every page of every list, as plain dicts."""
@@ -111,8 +126,19 @@ class StripeLegacyBackend:
             for s in subs
             if wants_preview(s, dialect=self.dialect, now=now)
         }
+        try:
+            own_currency: str | None = customer_currency(customer, subs)
+        except TransformError:  # never billed and no currency recorded anywhere
+            own_currency = None
         return map_next_charges(
-            ref.user_id, customer, subs, previews, dialect=self.dialect, now=now
+            ref.user_id,
+            customer,
+            subs,
+            previews,
+            dialect=self.dialect,
+            now=now,
+            balance=customer_balance(customer, dialect=self.dialect),
+            currency=own_currency,
         )
 
     def get_history(self, ref: UserRef) -> BillingHistory:
@@ -407,9 +433,10 @@ class StripeLegacyBackend:
         reason: str | None,
         idempotency_key: str,
     ) -> Refund:
+        refuse_on_localstripe(self._t, "an offline refund")
         return record_offline_refund(
             self._t,
-            self._customer_id(ref),
+            self.get_history(ref),
             amount,
             reference=reference,
             refunded_at=refunded_at,

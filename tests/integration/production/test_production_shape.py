@@ -69,12 +69,12 @@ class Processes:
         self.procs[name] = proc
         return proc
 
-    def run(self, *args: str) -> str:
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             twinbill(*args), cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done.stdout
+        return done
 
     def tail(self) -> str:
         return "\n".join(
@@ -138,7 +138,7 @@ def test_two_workers_beat_and_serve_survive_a_sigkill(tmp_path: Path, postgres_u
             wait_until(ready, 60, "twinbill serve to be ready (database, Redis, both systems)")
             procs.run("users", "sync")
             procs.run("cohort", "create", "prod", "--users", ",".join(users))
-            assert "enqueued 10 migrations" in procs.run("cohort", "run", "prod")
+            assert "enqueued 10 migrations" in procs.run("cohort", "run", "prod", "--yes").stderr
 
             victims = wait_until(
                 lambda: owned_by(world, worker_a.pid), 90, "worker A to run a saga"
@@ -158,7 +158,7 @@ def test_two_workers_beat_and_serve_survive_a_sigkill(tmp_path: Path, postgres_u
             assert handover < HANDOVER_GOAL, f"handover took {handover:.0f}s"
 
             def cohort_done() -> dict:
-                status = json.loads(procs.run("cohort", "status", "prod", "--json"))
+                status = json.loads(procs.run("cohort", "status", "prod", "--json").stdout)
                 return status if status["status"] == "done" else {}
 
             status = wait_until(cohort_done, 240, "the cohort to be done", every=2)
