@@ -64,3 +64,24 @@ def test_tasks_reach_the_root_through_their_base_class(admin):
     task = root.celery.tasks[purge_admin_sessions.name]
     assert task.root is root
     assert task.run() == 0  # purged nothing, from the root's own database
+
+
+def test_housekeeping_and_resumed_migrations_skip_the_cohort_queue(tmp_path):
+    """A cohort of thousands queued in `celery` must not hold the reaper (nor the
+    migrations it resumes, whose users are locked `migrating`) behind all of them."""
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path / 'a.db'}",
+        redis_url="redis://127.0.0.1:6379/5",
+        legacy_api_key="sk_test_x",
+        new_base_url="http://127.0.0.1:9",
+        new_api_token="t",
+    )
+    root = bootstrap(settings)
+    router = root.celery.amqp.router
+    for task in ("twinbill.reap", "twinbill.sweep_outbox", "twinbill.purge_admin_sessions"):
+        assert router.route({}, task, (), {})["queue"].name == "twinbill.control", task
+    assert router.route({}, "twinbill.migrate", (), {})["queue"].name == "celery"
+    sent: list[tuple] = []
+    root.celery.send_task = lambda name, args, **kw: sent.append((name, args, kw))
+    root.enqueue_resumed("mig_1")
+    assert sent == [("twinbill.migrate", ("mig_1",), {"queue": "twinbill.control"})]
