@@ -71,7 +71,7 @@ def cohorts_page(
 
 
 def _charts(series: stats.CohortSeries, limits: list[dict[str, Any]]) -> dict[str, Any]:
-    pct = "{:.0f}%".format
+    pct = "{:.3g}%".format
     return {
         "progress": line_chart(
             "Users finished over time",

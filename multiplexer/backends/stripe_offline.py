@@ -59,7 +59,7 @@ def _refuse(message: str, field: str = "offline") -> BackendRejected:
 
 
 def refuse_on_localstripe(calls: StripeCalls, what: str) -> None:
-    if calls.dialect == "localstripe":
+    if not calls.wire.offline_money:
         raise _refuse(
             f"{what} cannot be recorded in localstripe: it has no payment records, credit "
             "notes or customer balance transactions (docs/legacy-gaps.md)"

@@ -11,6 +11,7 @@ failing that way must be re-read and retried under a fresh key by the caller
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -20,6 +21,46 @@ from core.errors import BackendError, BackendRejected, BackendUnavailable, NotFo
 from multiplexer.backends.base import Throttle
 
 Dialect = Literal["current", "localstripe"]
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """What one dialect *sends*: every request-side difference in one frozen value,
+    instead of ``if dialect == ...`` checks spread over the adapter. (What each
+    dialect's answers *mean* is the mapping's ``dialect`` argument.)"""
+
+    name: Dialect
+    item_key: str  # subscription items name their price: "price" (current) | "plan"
+    proration: str  # "proration_behavior" (Stripe invoices it) | "prorate_then_invoice"
+    list_expansions: bool  # expand[] on lists (localstripe: 400 "Bad expand")
+    customers_embed_subscriptions: bool  # else one call per customer reads the currency
+    refund_reason: bool  # Stripe's refund ``reason`` (localstripe: 400)
+    offline_money: bool  # payment records, credit notes, balance transactions
+    preview: str  # "create_preview" | "upcoming" (removed from the current API)
+
+
+WIRES: dict[str, Wire] = {
+    "current": Wire(
+        name="current",
+        item_key="price",
+        proration="proration_behavior",
+        list_expansions=True,
+        customers_embed_subscriptions=True,
+        refund_reason=True,
+        offline_money=True,
+        preview="create_preview",
+    ),
+    "localstripe": Wire(  # docs/legacy-gaps.md, Part 1
+        name="localstripe",
+        item_key="plan",
+        proration="prorate_then_invoice",
+        list_expansions=False,
+        customers_embed_subscriptions=False,
+        refund_reason=False,
+        offline_money=False,
+        preview="upcoming",
+    ),
+}
 
 
 def translate(exc: stripe.StripeError, what: str) -> BackendError:
@@ -85,6 +126,7 @@ class StripeCalls:
         self.throttle = throttle
         self.page_size = page_size
         self.dialect = dialect
+        self.wire = WIRES[dialect]
         # catalogue objects (products) are shared by every customer of a plan: read once
         # per process, not once per snapshot (bounded; a restart re-reads them)
         self._products: dict[str, dict[str, Any]] = {}
@@ -134,7 +176,7 @@ class StripeCalls:
         localstripe and 400 ``invoice_upcoming_none`` on Stripe.
         """
         try:
-            if self.dialect == "localstripe":
+            if self.wire.preview == "upcoming":
                 response = self.call(
                     "upcoming invoice",
                     self.client.raw_request,
@@ -171,7 +213,7 @@ class StripeCalls:
     def fetch_snapshot(self, cid: str) -> dict[str, Any]:
         v1 = self.client.v1
         customer = to_plain(self.call("retrieve customer", v1.customers.retrieve, cid))
-        current = self.dialect == "current"
+        current = self.wire.list_expansions
         subs = list(
             self.pages(
                 "list subscriptions",
