@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from admin.cli import cohort, db, migrate, reconcile, routes, sandbox, support, webhooks
+from admin.cli import cohort, db, legacy, migrate, reconcile, routes, sandbox, support, webhooks
 from admin.cli.common import TwinbillGroup
 
 
@@ -45,6 +45,7 @@ def _root(
 
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(legacy.app, name="legacy")
 routes.users.command("find")(support.users_find)
 routes.users.command("index-invoices")(support.users_index_invoices)
 app.add_typer(routes.users, name="users")
