@@ -40,6 +40,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "sweep-webhook-outbox": {"task": "twinbill.sweep_outbox", "schedule": 30.0},
         "reconcile-recent": {"task": "twinbill.reconcile_recent", "schedule": 300.0},
         "purge-admin-sessions": {"task": "twinbill.purge_admin_sessions", "schedule": 3600.0},
+        "recover-offline-money": {"task": "twinbill.recover_offline", "schedule": 300.0},
     }
 
 
