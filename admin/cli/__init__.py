@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from admin.cli import db, migrate, reconcile, routes, sandbox, support
+from admin.cli import db, inventory, migrate, reconcile, routes, sandbox, support
 
 app = typer.Typer(
     name="twinbill",
@@ -20,6 +20,7 @@ app.add_typer(sandbox.app, name="sandbox")
 routes.users.command("find")(support.users_find)
 routes.users.command("index-invoices")(support.users_index_invoices)
 app.add_typer(routes.users, name="users")
+app.add_typer(inventory.inventory, name="inventory")
 app.add_typer(support.payments, name="payments")
 app.add_typer(support.refunds, name="refunds")
 app.add_typer(support.audit_app, name="audit")

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from admin.cli.common import cli_errors, console, print_json
 from admin.cli.context import mux_context
+from admin.cli.inventory import users_sync
 from core.db import transaction
 
 users = typer.Typer(help="The routing table: who lives where.", no_args_is_help=True)
@@ -18,23 +19,7 @@ tokens = typer.Typer(help="Bearer tokens for the application's API calls.", no_a
 ACTOR = "cli"
 
 
-@users.command("sync")
-def users_sync(json: bool = typer.Option(False, "--json")) -> None:
-    """Page through every legacy customer and create/update routing rows (idempotent)."""
-    from multiplexer.inventory import sync_customers
-
-    with cli_errors():
-        ctx = mux_context()
-        report = sync_customers(
-            ctx.sessions, ctx.legacy.iter_customers(), actor=ACTOR, cache=ctx.cache
-        )
-    if json:
-        print_json(report.as_dict())
-    else:
-        console.print(
-            f"created {report.created}, updated {report.updated}, unchanged "
-            f"{report.unchanged}, skipped {len(report.skipped)} (no app_user_id)"
-        )
+users.command("sync")(users_sync)
 
 
 @users.command("import")
