@@ -141,9 +141,7 @@ def features(objects: Mapping[str, Any]) -> LegacyFeatures:
     """Raw-only features of one customer's objects (see ``LegacyFeatures``)."""
     cus = objects["customer"]
     pm = (cus.get("invoice_settings") or {}).get("default_payment_method")
-    pm_type = pm.get("type") if isinstance(pm, Mapping) else None
-    if pm_type is None and pm is not None:
-        pm_type = "card" if str(pm).startswith(("pm_card", "card_")) else "unknown"
+    pm_type = pm.get("type") if isinstance(pm, Mapping) else None  # expanded by the list
     source = ref_id(cus.get("default_source"))
     if pm_type is None and source:
         pm_type = "card" if source.startswith("card_") else "source"
@@ -154,6 +152,8 @@ def features(objects: Mapping[str, Any]) -> LegacyFeatures:
             if details.get("type"):
                 pm_type = str(details["type"])
                 break
+    if pm_type is None and pm is not None:
+        pm_type = "unknown"  # an id the read did not expand
     subs = objects.get("subscriptions") or []
     automatic = any((s.get("automatic_tax") or {}).get("enabled") for s in subs)
     return LegacyFeatures(
