@@ -19,7 +19,10 @@ from typing import Any
 
 from rich.console import Console
 
-SIMPLE = ("simple_monthly", "yearly", "multi_seat", "trialing")
+#: The pilot: plain subscriptions (complexity 0, read from the data by `users sync`).
+PILOT_MAX_COMPLEXITY = 0
+#: The second cohort covers ground: one user per value of each of these facets first.
+COVER = ("status", "dunning", "trial", "scheduled_cancel", "subscriptions", "refunds", "currency")
 
 
 @dataclass
@@ -63,20 +66,20 @@ def plan_cohorts(
 
     simple = select_users(
         candidates,
-        where={"configuration": set(SIMPLE)},
+        max_complexity=PILOT_MAX_COMPLEXITY,
         size=pilot,
-        stratify=("configuration", "currency"),
+        stratify=("interval", "currency"),
     )
     rest = [c for c in candidates if c.user_id not in set(simple)]
     complex_users = select_users(
-        [c for c in rest if c.facets.get("configuration") not in SIMPLE],
+        [c for c in rest if (c.facets.get("complexity") or 0) > PILOT_MAX_COMPLEXITY],
         size=complex_,
-        stratify=("configuration", "currency"),
+        stratify=COVER,
     )
     remaining = sorted(c.user_id for c in rest if c.user_id not in set(complex_users))
     plan = [
-        ("pilot", simple, {"picked": "simple configurations", "configs": list(SIMPLE)}),
-        ("complex", complex_users, {"picked": "stratified by configuration, currency"}),
+        ("pilot", simple, {"picked": "complexity 0", "stratify": ["interval", "currency"]}),
+        ("complex", complex_users, {"picked": "complexity > 0", "stratify": list(COVER)}),
         ("rest", remaining, {"picked": "everyone else"}),
     ]
     return [p for p in plan if p[1]]
@@ -135,8 +138,8 @@ def _run(
     from core.settings import load_settings
     from migration import cohorts, runtime
     from migration.bootstrap import saga_deps
+    from migration.readiness import sync_legacy
     from multiplexer.bootstrap import build
-    from multiplexer.inventory import sync_customers
     from sandbox.legacy.launcher import make_client
     from sandbox.legacy.population import seed as seed_population
 
@@ -155,10 +158,11 @@ def _run(
     )
 
     ctx = build(settings)
-    report = sync_customers(
-        ctx.sessions, ctx.legacy.iter_customers(), actor="demo", cache=ctx.cache
+    report = sync_legacy(ctx, actor="demo")
+    console.print(
+        f"inventory: {report.created} routes created from legacy customers "
+        f"({len(report.conflicts)} conflicts); `twinbill inventory report` says who is ready"
     )
-    console.print(f"inventory: {report.created} routes created from legacy customers")
     deps = saga_deps(ctx, verifier=runtime.default_verifier())
     runtime.configure(deps, ctx=ctx)
 

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from admin.cli.common import EXIT_ERROR, EXIT_FOUND, cli_errors, console, err_console, print_json
-from core.errors import InvalidInput
 
 cohort = typer.Typer(help="Cohorts: users migrated together.", no_args_is_help=True)
 ACTOR = "cli"
@@ -82,7 +81,9 @@ def cohort_create(
     name: str,
     users: str | None = typer.Option(None, "--users", help="comma-separated user ids"),
     from_file: Path | None = typer.Option(None, "--from-file", exists=True, dir_okay=False),
-    where: list[str] = typer.Option([], "--where", help="FACET=v1,v2 (configuration, currency)"),
+    where: list[str] = typer.Option(
+        [], "--where", help="FACET=v1,v2 over `users sync` facets (trial=true, invoices=2+, ...)"
+    ),
     min_complexity: int | None = typer.Option(None, "--min-complexity"),
     max_complexity: int | None = typer.Option(None, "--max-complexity"),
     size: int | None = typer.Option(None, "--size", min=1),
@@ -105,12 +106,10 @@ def cohort_create(
                 ids = ids[:size]
             definition = {"source": "explicit", "count": len(ids)}
         else:
-            filters = {}
-            for clause in where:
-                key, sep, values = clause.partition("=")
-                if not sep or not values:
-                    raise InvalidInput(f"--where {clause!r}: expected FACET=v1,v2")
-                filters[key.strip()] = {v.strip() for v in values.split(",")}
+            from multiplexer import facets
+
+            filters = facets.parse_where(where)
+            facets.check_fields([s for s in stratify.split(",") if s])
             with deps.sessions() as session:
                 ids = cohorts.select_users(
                     cohorts.candidates(session),
