@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import TwinbillError
 from multiplexer.bootstrap import MuxContext
@@ -34,6 +38,19 @@ def create_app(ctx: MuxContext) -> FastAPI:
         return JSONResponse(
             error_body("invalid_input", "request does not match the API", fields=fields),
             status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
+        """Unknown paths and methods of the API answer in its one error body too (never
+        ``{"detail": ...}``); the admin UI keeps its own pages."""
+        if not request.url.path.startswith(("/api/", "/webhooks/")):
+            return await http_exception_handler(request, exc)
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            error_body(kinds.get(exc.status_code, "http_error"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     from prometheus_client import make_asgi_app

@@ -44,6 +44,8 @@ class AdminSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     ip: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    #: one-shot banners for the next page ([{"kind": "ok"|"bad", "text": ...}]), never from a URL
+    flash: Mapped[list[dict[str, str]] | None] = mapped_column(sa.JSON, default=None)
 
 
 class LoginAttempt(Base):

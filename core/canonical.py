@@ -129,7 +129,7 @@ class TaxRate(_Record):
     def _four_places(cls, value: Decimal) -> Decimal:
         if not value.is_finite() or value != value.quantize(Decimal("0.0001")):
             raise ValueError(f"percentage {value} has more than 4 decimal places")
-        return value
+        return Decimal(format(value.normalize(), "f"))  # one spelling: 19.00 -> 19, never 1E+2
 
 
 class TaxAmount(BaseModel):

@@ -33,12 +33,17 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=10.0, gt=0)
     max_amount_major: int = Field(default=1_000_000, gt=0)  # ceiling for manual money entry
     renewal_guard_seconds: int = Field(default=7200, ge=0, alias="TWINBILL_RENEWAL_GUARD")
+    # after the pivot a transient failure is retried for ever, the wait doubling up to this
+    post_pivot_backoff_max: float = Field(default=3600.0, gt=0)
 
     app_webhook_url: str | None = None
     app_webhook_secret: SecretStr | None = None
 
     secret_key: SecretStr | None = None  # admin sessions and CSRF
     session_max_age: int = Field(default=8 * 3600, gt=0)
+    # X-Forwarded-For is believed only from these peers (comma-separated IPs/CIDRs; none by default)
+    trusted_proxies: str = ""
+    admin_locale: str = "en_US"  # how the admin formats money and numbers (babel locale)
 
     @field_validator("database_url")
     @classmethod

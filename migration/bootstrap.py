@@ -21,6 +21,7 @@ def saga_deps(
         limiters=ctx.limiters,
         verifier=verifier,
         renewal_guard=timedelta(seconds=ctx.settings.renewal_guard_seconds),
+        post_pivot_backoff_max=ctx.settings.post_pivot_backoff_max,
     )
     for key, value in overrides.items():
         setattr(deps, key, value)

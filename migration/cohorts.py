@@ -215,6 +215,8 @@ class Progress:
     started_at: Any = None
     finished_at: Any = None
     failed_users: list[dict[str, Any]] = field(default_factory=list)
+    # "retrying after the pivot" (migration.recovery): forward recovery under way
+    retrying_users: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def finished(self) -> int:
@@ -228,7 +230,8 @@ class Progress:
     @property
     def settled(self) -> bool:
         """Nothing left that a worker will still pick up on its own."""
-        return all(self.by_status.get(s, 0) == 0 for s in ("pending", "queued", "running"))
+        busy = ("pending", "queued", "running", "retrying")  # retrying: after the pivot
+        return all(self.by_status.get(s, 0) == 0 for s in busy)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -242,6 +245,7 @@ class Progress:
             "halt_reason": self.halt_reason,
             "halt_at_percent": self.halt_at_bp / 100,
             "failed_users": self.failed_users,
+            "retrying_after_pivot": self.retrying_users,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
         }
@@ -275,6 +279,11 @@ def progress(session: Session, name: str) -> Progress:
         cohort.started_at,
         cohort.finished_at,
         failed[:50],
+        [
+            {"user_id": m.user_id, "migration_id": m.migration_id, "reason": m.reason}
+            for m in members
+            if m.status == "retrying"
+        ][:50],
     )
 
 

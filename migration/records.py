@@ -27,7 +27,7 @@ from core.observability import MIGRATIONS, SAGA_STEPS
 from migration.models import CohortMember, Migration, MigrationStep, Snapshot
 from multiplexer.backends.base import RawSnapshot
 
-ACTIVE = ("pending", "running", "deferred")
+ACTIVE = ("pending", "running", "deferred", "retrying")  # retrying: after the pivot
 TERMINAL = ("succeeded", "failed", "compensated", "dry_run")
 
 
@@ -244,7 +244,7 @@ def finish(
         if error is not None:
             mig.error_kind = getattr(error, "kind", "bug")
             mig.error_message = str(error)[:2000]
-        if status == "deferred":
+        if status in ("deferred", "retrying"):
             mig.defer_reason, mig.defer_until = reason, defer_until
         if mig.cohort:
             _member(

@@ -1,6 +1,7 @@
 """The per-user migration saga: one transaction across two systems that share none.
 
-    preflight -> lock -> fetch -> transform -> load -> recheck   (compensated on failure)
+    preflight -> lock -> fetch -> transform -> load -> recheck -> prove
+                                                              (compensated on failure)
     -> CANCEL (the pivot)
     -> activate -> flip -> verify                                 (forward recovery only)
 
@@ -8,8 +9,10 @@ Every step is recorded durably (``records``) and safe to run twice; a worker
 that dies at any line leaves a migration the reaper hands to another worker,
 which resumes after the last finished step. Before the pivot (the legacy
 cancel) a failure is compensated: the pending import is discarded and the
-route goes back to ``legacy``. From the pivot on, only forward recovery:
-retry until done, or ``failed`` with a page for a human.
+route goes back to ``legacy``. From the pivot on, only forward recovery: a
+transient cause is retried with growing backoff for as long as it lasts
+(``migration.recovery``: status ``retrying``, "retrying after the pivot", paged),
+only a permanent one ends ``failed`` with a page for a human.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from core.errors import (
     TwinbillError,
 )
 from core.ratelimit import RateLimiter, backoff_delay
-from migration import records, steps
+from migration import records, recovery, steps
 from migration.models import Migration
 from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend
 from multiplexer.cache import RouteCache
@@ -54,12 +57,13 @@ ORDER = (
     "transform",
     "load",
     "recheck",
+    "prove",
     "cancel",
     "activate",
     "flip",
     "verify",
 )
-DRY_RUN_ORDER = ("preflight", "fetch", "transform", "load", "discard")
+DRY_RUN_ORDER = ("preflight", "fetch", "transform", "load", "prove", "discard")
 PIVOT = "cancel"
 #: RateLimited.backend carries the adapter's name; the shared budgets are keyed by role.
 LIMITER_OF_BACKEND = {"stripe": "legacy", "localstripe": "legacy", "http": "new"}
@@ -86,6 +90,10 @@ class SagaDeps:
     verifier: Verifier | None = None
     renewal_guard: timedelta = timedelta(hours=2)
     max_attempts: int = 6  # per step, for transient errors
+    # after the pivot a transient failure is never final: rounds of max_attempts, parked
+    # between rounds with a wait doubling from base up to this ceiling (migration.recovery)
+    post_pivot_backoff_base: float = 30.0
+    post_pivot_backoff_max: float = 3600.0
     max_restarts: int = 3  # re-check failures before giving up (deferred)
     stale_after: float = 120.0  # seconds without heartbeat before the reaper steps in
     # a queued migration may wait long in a big cohort; only after this long is its task
@@ -141,6 +149,10 @@ def run(deps: SagaDeps, migration_id: str) -> Migration:
                 return records.load(deps.sessions, migration_id)
             _restart(deps, mig)
         except Exception as exc:  # noqa: BLE001 - every failure must end in a known state
+            if recovery.is_transient(exc) and step != "verify":
+                current = records.load(deps.sessions, mig.id)
+                if current.pivoted and not current.dry_run:
+                    return recovery.retry_later(deps, current, step, exc)
             return _fail(deps, mig, step, exc)
 
 
@@ -176,7 +188,15 @@ def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
             mig = records.load(deps.sessions, mig.id)
             continue
         except BaseException as exc:
-            records.end_step(deps.sessions, step_id, outcome="error", error=exc)
+            # a failed prove keeps both previews and their diff on the step record
+            detail = getattr(exc, "detail", None)
+            records.end_step(
+                deps.sessions,
+                step_id,
+                outcome="error",
+                error=exc,
+                detail=detail if isinstance(detail, dict) else None,
+            )
             raise
         records.end_step(deps.sessions, step_id, outcome="ok", detail=detail, advance=advance)
         return
@@ -230,12 +250,16 @@ def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migratio
             )
             records.finish(deps.sessions, mig.id, "running", error=comp_exc, member_status="failed")
             return records.load(deps.sessions, mig.id)
+        reason = None
+        if step == "prove" and isinstance(exc, (RateLimited, BackendUnavailable)):
+            reason = f"could not prove (preview unavailable, not migrated): {exc}"[:500]
         records.finish(
             deps.sessions,
             mig.id,
             "compensated" if not mig.dry_run else "failed",
             error=_classified(exc),
             member_status="failed",
+            reason=reason,
         )
         return records.load(deps.sessions, mig.id)
     if step == "verify":

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction, utcnow
 from core.errors import InvalidInput
@@ -18,6 +19,7 @@ from migration import cohorts, records, saga
 from migration.models import Cohort, CohortMember, Migration
 from migration.saga import SagaDeps
 from multiplexer import routing
+from multiplexer.cache import RouteCache
 from multiplexer.models import Route
 
 log = logging.getLogger("twinbill.migration")
@@ -48,9 +50,18 @@ def migrate_user(
 
 def resume_user(deps: SagaDeps, user_id: str) -> Migration:
     """Resume a user's failed migration from its last finished step (after a human fix)."""
-    with transaction(deps.sessions) as session:
+    return saga.run(deps, reopen_for_resume(deps.sessions, deps.cache, user_id))
+
+
+def reopen_for_resume(sessions: sessionmaker[Session], cache: RouteCache, user_id: str) -> str:
+    """Mark the user's failed post-pivot migration running again; its id, for a worker to run.
+
+    The admin calls this and enqueues ``twinbill.migrate`` instead of running the saga
+    inside a web request (``resume_user`` runs it in-process for the CLI).
+    """
+    with transaction(sessions) as session:
         mig = cohorts.latest_migration(session, user_id)
-        if mig is None or mig.status not in ("failed", "running"):
+        if mig is None or mig.status not in ("failed", "running", "retrying"):
             raise InvalidInput(f"user {user_id!r} has no failed migration to resume")
         if not mig.pivoted:
             raise InvalidInput(
@@ -65,11 +76,10 @@ def resume_user(deps: SagaDeps, user_id: str) -> Migration:
                 routing.MIGRATING,
                 actor="system:saga",
                 reason=f"resume {mig.id}",
-                cache=deps.cache,
+                cache=cache,
             )
         mig.status, mig.owner, mig.error_kind, mig.error_message = "running", None, None, None
-        mig_id = mig.id
-    return saga.run(deps, mig_id)
+        return mig.id
 
 
 def start_cohort(
@@ -195,6 +205,22 @@ def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
                 )
             )
         )
+        # after the pivot: forward recovery, whatever the cohort's status (never stop halfway)
+        forward = list(
+            session.scalars(
+                sa.select(Migration.id).where(
+                    Migration.status == "retrying", Migration.defer_until < now
+                )
+            )
+        )
+    for mig_id in forward:
+        with transaction(deps.sessions) as session:
+            mig = session.get(Migration, mig_id)
+            if mig is None or mig.status != "retrying":
+                continue
+            mig.status, mig.owner = "pending", None  # step, snapshot, import: kept
+        log.warning("reaper: forward recovery of migration %s (retrying after the pivot)", mig_id)
+        enqueue(mig_id)
     for mig_id in dead + lost:
         log.warning("reaper: resuming migration %s", mig_id)
         enqueue(mig_id)
@@ -211,4 +237,9 @@ def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
             mig.status, mig.step, mig.snapshot_id, mig.generation = "pending", None, None, 1
         enqueue(mig_id)
         retried += 1
-    return {"resumed": len(dead), "lost": len(lost), "deferred_retried": retried}
+    return {
+        "resumed": len(dead),
+        "lost": len(lost),
+        "deferred_retried": retried,
+        "retried_after_pivot": len(forward),
+    }

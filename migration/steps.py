@@ -146,6 +146,13 @@ def step_recheck(deps: SagaDeps, mig: Migration) -> Result:
     return {}, {"content_hash": after}
 
 
+def step_prove(deps: SagaDeps, mig: Migration) -> Result:
+    """Last check before the pivot: both systems must agree on the user's next charge."""
+    from migration.prove import prove
+
+    return {}, prove(deps, mig, _ref(deps, mig.user_id))
+
+
 def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
     """The pivot. Marked durably *before* the first legacy write."""
     with transaction(deps.sessions) as session:
@@ -154,6 +161,13 @@ def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
         row = session.get(M, mig.id)
         assert row is not None
         row.pivoted = True
+        routing.mark_pivoted(
+            session,
+            mig.user_id,
+            actor=ACTOR,
+            reason=f"migration {mig.id} passed the pivot (legacy cancel)",
+            cache=deps.cache,
+        )
     assert mig.snapshot_id is not None
     snap = records.load_snapshot(deps.sessions, mig.snapshot_id)
     history = deps.legacy.map_snapshot(snap)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.canonical import BillingHistory, Invoice, Subscription
+from core.canonical import BillingHistory, Invoice, Subscription, SubscriptionStatus, TaxRate
 from core.errors import TransformError
 from core.money import exponent
 
@@ -57,6 +57,17 @@ def _check_invoice(inv: Invoice) -> None:
         )
 
 
+def _tax_rate(rate: TaxRate) -> dict[str, Any]:
+    return {
+        "external_id": rate.id,
+        "display_name": rate.display_name,
+        "percentage": str(rate.percentage),  # exact decimal string, never a float
+        "inclusive": rate.inclusive,
+        "jurisdiction": rate.jurisdiction,
+        "country": rate.country,
+    }
+
+
 def _subscription(sub: Subscription) -> dict[str, Any]:
     return {
         "external_id": sub.id,
@@ -83,6 +94,7 @@ def _subscription(sub: Subscription) -> dict[str, Any]:
             }
             for item in sub.items
         ],
+        "tax_rates": [_tax_rate(rate) for rate in sub.tax_rates],
     }
 
 
@@ -101,6 +113,15 @@ def _invoice(inv: Invoice) -> dict[str, Any]:
         "subtotal": inv.subtotal,
         "discount_total": inv.discount_total,
         "tax": inv.tax,
+        "tax_breakdown": [
+            {
+                "tax_rate_external_id": t.tax_rate_id,
+                "amount": t.amount,
+                "inclusive": t.inclusive,
+                "percentage": None if t.percentage is None else str(t.percentage),
+            }
+            for t in inv.tax_breakdown
+        ],
         "total": inv.total,
         "amount_paid": inv.amount_paid,
         "amount_due": inv.amount_due,
@@ -292,9 +313,38 @@ def _bug_cancel_flag(h: BillingHistory) -> BillingHistory:
     return h.model_copy(update={"subscriptions": subs})
 
 
+def _bug_credit_sign(h: BillingHistory) -> BillingHistory:
+    """Reads the customer balance with the wrong sign: a credit arrives as a debt."""
+    if h.customer is None or not h.customer.balance:
+        return h
+    return h.model_copy(
+        update={"customer": h.customer.model_copy(update={"balance": -h.customer.balance})}
+    )
+
+
+def _bug_trial_state(h: BillingHistory) -> BillingHistory:
+    """Takes a trial for an unpaid first invoice: imported ``incomplete``, billed by nobody."""
+    subs = tuple(
+        s.model_copy(update={"status": SubscriptionStatus.INCOMPLETE})
+        if s.status is SubscriptionStatus.TRIALING
+        else s
+        for s in h.subscriptions
+    )
+    return h.model_copy(update={"subscriptions": subs})
+
+
+def _bug_tax_rate(h: BillingHistory) -> BillingHistory:
+    """Forgets the subscriptions' tax rates: the next renewal has nothing to tax with."""
+    subs = tuple(s.model_copy(update={"tax_rates": ()}) for s in h.subscriptions)
+    return h.model_copy(update={"subscriptions": subs})
+
+
 BUGS: dict[str, Callable[[BillingHistory], BillingHistory]] = {
     "timestamp": _bug_timestamp,
     "zero-decimal": _bug_zero_decimal,
     "drop-refund": _bug_drop_refund,
     "cancel-flag": _bug_cancel_flag,
+    "credit-sign": _bug_credit_sign,
+    "trial-state": _bug_trial_state,
+    "tax-rate": _bug_tax_rate,
 }

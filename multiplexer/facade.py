@@ -9,10 +9,8 @@ audit entry naming the actor.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,21 +30,20 @@ from core.canonical import (
 from core.db import transaction
 from core.errors import CurrencyMismatch, InvalidInput, UserHeld, UserMigrating
 from core.money import Money
-from multiplexer import routing
+from multiplexer import guards, routing
 from multiplexer.backends.base import BillingBackend, LegacyBillingBackend, UserRef
 from multiplexer.cache import RouteCache, RouteInfo
+from multiplexer.facade_offline import OfflineMoneyMixin, derived_key
 from multiplexer.placement import current_placement
 
 #: Seconds a caller should wait before retrying a write for a migrating user.
 MIGRATING_RETRY_AFTER = 30
 
 
-def derived_key(*parts: str) -> str:
-    """A stable idempotency key from the facts that make an operation unique."""
-    return "tb-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+__all__ = ["MIGRATING_RETRY_AFTER", "BillingMux", "derived_key"]
 
 
-class BillingMux:
+class BillingMux(OfflineMoneyMixin):
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -110,6 +107,20 @@ class BillingMux:
                 after={"system": info.system, **after},
                 reason=reason,
             )
+
+    def _refuser(self, info: RouteInfo, actor: str) -> guards.Refuse:
+        """Audits a write refused because an id is not among the path user's records."""
+
+        def refuse(attempted: str, ids: dict[str, Any]) -> None:
+            self._audit(
+                info,
+                actor,
+                "security.foreign_id_refused",
+                {"attempted": attempted, **ids},
+                "id not among this user's records: 404, nothing written",
+            )
+
+        return refuse
 
     # -- reads -------------------------------------------------------------------------------
     def list_subscriptions(self, user_id: str) -> list[Subscription]:
@@ -196,11 +207,7 @@ class BillingMux:
     ) -> Subscription:
         info = self._writable(user_id)
         plan = self._plan(plan_code)
-        if info.currency and plan.currency != info.currency.upper():
-            raise CurrencyMismatch(
-                f"plan {plan_code!r} is in {plan.currency}, user "
-                f"{user_id!r} is billed in {info.currency.upper()}"
-            )
+        guards.plan_currency(plan, info)
         sub = self._backend(info).create_subscription(
             self._ref(info),
             plan,
@@ -225,6 +232,16 @@ class BillingMux:
     ) -> Subscription:
         info = self._writable(user_id)
         plan = self._plan(plan_code)
+        guards.plan_currency(plan, info)
+        current = guards.own_subscription(
+            self._backend(info),
+            self._ref(info),
+            info,
+            subscription_id,
+            refuse=self._refuser(info, actor),
+            attempted="change_plan",
+        )
+        guards.plan_currency(plan, info, current)
         sub = self._backend(info).change_plan(
             self._ref(info),
             subscription_id,
@@ -251,6 +268,14 @@ class BillingMux:
         idempotency_key: str | None = None,
     ) -> Subscription:
         info = self._writable(user_id)
+        guards.own_subscription(
+            self._backend(info),
+            self._ref(info),
+            info,
+            subscription_id,
+            refuse=self._refuser(info, actor),
+            attempted="cancel",
+        )
         sub = self._backend(info).cancel_subscription(
             self._ref(info),
             subscription_id,
@@ -283,6 +308,15 @@ class BillingMux:
         info = self._writable(user_id)
         if amount is not None:
             self._check_money(info, amount)
+        payment = guards.own_payment(
+            self._backend(info),
+            self._ref(info),
+            info,
+            payment_id,
+            refuse=self._refuser(info, actor),
+            attempted="refund",
+        )
+        guards.refundable(payment, amount)  # localstripe would accept 10,000 on 8.99
         refund = self._backend(info).refund_payment(
             self._ref(info),
             payment_id,
@@ -304,97 +338,8 @@ class BillingMux:
         )
         return refund
 
-    def record_offline_payment(
-        self,
-        user_id: str,
-        amount: Money,
-        *,
-        reference: str,
-        paid_at: datetime,
-        actor: str,
-        invoice_id: str | None = None,
-        note: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Payment:
-        reference = _require_reference(reference)
-        info = self._writable(user_id)
-        self._check_money(info, amount)
-        key = idempotency_key or derived_key("offline-payment", user_id, reference)
-        payment = self._backend(info).record_offline_payment(
-            self._ref(info),
-            amount,
-            reference=reference,
-            paid_at=paid_at,
-            invoice_id=invoice_id,
-            note=note,
-            idempotency_key=key,
-        )
-        self._audit(
-            info,
-            actor,
-            "support.offline_payment",
-            {
-                "payment": payment.id,
-                "amount": amount.amount,
-                "currency": amount.currency,
-                "reference": reference,
-                "paid_at": paid_at.date().isoformat(),
-            },
-            note,
-        )
-        return payment
-
-    def record_offline_refund(
-        self,
-        user_id: str,
-        amount: Money,
-        *,
-        reference: str,
-        refunded_at: datetime,
-        actor: str,
-        payment_id: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Refund:
-        reference = _require_reference(reference)
-        info = self._writable(user_id)
-        self._check_money(info, amount)
-        key = idempotency_key or derived_key("offline-refund", user_id, reference)
-        refund = self._backend(info).record_offline_refund(
-            self._ref(info),
-            amount,
-            reference=reference,
-            refunded_at=refunded_at,
-            payment_id=payment_id,
-            reason=reason,
-            idempotency_key=key,
-        )
-        self._audit(
-            info,
-            actor,
-            "support.offline_refund",
-            {
-                "refund": refund.id,
-                "amount": amount.amount,
-                "currency": amount.currency,
-                "reference": reference,
-                "refunded_at": refunded_at.date().isoformat(),
-            },
-            reason,
-        )
-        return refund
-
     def _plan(self, plan_code: str):  # type: ignore[no-untyped-def]
         legacy = self._backends["legacy"]
         if not isinstance(legacy, LegacyBillingBackend):
             raise InvalidInput("no plan catalogue: the legacy backend cannot list plans")
         return legacy.get_plan(plan_code)
-
-
-def _require_reference(reference: str | None) -> str:
-    ref = (reference or "").strip()
-    if not ref:
-        raise InvalidInput("a reference (e.g. the bank transaction id) is required")
-    if len(ref) > 120:
-        raise InvalidInput("reference is longer than 120 characters")
-    return ref

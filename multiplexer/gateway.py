@@ -7,11 +7,11 @@ an explicit currency, exactly as in the canonical model.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from fastapi import APIRouter, Depends, Header, Path, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from core.canonical import (
     BillingSummary,
@@ -33,8 +33,42 @@ from multiplexer.tokens import verify_token
 #: Minor units, as a JSON integer only: lax parsing would read "5.00" (five euros, meant)
 #: as 5 cents, and "5" as a number someone may have formatted by hand.
 MinorUnits = StrictInt
-UserId = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.:@-]+$")]
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+#: The one pattern of every id the gateway accepts, in a path or in a body: letters,
+#: digits and ``_ : @ -``, with single dots between them (so ``.``, ``..`` and ``a..b``
+#: are refused, whatever a backend or a log would make of them).
+ID_PATTERN = r"^[A-Za-z0-9_:@-]+(\.[A-Za-z0-9_:@-]+)*$"
+#: One-line text (names, codes, references): no control character at all (NUL broke the
+#: database after a legacy customer had been created, leaving an orphan).
+LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+#: Free text (notes, reasons): line breaks and tabs allowed, no other control character.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+#: Bank dates a person may enter: not before 2000, not after tomorrow (a typo such as
+#: year 9999 would otherwise be recorded and reported for ever).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=1)
+
+
+def _sane_date(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("timestamps must carry a timezone (UTC)")
+    if value < EARLIEST or value > datetime.now(UTC) + LATEST_AHEAD:
+        raise ValueError("date must be between 2000-01-01 and tomorrow")
+    return value.astimezone(UTC)
+
+
+UserId = Annotated[str, Field(min_length=1, max_length=120, pattern=ID_PATTERN)]
+RecordId = Annotated[str, Path(min_length=1, max_length=120, pattern=ID_PATTERN)]
+BodyId = Annotated[str, Field(min_length=1, max_length=120, pattern=ID_PATTERN)]
+Line = Annotated[str, Field(pattern=LINE_PATTERN)]
+Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
+Currency = Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")]
+BankDate = Annotated[datetime | None, AfterValidator(_sane_date)]
+IdemKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")
+]
 
 
 class _In(BaseModel):
@@ -43,19 +77,19 @@ class _In(BaseModel):
 
 class NewUserIn(_In):
     user_id: UserId
-    email: str | None = Field(default=None, max_length=254)
-    name: str | None = Field(default=None, max_length=200)
-    currency: str = Field(min_length=3, max_length=3)
+    email: Line | None = Field(default=None, max_length=254)
+    name: Line | None = Field(default=None, max_length=200)
+    currency: Currency
 
 
 class SubscriptionIn(_In):
-    plan_code: str = Field(min_length=1, max_length=120)
+    plan_code: BodyId
     quantity: int = Field(default=1, ge=1, le=10_000)
     trial_days: int | None = Field(default=None, ge=1, le=730)
 
 
 class ChangePlanIn(_In):
-    plan_code: str = Field(min_length=1, max_length=120)
+    plan_code: BodyId
     prorate: bool = True
 
 
@@ -66,26 +100,26 @@ class CancelIn(_In):
 
 class RefundIn(_In):
     amount: MinorUnits | None = Field(default=None, description="minor units; omit for the rest")
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
-    reason: str | None = Field(default=None, max_length=500)
+    currency: Currency | None = None
+    reason: Text | None = Field(default=None, max_length=500)
 
 
 class OfflinePaymentIn(_In):
     amount: MinorUnits = Field(description="minor units (cents, yen, fils)")
-    currency: str = Field(min_length=3, max_length=3)
-    reference: str = Field(min_length=1, max_length=120)
-    paid_at: datetime | None = None
-    invoice_id: str | None = None
-    note: str | None = Field(default=None, max_length=500)
+    currency: Currency
+    reference: Line = Field(min_length=1, max_length=120)
+    paid_at: BankDate = Field(default=None, description="with a timezone; 2000-01-01..tomorrow")
+    invoice_id: BodyId | None = None
+    note: Text | None = Field(default=None, max_length=500)
 
 
 class OfflineRefundIn(_In):
     amount: MinorUnits
-    currency: str = Field(min_length=3, max_length=3)
-    reference: str = Field(min_length=1, max_length=120)
-    refunded_at: datetime | None = None
-    payment_id: str | None = None
-    reason: str | None = Field(default=None, max_length=500)
+    currency: Currency
+    reference: Line = Field(min_length=1, max_length=120)
+    refunded_at: BankDate = Field(default=None, description="with a timezone; 2000-01-01..tomorrow")
+    payment_id: BodyId | None = None
+    reason: Text | None = Field(default=None, max_length=500)
 
 
 def get_context(request: Request) -> MuxContext:
@@ -148,9 +182,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", tags=["billing"], responses=ERRORS)
 
 
-def _utc(value: datetime | None) -> datetime:
+def _utc(value: datetime | None) -> datetime | None:
+    """The caller's timestamp in UTC, or None: the facade fills "now" once, when it decides
+    the record, so an identical retry hashes (and replays) as the same request."""
     if value is None:
-        return datetime.now(UTC)
+        return None
     if value.tzinfo is None:
         raise InvalidInput("timestamps must carry a timezone (UTC)")
     return value.astimezone(UTC)
@@ -207,7 +243,7 @@ def create_subscription(
 )
 def change_plan(
     user_id: UserId,
-    subscription_id: str,
+    subscription_id: RecordId,
     body: ChangePlanIn,
     actor: Actor,
     mux: Mux,
@@ -226,7 +262,7 @@ def change_plan(
 @router.post("/users/{user_id}/subscriptions/{subscription_id}/cancel", response_model=Subscription)
 def cancel(
     user_id: UserId,
-    subscription_id: str,
+    subscription_id: RecordId,
     body: CancelIn,
     actor: Actor,
     mux: Mux,
@@ -246,7 +282,12 @@ def cancel(
     "/users/{user_id}/payments/{payment_id}/refunds", status_code=201, response_model=Refund
 )
 def refund(
-    user_id: UserId, payment_id: str, body: RefundIn, actor: Actor, mux: Mux, key: IdemKey = None
+    user_id: UserId,
+    payment_id: RecordId,
+    body: RefundIn,
+    actor: Actor,
+    mux: Mux,
+    key: IdemKey = None,
 ) -> Any:
     amount = None
     if body.amount is not None:

@@ -30,6 +30,9 @@ class Route(Base):
     name: Mapped[str | None] = mapped_column(sa.String(200), default=None)
     currency: Mapped[str | None] = mapped_column(sa.String(3), default=None)
     facets: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    # set when a migration of this user passed the pivot (legacy canceled): from then on
+    # the route may never lead back to legacy (``routing.ALLOWED`` + ``transition``)
+    pivoted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     version: Mapped[int] = mapped_column(sa.Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
@@ -133,4 +136,39 @@ class OutboxMessage(Base):
     __table_args__ = (
         sa.Index("ix_outbox_user_status", "user_id", "status", "id"),
         sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    )
+
+
+class OfflineMoney(Base):
+    """One offline payment or refund (bank transfer), decided once per (user, kind, reference).
+
+    The row is written *before* the backend write, in the transaction that decides to record
+    it (``multiplexer.offline_ledger``): the unique constraint makes a concurrent double
+    submit lose there, and a row left ``pending`` (the backend's answer was lost) is re-sent
+    with the very same body and idempotency key, so the backend replays instead of
+    recording twice. Created by revision 0006.
+    """
+
+    __tablename__ = "offline_money"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(sa.String(120))
+    kind: Mapped[str] = mapped_column(sa.String(8))  # payment | refund
+    reference: Mapped[str] = mapped_column(sa.String(120))
+    system: Mapped[str] = mapped_column(sa.String(10))  # legacy | new
+    amount: Mapped[int] = mapped_column(sa.BigInteger)  # minor units
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    happened_at: Mapped[datetime] = mapped_column(UtcDateTime)  # paid_at / refunded_at as sent
+    target_id: Mapped[str | None] = mapped_column(sa.String(120), default=None)  # invoice/payment
+    note: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    request_hash: Mapped[str] = mapped_column(sa.String(64))  # of the caller's own fields
+    idempotency_key: Mapped[str] = mapped_column(sa.String(200))
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")  # pending | recorded
+    record_id: Mapped[str | None] = mapped_column(sa.String(120), default=None)
+    actor: Mapped[str] = mapped_column(sa.String(120))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    recorded_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "kind", "reference", name="uq_offline_money_reference"),
     )

@@ -23,7 +23,9 @@ LEGACY, MIGRATING, NEW, FAILED, HELD = "legacy", "migrating", "new", "failed", "
 STATES = (LEGACY, MIGRATING, NEW, FAILED, HELD)
 
 #: The state machine. ``new -> legacy`` is absent on purpose: once the legacy
-#: subscriptions are canceled, routing back would leave the user billed nowhere.
+#: subscriptions are canceled, routing back would leave the user billed nowhere. For the
+#: same reason ``failed -> legacy`` is legal only for a user whose migration never passed
+#: the pivot (``Route.pivoted_at`` unset): after it, see ``AFTER_PIVOT``.
 ALLOWED: dict[str, frozenset[str]] = {
     LEGACY: frozenset({MIGRATING, HELD}),
     MIGRATING: frozenset({LEGACY, NEW, FAILED}),
@@ -32,6 +34,50 @@ ALLOWED: dict[str, frozenset[str]] = {
     HELD: frozenset({LEGACY, NEW, FAILED}),  # release: back to where it was held from
 }
 WRITABLE = frozenset({LEGACY, NEW})
+#: Targets no route may reach once its migration passed the pivot (legacy canceled, the new
+#: system holds or is about to hold the user): only forward (resume, or ``new``) or held.
+AFTER_PIVOT_FORBIDDEN = frozenset({LEGACY})
+
+#: What ``allowed_actions`` may offer, with the label a person reads.
+ACTIONS = {
+    "hold": "Hold",
+    "release": "Release",
+    "legacy": "Route back to legacy",
+    "resume": "Resume the migration",
+}
+
+
+def allowed_targets(route: Route) -> frozenset[str]:
+    """The states ``transition`` would accept for this route now."""
+    targets = ALLOWED[route.state]
+    if route.pivoted_at is not None:
+        targets = targets - AFTER_PIVOT_FORBIDDEN
+    if route.state == HELD and route.held_from is not None:
+        targets = targets & {route.held_from}
+    return targets
+
+
+def allowed_actions(route: Route) -> tuple[str, ...]:
+    """What an operator may do with this route now, in display order (keys of ``ACTIONS``).
+
+    Everything offered is legal for ``transition``: ``hold`` / ``release`` / ``legacy``
+    (route back, only before the pivot); ``resume`` is the migration's forward recovery,
+    offered for a user that failed after the pivot (route ``failed`` with ``pivoted_at``).
+    A migrating route offers nothing: the saga owns it.
+    """
+    targets = allowed_targets(route)
+    actions: list[str] = []
+    if route.state == HELD:
+        if route.held_from in targets:
+            actions.append("release")
+        return tuple(actions)
+    if HELD in targets:
+        actions.append("hold")
+    if route.state == FAILED and LEGACY in targets:
+        actions.append("legacy")
+    if route.state == FAILED and route.pivoted_at is not None:
+        actions.append("resume")
+    return tuple(actions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +137,12 @@ def transition(
         raise IllegalTransition(
             f"user {user_id!r}: route cannot go from {route.state!r} to {to_state!r}"
         )
+    if route.pivoted_at is not None and to_state in AFTER_PIVOT_FORBIDDEN:
+        raise IllegalTransition(
+            f"user {user_id!r} passed the pivot of its migration (legacy subscriptions "
+            f"canceled): the route cannot go back to {to_state!r}; resume the migration "
+            f"forward (runbook: a user failed after the pivot)"
+        )
     if route.state == HELD and to_state != route.held_from and route.held_from is not None:
         raise IllegalTransition(
             f"user {user_id!r} was held from {route.held_from!r}; release it there first"
@@ -121,6 +173,35 @@ def transition(
     session.flush()
     _invalidate_after_commit(session, cache, user_id)
     return route
+
+
+def mark_pivoted(
+    session: Session, user_id: str, *, actor: str, reason: str, cache: RouteCache | None = None
+) -> None:
+    """Remember on the route that its migration passed the pivot (in the caller's
+    transaction, the one that marks the migration pivoted, before any legacy write)."""
+    route = session.execute(
+        sa.select(Route).where(Route.user_id == user_id).with_for_update()
+    ).scalar_one_or_none()
+    if route is None:
+        raise UnknownUser(user_id)
+    if route.pivoted_at is not None:
+        return
+    from core.db import utcnow
+
+    route.pivoted_at = utcnow()
+    route.version += 1
+    audit.record(
+        session,
+        actor=actor,
+        action="route.pivoted",
+        resource_type="route",
+        resource_id=user_id,
+        after={**route.snapshot(), "pivoted_at": route.pivoted_at.isoformat()},
+        reason=reason,
+    )
+    session.flush()
+    _invalidate_after_commit(session, cache, user_id)
 
 
 def create_route(

@@ -39,6 +39,7 @@ from core.canonical import (
     Refund,
     Subscription,
     SubscriptionItem,
+    TaxRate,
 )
 
 
@@ -136,7 +137,17 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
         "canceled_at": TIMESTAMP,
         "ended_at": TIMESTAMP,
         "items": nested("subscription_item"),
+        "tax_rates": nested("tax_rate"),
         "metadata": EQUAL,
+    },
+    "tax_rate": {
+        "id": EQUAL,  # Stripe's txr_ id, carried as the new side's external id
+        "legacy_id": LEGACY_ID,
+        "display_name": EQUAL,
+        "percentage": EQUAL,
+        "inclusive": EQUAL,
+        "jurisdiction": EQUAL,
+        "country": EQUAL,
     },
     "discount": {
         "id": ID,
@@ -177,6 +188,7 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
         "subtotal": EQUAL,
         "discount_total": EQUAL,
         "tax": EQUAL,
+        "tax_breakdown": EQUAL,
         "total": EQUAL,
         "amount_paid": EQUAL,
         "amount_due": EQUAL,
@@ -216,6 +228,7 @@ MODELS: Mapping[str, type[BaseModel]] = {
     "customer": Customer,
     "subscription": Subscription,
     "subscription_item": SubscriptionItem,
+    "tax_rate": TaxRate,
     "discount": Discount,
     "invoice": Invoice,
     "invoice_line": InvoiceLine,

@@ -229,6 +229,8 @@ def _show(name: str, *, as_json: bool) -> None:
             console.print(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(data.items())))
     for f in p.failed_users[:10]:
         console.print(f"  [red]failed[/] {f['user_id']} ({f['kind']}): {f['reason']}")
+    for r in p.retrying_users[:10]:
+        console.print(f"  [yellow]retrying after the pivot[/] {r['user_id']}: {r['reason']}")
 
 
 @cohort.command("status")

@@ -195,4 +195,6 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     with cli_errors():
         make_app()  # binds this process's Celery app; request threads have no current app
         ctx = mux_context()
-    uvicorn.run(create_app(ctx), host=host, port=port, proxy_headers=True)
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from any local peer;
+    # the admin reads it only from TWINBILL_TRUSTED_PROXIES (admin/web/security.py).
+    uvicorn.run(create_app(ctx), host=host, port=port, proxy_headers=False)

@@ -18,6 +18,8 @@ from fastapi.templating import Jinja2Templates
 
 from admin.web.access import NAV, Denied, NeedLogin, allowed
 from admin.web.auth import Authenticator, Principal
+from admin.web.environment import Environment, describe
+from admin.web.security import SecurityHeaders, parse_proxies
 from core.errors import ConfigurationError
 from multiplexer.bootstrap import MuxContext
 
@@ -32,6 +34,8 @@ class AdminWeb:
     ctx: MuxContext
     auth: Authenticator
     templates: Jinja2Templates
+    environment: Environment
+    locale: str = "en_US"
     cookie_name: str = COOKIE
 
 
@@ -40,11 +44,15 @@ def page(request: Request, template: str, *, status: int = 200, **context: Any) 
     web: AdminWeb = request.app.state.admin
     principal: Principal | None = getattr(request.state, "principal", None)
     nav = [(label, url) for label, url, key in NAV if allowed(principal, key)]
+    flashes = web.auth.take_flash(principal) if principal and status < 300 else []
     return web.templates.TemplateResponse(
         request,
         template,
         {
             "me": principal,
+            "env": web.environment,
+            "locale": web.locale,
+            "flashes": flashes,
             "csrf": principal.csrf_token if principal else "",
             "nav": nav,
             "can": lambda key: allowed(principal, key),
@@ -54,8 +62,42 @@ def page(request: Request, template: str, *, status: int = 200, **context: Any) 
     )
 
 
+async def form_fields(request: Request) -> dict[str, str]:
+    """The posted form as plain strings, for plain ``def`` handlers (which cannot await).
+
+    Handlers that touch the database, a billing system or argon2 are ``def`` so
+    FastAPI runs them in its thread pool; this async dependency reads the body on
+    the event loop first (the guard has usually read and cached it already).
+    """
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def redirect(
+    request: Request, url: str, *, notice: str | None = None, error: str | None = None
+) -> Response:
+    """303 to ``url`` with a one-shot banner kept in the session (never in the URL)."""
+    web: AdminWeb = request.app.state.admin
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None:
+        if notice:
+            web.auth.flash(principal, notice, kind="ok")
+        if error:
+            web.auth.flash(principal, error, kind="bad")
+    return RedirectResponse(url, status_code=303)
+
+
 def mount(app: FastAPI, ctx: MuxContext) -> AdminWeb:
-    from admin.web import views_auth, views_finance, views_ops, views_reports, views_users
+    from admin.web import (
+        views_accounts,
+        views_activity,
+        views_auth,
+        views_finance,
+        views_ops,
+        views_reports,
+        views_users,
+        views_webhooks,
+    )
     from admin.web.filters import install
 
     secret = ctx.settings.secret_key.get_secret_value() if ctx.settings.secret_key else ""
@@ -65,13 +107,30 @@ def mount(app: FastAPI, ctx: MuxContext) -> AdminWeb:
             "admin: it keys the session cookies and CSRF tokens"
         )
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    install(templates.env)
+    install(templates.env, ctx.settings.admin_locale)
+    parse_proxies(ctx.settings.trusted_proxies)  # a bad entry refuses to start
     web = AdminWeb(
-        ctx, Authenticator(ctx.sessions, secret, ctx.settings.session_max_age), templates
+        ctx,
+        Authenticator(ctx.sessions, secret, ctx.settings.session_max_age),
+        templates,
+        describe(ctx.settings),
+        ctx.settings.admin_locale,
     )
     app.state.admin = web
+    # Security headers on every answer of the app (admin, gateway, webhooks): CSP,
+    # frame-ancestors/X-Frame-Options, Referrer-Policy, nosniff, HSTS over TLS.
+    app.add_middleware(SecurityHeaders, trusted_proxies=ctx.settings.trusted_proxies)
     app.mount("/admin/static", StaticFiles(directory=str(HERE / "static")), name="admin-static")
-    for module in (views_auth, views_users, views_finance, views_ops, views_reports):
+    for module in (
+        views_auth,
+        views_users,
+        views_activity,
+        views_finance,
+        views_ops,
+        views_reports,
+        views_accounts,
+        views_webhooks,
+    ):
         app.include_router(module.router)
 
     @app.exception_handler(NeedLogin)

@@ -28,6 +28,7 @@ EVERYONE = frozenset({SUPPORT, FINANCE, DEVELOPER, ADMIN})
 MONEY_WRITERS = frozenset({SUPPORT, ADMIN})
 FINANCE_READERS = frozenset({FINANCE, ADMIN})
 OPERATORS = frozenset({DEVELOPER, ADMIN})
+ADMINS = frozenset({ADMIN})
 
 ROUTE_ROLES: dict[str, frozenset[str]] = {
     "GET /admin/login": PUBLIC,
@@ -35,6 +36,7 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
     "POST /admin/logout": EVERYONE,
     "GET /admin": EVERYONE,
     "GET /admin/search": EVERYONE,
+    "GET /admin/search/suggest": EVERYONE,
     "GET /admin/users/{user_id}": EVERYONE,
     "GET /admin/activity": EVERYONE,
     "GET /admin/users/{user_id}/offline/{kind}": MONEY_WRITERS,
@@ -50,6 +52,10 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
     "POST /admin/migrations/{migration_id}/resume": OPERATORS,
     "GET /admin/reports": OPERATORS,
     "GET /admin/reports/{report_id}": OPERATORS,
+    "GET /admin/webhooks/dead": OPERATORS,
+    "POST /admin/webhooks/{message_id}/retry": OPERATORS,
+    "GET /admin/accounts": ADMINS,
+    "POST /admin/accounts/{user_id}/{action}": ADMINS,
 }
 
 NAV = (
@@ -57,6 +63,9 @@ NAV = (
     ("Offline payments", "/admin/finance/offline", "GET /admin/finance/offline"),
     ("Cohorts", "/admin/cohorts", "GET /admin/cohorts"),
     ("Reconciliation", "/admin/reports", "GET /admin/reports"),
+    ("Webhooks", "/admin/webhooks/dead", "GET /admin/webhooks/dead"),
+    ("Activity", "/admin/activity", "GET /admin/activity"),
+    ("Accounts", "/admin/accounts", "GET /admin/accounts"),
 )
 
 

@@ -157,8 +157,21 @@ class Authenticator:
         """Check the password; returns (cookie token, principal). Raises LoginFailed/Throttled."""
         email = (email or "").strip().lower()
         key = email_key(email)
-        with transaction(self._sessions) as session:
-            self._check_throttle(session, key, ip)
+        try:
+            with transaction(self._sessions) as session:
+                self._check_throttle(session, key, ip)
+        except LoginThrottled:
+            with transaction(self._sessions) as session:
+                audit.record(
+                    session,
+                    actor="anonymous",
+                    action="admin.login_throttled",
+                    resource_type="admin_user",
+                    resource_id=mask_email(email),
+                    after={"ip": ip},
+                )
+            log.warning("sign-in throttled for %s from %s", mask_email(email), ip)
+            raise
         with transaction(self._sessions) as session:
             user = session.scalar(sa.select(AdminUser).where(AdminUser.email == email))
             ok = False
@@ -227,8 +240,8 @@ class Authenticator:
         now = utcnow()
         with transaction(self._sessions) as session:
             row = session.get(AdminSession, sid)
-            if row is None:
-                return None, False
+            if row is None:  # a cookie whose session ended (expired and purged, or revoked)
+                return None, True
             user = session.get(AdminUser, row.user_id)
             if row.expires_at <= now or user is None or user.disabled_at is not None:
                 session.delete(row)
@@ -237,6 +250,24 @@ class Authenticator:
             return Principal(
                 user.id, user.email, user.role, row.id, row.csrf_token, row.expires_at
             ), False
+
+    # -- one-shot banners (flash), kept in the session row, never in a URL ---------------
+    def flash(self, principal: Principal, text: str, *, kind: str = "ok") -> None:
+        with transaction(self._sessions) as session:
+            row = session.get(AdminSession, principal.session_id)
+            if row is not None:
+                item = {"kind": kind, "text": text}
+                queued = [f for f in (row.flash or []) if f != item]  # a double click: shown once
+                row.flash = [*queued, item][-5:]
+
+    def take_flash(self, principal: Principal) -> list[dict[str, str]]:
+        with transaction(self._sessions) as session:
+            row = session.get(AdminSession, principal.session_id)
+            if row is None or not row.flash:
+                return []
+            out = list(row.flash)
+            row.flash = None
+            return out
 
     @staticmethod
     def csrf_ok(principal: Principal, submitted: str | None) -> bool:

@@ -2,9 +2,11 @@
 
 Shared by the web form and ``twinbill payments|refunds record-offline``. Recording
 goes through ``BillingMux`` (which routes to the user's system, refuses migrating
-users and derives its idempotency key from user + reference); a submit whose
-user + reference is already in the activity log is answered with the earlier
+users, and decides each record once in the offline money ledger, table
+``offline_money``, unique per user + kind + reference, before the backend write); a
+submit whose user + reference is already recorded is answered with the earlier
 record instead of a second call, so a double click or a retry records it once.
+The finance report reads the same table.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from core.audit import AuditEntry
 from core.errors import InvalidInput, UnknownUser, UserHeld, UserMigrating
 from core.money import Money, exponent
+from multiplexer import offline_ledger
 from multiplexer.bootstrap import MuxContext
-from multiplexer.models import Route
+from multiplexer.models import OfflineMoney, Route
 from multiplexer.routing import MIGRATING, WRITABLE
 
-KINDS = {"payment": "support.offline_payment", "refund": "support.offline_refund"}
+KINDS = offline_ledger.ACTION
 LABEL = {"payment": "an offline payment", "refund": "an offline refund"}
 
 
@@ -160,20 +162,10 @@ def build_draft(
 
 def already_recorded(
     session: Session, kind: str, user_id: str, reference: str
-) -> AuditEntry | None:
-    entries = session.scalars(
-        sa.select(AuditEntry)
-        .where(
-            AuditEntry.resource_type == "user",
-            AuditEntry.resource_id == user_id,
-            AuditEntry.action == KINDS[kind],
-        )
-        .order_by(AuditEntry.id)
-    )
-    for entry in entries:
-        if (entry.after or {}).get("reference") == reference:
-            return entry
-    return None
+) -> OfflineMoney | None:
+    """The ledger row of an offline record already made for this user + reference."""
+    row = offline_ledger.find(session, kind, user_id, reference)
+    return row if row is not None and row.status == "recorded" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +179,7 @@ def record(ctx: MuxContext, draft: Draft, *, actor: str) -> Recorded:
     with ctx.sessions() as session:
         earlier = already_recorded(session, draft.kind, draft.user_id, draft.reference)
     if earlier is not None:
-        after = earlier.after or {}
-        return Recorded(
-            str(after.get("payment") or after.get("refund")), str(after.get("system")), True
-        )
+        return Recorded(str(earlier.record_id), earlier.system, True)
     at = datetime.combine(draft.on, time(12, 0), tzinfo=UTC)
     if draft.kind == "payment":
         pay = ctx.mux.record_offline_payment(
@@ -257,35 +246,30 @@ def list_offline(
     lo = datetime.combine(start, time.min, tzinfo=UTC)
     hi = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
     stmt = (
-        sa.select(AuditEntry)
+        sa.select(OfflineMoney)
         .where(
-            AuditEntry.action.in_(tuple(KINDS.values())), AuditEntry.at >= lo, AuditEntry.at < hi
+            OfflineMoney.status == "recorded",
+            OfflineMoney.created_at >= lo,
+            OfflineMoney.created_at < hi,
         )
-        .order_by(AuditEntry.id)
+        .order_by(OfflineMoney.id)
     )
     if after_id is not None:
-        stmt = stmt.where(AuditEntry.id > after_id)
+        stmt = stmt.where(OfflineMoney.id > after_id)
     if limit is not None:
         stmt = stmt.limit(limit)
-    seen: set[tuple[str, str, str]] = set()
-    for e in session.scalars(stmt.execution_options(yield_per=500)):
-        after = e.after or {}
-        kind = "payment" if e.action == KINDS["payment"] else "refund"
-        key = (kind, e.resource_id, str(after.get("reference")))
-        if key in seen:  # a concurrent double submit that slipped past: shown once
-            continue
-        seen.add(key)
+    for row in session.scalars(stmt.execution_options(yield_per=500)):
         yield OfflineRow(
-            e.id,
-            e.at,
-            kind,
-            e.resource_id,
-            str(after.get("system", "")),
-            str(after.get("payment") or after.get("refund") or ""),
-            int(after.get("amount") or 0),
-            str(after.get("currency") or ""),
-            str(after.get("reference") or ""),
-            e.actor,
-            e.reason,
-            str(after.get("paid_at") or after.get("refunded_at") or ""),
+            row.id,
+            row.created_at,
+            row.kind,
+            row.user_id,
+            row.system,
+            row.record_id or "",
+            row.amount,
+            row.currency,
+            row.reference,
+            row.actor,
+            row.note,
+            row.happened_at.date().isoformat(),
         )

@@ -7,16 +7,18 @@ import secrets
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from admin.web import LOGIN_CSRF_COOKIE, AdminWeb, page
+from admin.web import LOGIN_CSRF_COOKIE, AdminWeb, form_fields, page
 from admin.web.access import guard
 from admin.web.auth import LoginFailed, LoginThrottled, Principal
 from admin.web.filters import safe_next
+from admin.web.security import client_ip, is_tls
 
 router = APIRouter(dependencies=[Depends(guard)])
+#: The cookie outlives the server-side session by this much, so an expired session
+#: is recognised (and "Your session expired" shown) instead of silently vanishing.
+COOKIE_GRACE = 7 * 24 * 3600
 
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+__all__ = ["client_ip", "login_page", "router"]
 
 
 def login_page(
@@ -43,7 +45,7 @@ def login_page(
         httponly=True,
         samesite="strict",
         path="/admin",
-        secure=request.url.scheme == "https",
+        secure=is_tls(request),
     )
     return response
 
@@ -51,13 +53,16 @@ def login_page(
 @router.get("/admin/login")
 def login_form(request: Request, next: str = "", expired: int = 0) -> Response:  # noqa: A002
     notice = "Your session expired. Sign in again." if expired else None
-    return login_page(request, next_url=next, notice=notice)
+    response = login_page(request, next_url=next, notice=notice)
+    if expired:
+        response.delete_cookie(request.app.state.admin.cookie_name, path="/admin")
+    return response
 
 
 @router.post("/admin/login")
-async def login(request: Request) -> Response:
+def login(request: Request, form: dict[str, str] = Depends(form_fields)) -> Response:
+    """A plain ``def``: argon2 runs in the thread pool, not on the event loop."""
     web: AdminWeb = request.app.state.admin
-    form = await request.form()
     next_url = str(form.get("next") or "")
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
     submitted = str(form.get("csrf_token") or "")
@@ -83,11 +88,11 @@ async def login(request: Request) -> Response:
     response.set_cookie(
         web.cookie_name,
         token,
-        max_age=web.auth.max_age,
+        max_age=web.auth.max_age + COOKIE_GRACE,
         httponly=True,
         samesite="lax",
         path="/admin",
-        secure=request.url.scheme == "https",
+        secure=is_tls(request),
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin")
     del principal

@@ -1,4 +1,9 @@
-"""Finance: offline payments and refunds by date range, on screen and as CSV."""
+"""Finance: offline payments and refunds by date range, on screen and as CSV.
+
+The CSV is opened in spreadsheets: a cell that starts with ``= + - @`` (or a tab or
+carriage return) would run as a formula there, so such cells get a leading ``'``
+(OWASP "CSV injection"). Every export is written to the activity log.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ from fastapi.responses import Response, StreamingResponse
 
 from admin.web import AdminWeb, page
 from admin.web.access import guard
+from admin.web.auth import Principal
 from admin.web.offline import OfflineRow, list_offline
+from core import audit
+from core.db import transaction
 
 router = APIRouter(dependencies=[Depends(guard)])
 PAGE = 100
@@ -71,12 +79,21 @@ def offline_list(
     )
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text, never evaluates as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _csv(rows: Iterator[OfflineRow]) -> Iterator[str]:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     writer.writeheader()
     for row in rows:
-        writer.writerow(row.as_dict())
+        writer.writerow({k: cell(v) for k, v in row.as_dict().items()})
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()
@@ -84,11 +101,22 @@ def _csv(rows: Iterator[OfflineRow]) -> Iterator[str]:
 
 
 @router.get("/admin/finance/offline.csv")
-def offline_csv(request: Request, start: str = "", end: str = "") -> Response:
+def offline_csv(
+    request: Request, start: str = "", end: str = "", me: Principal = Depends(guard)
+) -> Response:
     web: AdminWeb = request.app.state.admin
     lo, hi, _ = _range(start, end)
     with web.ctx.sessions() as session:
         rows = list(list_offline(session, lo, hi))
+    with transaction(web.ctx.sessions) as session:
+        audit.record(
+            session,
+            actor=me.actor,
+            action="finance.offline_export",
+            resource_type="export",
+            resource_id=f"offline:{lo.isoformat()}..{hi.isoformat()}",
+            after={"start": lo.isoformat(), "end": hi.isoformat(), "rows": len(rows)},
+        )
     name = f"offline-{lo.isoformat()}-{hi.isoformat()}.csv"
     return StreamingResponse(
         _csv(iter(rows)),

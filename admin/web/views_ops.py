@@ -1,24 +1,31 @@
-"""Developers: cohort dashboard and actions, a migration's timeline step by step, and
-resuming one user's migration that failed after the pivot."""
+"""Developers: cohort dashboard (charts, members) and actions, a migration's timeline step
+by step, and resuming one user's migration that failed after the pivot.
+
+Plain ``def`` handlers (thread pool): a resume or a cohort start touches the database
+and the queue; the saga itself runs in a worker (``twinbill.migrate``), never in the
+request.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from admin.web import AdminWeb, page
+from admin.web import AdminWeb, form_fields, page, redirect
+from admin.web import cohort_stats as stats
 from admin.web.access import guard
 from admin.web.auth import Principal
+from admin.web.charts import Series, bar_chart, line_chart
+from admin.web.filters import number
 from core import audit
 from core.db import transaction
 from core.errors import TwinbillError
 from migration import cohorts, records, services
 from migration.models import Cohort, Migration
-from migration.saga import SagaDeps
 
 router = APIRouter(dependencies=[Depends(guard)])
 SORTS = {"name": Cohort.name, "status": Cohort.status, "created": Cohort.created_at}
@@ -63,25 +70,72 @@ def cohorts_page(
     )
 
 
+def _charts(series: stats.CohortSeries, limits: list[dict[str, Any]]) -> dict[str, Any]:
+    pct = "{:.0f}%".format
+    return {
+        "progress": line_chart(
+            "Users finished over time",
+            [
+                Series("migrated", "good", series.done),
+                Series("failed", "bad", series.failed),
+            ],
+            y_format=lambda v: number(round(v)),
+            start=series.start,
+            chart_id="chart-progress",
+        ),
+        "rate": line_chart(
+            "Throughput (users per second)",
+            [Series("users/s", "info", series.rate)],
+            y_format="{:.2g}".format,
+            start=series.start,
+            chart_id="chart-rate",
+        ),
+        "rates": line_chart(
+            "Failure and diff rates (% of finished / of checked users)",
+            [
+                Series("failure rate", "bad", series.failure_rate),
+                Series("diff rate", "warn", series.diff_rate),
+            ],
+            y_format=lambda v: pct(v),
+            y_max=max([5.0] + [y for _, y in series.failure_rate + series.diff_rate]),
+            start=series.start,
+            chart_id="chart-rates",
+        ),
+        "budget": bar_chart(
+            "Rate budget in use (effective of configured requests/s)",
+            stats.budget_bars(limits),
+            value_format=lambda used, cap: f"{used:.1f} of {cap:g}/s",
+            chart_id="chart-budget",
+        ),
+    }
+
+
 @router.get("/admin/cohorts/{name}")
 def cohort_page(
-    request: Request, name: str, notice: str | None = None, error: str | None = None
+    request: Request, name: str, member_status: str = "", after: str | None = None
 ) -> Response:
     web = _web(request)
+    limits = _limits(web)
     with web.ctx.sessions() as session:
         try:
             progress = cohorts.progress(session, name)
         except TwinbillError as exc:
             return page(request, "error.html", status=404, title="Unknown cohort", message=str(exc))
         history = list(reversed(audit.history(session, "cohort", name)))
+        series = stats.series(session, name, now=stats.now_if_running(progress.status))
+        members, next_after = stats.members(session, name, status=member_status, after=after)
     return page(
         request,
         "cohort.html",
         p=progress,
-        limits=_limits(web),
+        limits=limits,
         history=history,
-        notice=notice,
-        error=error,
+        series=series,
+        charts=_charts(series, limits),
+        members=members,
+        member_status=member_status,
+        members_next=next_after,
+        after=after,
     )
 
 
@@ -93,19 +147,22 @@ def _enqueue(web: AdminWeb) -> Any:
 
 
 @router.post("/admin/cohorts/{name}/{action}")
-async def cohort_action(
-    request: Request, name: str, action: str, me: Principal = Depends(guard)
+def cohort_action(
+    request: Request,
+    name: str,
+    action: str,
+    form: dict[str, str] = Depends(form_fields),
+    me: Principal = Depends(guard),
 ) -> Response:
     from migration.bootstrap import saga_deps
 
     web = _web(request)
-    form = await request.form()
-    reason = str(form.get("reason") or "").strip() or None
-    result: dict[str, str] = {}
+    reason = form.get("reason", "").strip() or None
+    notice = error = None
     try:
         if action == "pause":
             cohorts.set_status(web.ctx.sessions, name, "paused", actor=me.actor, reason=reason)
-            result["notice"] = f"Cohort {name} paused: no new user starts."
+            notice = f"Cohort {name} paused: no new user starts."
         elif action in ("resume", "retry-failed"):
             started = services.start_cohort(
                 saga_deps(web.ctx),
@@ -114,18 +171,16 @@ async def cohort_action(
                 actor=me.actor,
                 retry_failed=action == "retry-failed",
             )
-            result["notice"] = f"Cohort {name} running: {started} migrations queued."
+            notice = f"Cohort {name} running: {started} migrations queued."
         else:
-            result["error"] = f"Unknown cohort action {action!r}."
+            error = f"Unknown cohort action {action!r}."
     except TwinbillError as exc:
-        result["error"] = f"Refused: {exc}. Nothing was changed."
-    return RedirectResponse(f"/admin/cohorts/{quote(name)}?{urlencode(result)}", status_code=303)
+        error = f"Refused: {exc}. Nothing was changed."
+    return redirect(request, f"/admin/cohorts/{quote(name)}", notice=notice, error=error)
 
 
 @router.get("/admin/migrations/{migration_id}")
-def migration_page(
-    request: Request, migration_id: str, notice: str | None = None, error: str | None = None
-) -> Response:
+def migration_page(request: Request, migration_id: str) -> Response:
     web = _web(request)
     with web.ctx.sessions() as session:
         mig = session.get(Migration, migration_id)
@@ -154,8 +209,6 @@ def migration_page(
         steps=steps,
         others=others,
         resumable=resume_refusal(mig, latest) is None,
-        notice=notice,
-        error=error,
     )
 
 
@@ -174,23 +227,16 @@ def resume_refusal(mig: Migration, latest: str | None) -> str | None:
     return None
 
 
-def _saga_deps(web: AdminWeb) -> SagaDeps:
-    deps = web.ctx.extras.get("saga_deps")  # tests hand over fakes here
-    if deps is None:
-        from migration import runtime
-
-        deps = runtime.deps()
-    return deps  # type: ignore[no-any-return]
-
-
 @router.post("/admin/migrations/{migration_id}/resume")
-async def migration_resume(
-    request: Request, migration_id: str, me: Principal = Depends(guard)
+def migration_resume(
+    request: Request,
+    migration_id: str,
+    form: dict[str, str] = Depends(form_fields),
+    me: Principal = Depends(guard),
 ) -> Response:
-    """Resume a migration that failed after the pivot (forward recovery), synchronously."""
+    """Resume a migration that failed after the pivot: reopen it and queue it for a worker."""
     web = _web(request)
-    form = await request.form()
-    reason = str(form.get("reason") or "").strip() or None
+    reason = form.get("reason", "").strip() or None
     with web.ctx.sessions() as session:
         mig = session.get(Migration, migration_id)
         latest = cohorts.latest_migration(session, mig.user_id) if mig else None
@@ -202,16 +248,16 @@ async def migration_resume(
             title="Unknown migration",
             message=f"No migration {migration_id!r}.",
         )
-    result: dict[str, str] = {}
+    url = f"/admin/migrations/{quote(migration_id)}"
     refused = resume_refusal(mig, latest.id if latest else None)
     before = {"status": mig.status, "step": mig.step, "error_kind": mig.error_kind}
     if refused is None:
         try:
-            done = services.resume_user(_saga_deps(web), mig.user_id)
+            queued = services.reopen_for_resume(web.ctx.sessions, web.ctx.cache, mig.user_id)
+            _enqueue(web)(queued)
         except TwinbillError as exc:
             refused = f"Refused: {exc}."
         else:
-            after = {"status": done.status, "step": done.step, "error_kind": done.error_kind}
             with transaction(web.ctx.sessions) as session:
                 audit.record(
                     session,
@@ -220,19 +266,13 @@ async def migration_resume(
                     resource_type="migration",
                     resource_id=mig.id,
                     before=before,
-                    after=after,
+                    after={"status": "running", "step": mig.step, "queued": True},
                     reason=reason,
                 )
-            if done.status == "succeeded":
-                result["notice"] = f"Resumed: migration {done.id} finished ({done.step})."
-            else:
-                message = f": {done.error_message}" if done.error_message else ""
-                result["error"] = (
-                    f"Resumed, but migration {done.id} is {done.status} again at step "
-                    f"{done.step or '—'}{message}"
-                )
-    if refused is not None:
-        result["error"] = f"{refused} Nothing was changed."
-    return RedirectResponse(
-        f"/admin/migrations/{quote(migration_id)}?{urlencode(result)}", status_code=303
-    )
+            return redirect(
+                request,
+                url,
+                notice=f"Resume queued: a worker continues migration {queued} from step "
+                f"{mig.step or '—'}. This page shows its steps as they finish.",
+            )
+    return redirect(request, url, error=f"{refused} Nothing was changed.")

@@ -1,40 +1,56 @@
-"""Search, the user page, offline payment/refund forms, and route actions (hold/release/back)."""
+"""Search, the user page, offline payment/refund forms, and route actions (hold/release/back).
+
+Handlers are plain ``def`` (FastAPI runs them in its thread pool): they call the
+billing systems and the database, which must never block the event loop that also
+serves the gateway and the webhooks. Form fields come from the async ``form_fields``
+dependency, so nothing here awaits.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from admin.web import AdminWeb, page
+from admin.web import AdminWeb, form_fields, page, redirect
 from admin.web.access import guard
 from admin.web.auth import Principal
-from admin.web.offline import LABEL, DraftErrors, build_draft, record, refusal, writable_route
-from admin.web.search import search
+from admin.web.filters import money
+from admin.web.offline import (
+    LABEL,
+    Draft,
+    DraftErrors,
+    build_draft,
+    record,
+    refusal,
+    writable_route,
+)
+from admin.web.search import MIN_SUBSTRING, search
 from core import audit
 from core.db import transaction
 from core.errors import IllegalTransition, InvalidInput, TwinbillError, UnknownUser
 from migration import records
 from migration.models import Migration
 from multiplexer import routing
+from multiplexer.backends.base import UserRef
 from multiplexer.models import Route
 from multiplexer.search_index import index_invoice_numbers
 
 log = logging.getLogger("twinbill.admin")
 router = APIRouter(dependencies=[Depends(guard)])
-
-
-def back(user_id: str, *, notice: str | None = None, error: str | None = None) -> Response:
-    query = urlencode({k: v for k, v in (("notice", notice), ("error", error)) if v})
-    return RedirectResponse(f"/admin/users/{quote(user_id)}?{query}", status_code=303)
+SUGGEST = 8
 
 
 def _web(request: Request) -> AdminWeb:
     return request.app.state.admin  # type: ignore[no-any-return]
+
+
+def user_url(user_id: str) -> str:
+    return f"/admin/users/{quote(user_id)}"
 
 
 @router.get("/admin/search")
@@ -46,25 +62,51 @@ def search_page(request: Request, q: str = "", after: str | None = None) -> Resp
         if len(result.hits) == 1 and after is None and result.next_after is None:
             exact = result.hits[0]
             if q.strip() in (exact.user_id, exact.legacy_customer_id, exact.new_customer_id):
-                return RedirectResponse(f"/admin/users/{quote(exact.user_id)}", status_code=303)
-    return page(request, "search.html", q=q, result=result, after=after)
+                return RedirectResponse(user_url(exact.user_id), status_code=303)
+    return page(
+        request, "search.html", q=q, result=result, after=after, min_substring=MIN_SUBSTRING
+    )
+
+
+@router.get("/admin/search/suggest")
+def search_suggest(request: Request, q: str = "") -> Response:
+    """Typeahead: the first few matches of the same search, as JSON for the search box."""
+    hits: list[dict[str, str]] = []
+    if len(q.strip()) >= 2:
+        with _web(request).ctx.sessions() as session:
+            result = search(session, q, limit=SUGGEST)
+        hits = [
+            {
+                "user_id": h.user_id,
+                "label": " · ".join(x for x in (h.user_id, h.name, h.email) if x),
+                "state": h.state,
+                "url": user_url(h.user_id),
+            }
+            for h in result.hits[:SUGGEST]
+        ]
+    return JSONResponse({"query": q, "hits": hits}, headers={"Cache-Control": "no-store"})
 
 
 def _billing(web: AdminWeb, route: Route) -> dict[str, Any]:
-    """The user's records from the system of record, via the multiplexer."""
-    mux = web.ctx.mux
-    data: dict[str, Any] = {"error": None, "subscriptions": [], "invoices": [], "payments": []}
+    """The user's records from the system of record (its own answer, one history read)."""
+    data: dict[str, Any] = {
+        "error": None,
+        "subscriptions": [],
+        "invoices": [],
+        "payments": [],
+        "refunds": [],
+    }
     try:
-        data["subscriptions"] = mux.list_subscriptions(route.user_id)
-        data["invoices"] = sorted(
-            mux.list_invoices(route.user_id), key=lambda i: i.created_at, reverse=True
-        )
-        data["payments"] = sorted(
-            mux.list_payments(route.user_id), key=lambda p: p.paid_at, reverse=True
-        )
-    except TwinbillError as exc:
+        backend = web.ctx.backends[route.system]
+        ref = UserRef(route.user_id, route.legacy_customer_id, route.new_customer_id)
+        history = backend.get_history(ref)
+    except (TwinbillError, KeyError) as exc:
         data["error"] = f"Could not read the {route.system.upper()} system: {exc}"
         return data
+    data["subscriptions"] = list(history.subscriptions)
+    data["invoices"] = sorted(history.invoices, key=lambda i: i.created_at, reverse=True)
+    data["payments"] = sorted(history.payments, key=lambda p: p.paid_at, reverse=True)
+    data["refunds"] = sorted(history.refunds, key=lambda r: r.created_at, reverse=True)
     try:
         with transaction(web.ctx.sessions) as session:
             index_invoice_numbers(
@@ -75,10 +117,30 @@ def _billing(web: AdminWeb, route: Route) -> dict[str, Any]:
     return data
 
 
+ROUTE_ACTIONS = {"hold": "Hold (read-only)", "release": "Release", "legacy": "Route back to legacy"}
+
+
+def legal_actions(route: Route, latest: Migration | None) -> list[str]:
+    """The route actions the state machine allows for this user right now.
+
+    Back to legacy only before the pivot: after it the legacy subscriptions are
+    canceled, so the only way out of a post-pivot failure is resuming forward.
+    """
+    allowed = routing.ALLOWED.get(route.state, frozenset())
+    out = []
+    if routing.HELD in allowed:
+        out.append("hold")
+    if route.state == routing.HELD and route.held_from:
+        out.append("release")
+    pivoted = bool(latest and latest.pivoted)
+    saga_owned = route.state == routing.MIGRATING  # the running saga decides, not a click
+    if routing.LEGACY in allowed and route.state != routing.HELD and not pivoted and not saga_owned:
+        out.append("legacy")
+    return out
+
+
 @router.get("/admin/users/{user_id}")
-def user_page(
-    request: Request, user_id: str, notice: str | None = None, error: str | None = None
-) -> Response:
+def user_page(request: Request, user_id: str) -> Response:
     web = _web(request)
     with web.ctx.sessions() as session:
         route = session.get(Route, user_id)
@@ -101,6 +163,7 @@ def user_page(
             )
         )
         timeline = {m.id: records.steps_of(session, m.id) for m in migrations}
+    latest = migrations[0] if migrations else None
     return page(
         request,
         "user.html",
@@ -110,32 +173,8 @@ def user_page(
         activity=list(reversed(activity)),
         migrations=migrations,
         timeline=timeline,
-        notice=notice,
-        error=error,
-    )
-
-
-@router.get("/admin/activity")
-def activity_page(request: Request, resource: str = "", after: int | None = None) -> Response:
-    kind, _, rid = resource.partition(":")
-    entries: list[audit.AuditEntry] = []
-    with _web(request).ctx.sessions() as session:
-        stmt = sa.select(audit.AuditEntry).order_by(audit.AuditEntry.id.desc()).limit(51)
-        if kind and rid:
-            stmt = stmt.where(
-                audit.AuditEntry.resource_type == kind, audit.AuditEntry.resource_id == rid
-            )
-        if after is not None:
-            stmt = stmt.where(audit.AuditEntry.id < after)
-        entries = list(session.scalars(stmt))
-    more = len(entries) > 50
-    entries = entries[:50]
-    return page(
-        request,
-        "activity.html",
-        resource=resource,
-        entries=entries,
-        next_after=entries[-1].id if more else None,
+        actions=[(a, ROUTE_ACTIONS[a]) for a in legal_actions(route, latest)],
+        resume=latest if latest and latest.status == "failed" and latest.pivoted else None,
     )
 
 
@@ -166,11 +205,30 @@ def _form_page(
     )
 
 
-async def _fields(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {
-        k: str(form.get(k) or "") for k in ("amount", "currency", "reference", "date", "reason")
-    }
+def _values(form: dict[str, str]) -> dict[str, str]:
+    return {k: form.get(k, "") for k in ("amount", "currency", "reference", "date", "reason")}
+
+
+def audit_refusal(
+    web: AdminWeb, me: Principal, kind: str, user_id: str, values: dict[str, str], why: Exception
+) -> None:
+    """A refused money action is written to the activity log (who tried what, and why)."""
+    with transaction(web.ctx.sessions) as session:
+        audit.record(
+            session,
+            actor=me.actor,
+            action="support.money_refused",
+            resource_type="user",
+            resource_id=user_id,
+            after={
+                "kind": kind,
+                "amount_entered": values.get("amount", "")[:40],
+                "currency": values.get("currency", "")[:8],
+                "reference": values.get("reference", "")[:120],
+                "refused": type(why).__name__,
+                "why": str(why)[:300],
+            },
+        )
 
 
 @router.get("/admin/users/{user_id}/offline/{kind}")
@@ -199,75 +257,97 @@ def offline_form(request: Request, user_id: str, kind: str) -> Response:
     return _form_page(request, kind, user_id, values={"currency": route.currency or ""})
 
 
-def _draft_or_page(request: Request, kind: str, user_id: str, values: dict[str, str]) -> Any:
-    try:
-        return build_draft(
-            _web(request).ctx,
-            kind,
-            user_id,
-            amount=values["amount"],
-            currency=values["currency"] or None,
-            reference=values["reference"],
-            on=values["date"] or None,
-            reason=values["reason"],
-        )
-    except DraftErrors as exc:
+def _draft(request: Request, kind: str, user_id: str, values: dict[str, str]) -> Draft:
+    return build_draft(
+        _web(request).ctx,
+        kind,
+        user_id,
+        amount=values["amount"],
+        currency=values["currency"] or None,
+        reference=values["reference"],
+        on=values["date"] or None,
+        reason=values["reason"],
+    )
+
+
+def _refused_page(
+    request: Request,
+    me: Principal,
+    kind: str,
+    user_id: str,
+    values: dict[str, str],
+    exc: Exception,
+    *,
+    submitted: bool,
+) -> Response:
+    if submitted or not isinstance(exc, DraftErrors):  # a typo on the form is not a refusal
+        audit_refusal(_web(request), me, kind, user_id, values, exc)
+    if isinstance(exc, DraftErrors):
         return _form_page(request, kind, user_id, values=values, errors=exc.errors, status=422)
-    except UnknownUser as exc:
-        return _form_page(request, kind, user_id, values=values, refused=refusal(exc), status=404)
-    except TwinbillError as exc:
-        return _form_page(request, kind, user_id, values=values, refused=refusal(exc), status=409)
+    status = 404 if isinstance(exc, UnknownUser) else 422 if isinstance(exc, InvalidInput) else 409
+    return _form_page(request, kind, user_id, values=values, refused=refusal(exc), status=status)
+
+
+def sentence(draft: Draft) -> str:
+    """The confirmation sentence, with the amount as people read it (babel)."""
+    return (
+        f"will record {money(draft.amount.amount, draft.amount.currency)} as "
+        f"{LABEL[draft.kind]} in the {draft.system.upper()} system for user {draft.user_id}, "
+        f"reference {draft.reference}, dated {draft.on.isoformat()}"
+    )
 
 
 @router.post("/admin/users/{user_id}/offline/{kind}/confirm")
-async def offline_confirm(request: Request, user_id: str, kind: str) -> Response:
-    values = await _fields(request)
-    draft = _draft_or_page(request, kind, user_id, values)
-    if isinstance(draft, Response):
-        return draft
+def offline_confirm(
+    request: Request,
+    user_id: str,
+    kind: str,
+    form: dict[str, str] = Depends(form_fields),
+    me: Principal = Depends(guard),
+) -> Response:
+    values = _values(form)
+    try:
+        draft = _draft(request, kind, user_id, values)
+    except TwinbillError as exc:
+        return _refused_page(request, me, kind, user_id, values, exc, submitted=False)
     return page(
-        request, "offline_confirm.html", draft=draft, values=values, sentence=draft.sentence()
+        request, "offline_confirm.html", draft=draft, values=values, sentence=sentence(draft)
     )
 
 
 @router.post("/admin/users/{user_id}/offline/{kind}")
-async def offline_submit(
-    request: Request, user_id: str, kind: str, me: Principal = Depends(guard)
+def offline_submit(
+    request: Request,
+    user_id: str,
+    kind: str,
+    form: dict[str, str] = Depends(form_fields),
+    me: Principal = Depends(guard),
 ) -> Response:
-    values = await _fields(request)
-    draft = _draft_or_page(request, kind, user_id, values)
-    if isinstance(draft, Response):
-        return draft
+    values = _values(form)
     try:
+        draft = _draft(request, kind, user_id, values)
         done = record(_web(request).ctx, draft, actor=me.actor)
     except TwinbillError as exc:
         log.warning("offline %s for %s refused: %s", kind, user_id, type(exc).__name__)
-        return _form_page(
-            request,
-            kind,
-            user_id,
-            values=values,
-            refused=refusal(exc),
-            status=409 if not isinstance(exc, InvalidInput) else 422,
-        )
+        return _refused_page(request, me, kind, user_id, values, exc, submitted=True)
     what = "Already recorded earlier" if done.duplicate else "Recorded"
     notice = (
-        f"{what}: {draft.amount.format()} {LABEL[kind][3:]} {done.record_id} in the "
-        f"{done.system.upper()} system, reference {draft.reference}."
+        f"{what}: {money(draft.amount.amount, draft.amount.currency)} {LABEL[kind][3:]} "
+        f"{done.record_id} in the {done.system.upper()} system, reference {draft.reference}."
     )
-    return back(user_id, notice=notice)
-
-
-ROUTE_ACTIONS = {"hold": "Hold", "release": "Release", "legacy": "Route back to legacy"}
+    return redirect(request, user_url(user_id), notice=notice)
 
 
 @router.post("/admin/users/{user_id}/route/{action}")
-async def route_action(
-    request: Request, user_id: str, action: str, me: Principal = Depends(guard)
+def route_action(
+    request: Request,
+    user_id: str,
+    action: str,
+    form: dict[str, str] = Depends(form_fields),
+    me: Principal = Depends(guard),
 ) -> Response:
     web = _web(request)
-    form = await request.form()
-    reason = str(form.get("reason") or "").strip()
+    reason = form.get("reason", "").strip()
     if action not in ROUTE_ACTIONS:
         return page(
             request,
@@ -276,21 +356,36 @@ async def route_action(
             title="Not found",
             message=f"Unknown route action {action!r}.",
         )
+    label = ROUTE_ACTIONS[action]
     if not reason:
-        return back(
-            user_id, error=f"Give a reason for '{ROUTE_ACTIONS[action]}'; nothing was changed."
+        return redirect(
+            request, user_url(user_id), error=f"Give a reason for '{label}'; nothing was changed."
         )
     try:
         with transaction(web.ctx.sessions) as session:
             route = session.get(Route, user_id)
             if route is None:
                 raise UnknownUser(user_id)
+            latest = session.scalars(
+                sa.select(Migration)
+                .where(Migration.user_id == user_id)
+                .order_by(Migration.created_at.desc())
+                .limit(1)
+            ).first()
+            if action not in legal_actions(route, latest):
+                raise IllegalTransition(
+                    f"'{label}' is not allowed for user {user_id!r} ({route.state}"
+                    + (
+                        ", failed after the pivot: resume the migration instead"
+                        if latest and latest.pivoted and route.state == routing.FAILED
+                        else ""
+                    )
+                    + ")"
+                )
             if action == "hold":
                 target, system = routing.HELD, None
             elif action == "release":
-                if route.state != routing.HELD or not route.held_from:
-                    raise IllegalTransition(f"user {user_id!r} is {route.state}, not held")
-                target, system = route.held_from, None
+                target, system = str(route.held_from), None
             else:
                 target, system = routing.LEGACY, "legacy"
             routing.transition(
@@ -301,8 +396,18 @@ async def route_action(
                 reason=reason,
                 cache=web.ctx.cache,
                 system=system,
-                expected_version=int(str(form.get("version") or route.version)),
+                expected_version=int(form.get("version") or route.version),
             )
-    except TwinbillError as exc:
-        return back(user_id, error=f"Refused: {exc}. Nothing was changed.")
-    return back(user_id, notice=f"{ROUTE_ACTIONS[action]}: done ({reason}).")
+    except (TwinbillError, ValueError) as exc:
+        with transaction(web.ctx.sessions) as session:
+            audit.record(
+                session,
+                actor=me.actor,
+                action="admin.route_action_refused",
+                resource_type="route",
+                resource_id=user_id,
+                after={"action": action, "why": str(exc)[:300]},
+                reason=reason,
+            )
+        return redirect(request, user_url(user_id), error=f"Refused: {exc}. Nothing was changed.")
+    return redirect(request, user_url(user_id), notice=f"{label}: done ({reason}).")

@@ -22,6 +22,7 @@ from core.canonical import (
     BillingHistory,
     Customer,
     Invoice,
+    NextCharges,
     Payment,
     Plan,
     Refund,
@@ -32,6 +33,7 @@ from core.errors import BackendError, BackendRejected, BackendUnavailable, NotFo
 from core.money import Money
 from multiplexer.backends import newbilling_mapping as nm
 from multiplexer.backends.base import ImportResult, Throttle, UserRef, no_throttle
+from multiplexer.backends.newbilling_preview import map_preview
 
 
 def _iso(value: datetime) -> str:
@@ -194,6 +196,12 @@ class HttpNewBackend:
     def get_import(self, import_id: str) -> ImportResult:
         return self._import(self._request("GET", f"/v1/imports/{import_id}", "get import"))
 
+    def preview_import(self, import_id: str) -> NextCharges:
+        """What the (pending) import will charge at its first renewal, as the service says."""
+        return map_preview(
+            self._request("GET", f"/v1/imports/{import_id}/preview", "preview import")
+        )
+
     # -- writes ------------------------------------------------------------------------
 
     def create_customer(
@@ -247,6 +255,7 @@ class HttpNewBackend:
             "plan_code": plan.id,
             "product_name": plan.product_name,
             "unit_amount": plan.unit_amount,
+            "currency": plan.currency.upper(),
             "interval": plan.interval.value,
             "interval_count": plan.interval_count,
             "prorate": prorate,

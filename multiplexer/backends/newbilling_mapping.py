@@ -27,6 +27,8 @@ from core.canonical import (
     Subscription,
     SubscriptionItem,
     System,
+    TaxAmount,
+    TaxRate,
 )
 from core.errors import TransformError
 
@@ -121,6 +123,43 @@ def map_item(obj: Obj) -> SubscriptionItem:
     )
 
 
+def _optional_list(obj: Obj, key: str, record: str) -> list[Any]:
+    """A list the contract added later (``tax_rates``): absent means empty, wrong type fails."""
+    if key not in obj or obj[key] is None:
+        return []
+    return list(_get(obj, key, record, list))
+
+
+def map_tax_rate(obj: Obj, record: str) -> TaxRate:
+    if not isinstance(obj, Mapping):
+        raise TransformError("tax rate is not an object", record=record, field="tax_rates")
+    rate = _record({"id": obj.get("external_id")}, "tax_rate")
+    return _build(
+        TaxRate,
+        rate,
+        id=_get(obj, "external_id", rate, str),
+        legacy_id=obj.get("external_id"),
+        display_name=_get(obj, "display_name", rate, str),
+        percentage=_get(obj, "percentage", rate, str),
+        inclusive=_get(obj, "inclusive", rate, bool),
+        jurisdiction=obj.get("jurisdiction"),
+        country=obj.get("country"),
+    )
+
+
+def map_tax_amount(obj: Obj, record: str) -> TaxAmount:
+    if not isinstance(obj, Mapping):
+        raise TransformError("tax amount is not an object", record=record, field="tax_breakdown")
+    return _build(
+        TaxAmount,
+        record,
+        tax_rate_id=_get(obj, "tax_rate_external_id", record, str, optional=True),
+        amount=_get(obj, "amount", record, int),
+        inclusive=_get(obj, "inclusive", record, bool),
+        percentage=_get(obj, "percentage", record, str, optional=True),
+    )
+
+
 def map_subscription(obj: Obj) -> Subscription:
     """``next_renewal_at`` is derived canonically (a property), not copied: the
     reconciler compares the service's own value against it separately."""
@@ -140,6 +179,7 @@ def map_subscription(obj: Obj) -> Subscription:
         canceled_at=_ts(obj, "canceled_at", record, optional=True),
         ended_at=_ts(obj, "ended_at", record, optional=True),
         items=tuple(map_item(i) for i in _get(obj, "items", record, list)),
+        tax_rates=tuple(map_tax_rate(t, record) for t in _optional_list(obj, "tax_rates", record)),
         metadata=_meta(obj, record),
     )
 
@@ -201,6 +241,9 @@ def map_invoice(obj: Obj) -> Invoice:
         paid_at=_ts(obj, "paid_at", record, optional=True),
         paid_out_of_band=_get(obj, "paid_out_of_band", record, bool),
         metadata=_meta(obj, record),
+        tax_breakdown=tuple(
+            map_tax_amount(t, record) for t in _optional_list(obj, "tax_breakdown", record)
+        ),
         lines=tuple(map_line(li) for li in _get(obj, "lines", record, list)),
     )
 

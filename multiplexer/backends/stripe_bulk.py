@@ -30,7 +30,7 @@ from core.errors import TransformError
 from multiplexer.backends.base import InventoryEntry, RawSnapshot
 from multiplexer.backends.stripe_fields import META_USER, metadata, ref_id
 from multiplexer.backends.stripe_mapping import map_customer
-from multiplexer.backends.stripe_transport import StripeCalls
+from multiplexer.backends.stripe_transport import Dialect, StripeCalls
 from multiplexer.facets import LegacyFeatures
 
 #: ``(list name, objects read so far)`` after every page
@@ -183,7 +183,10 @@ def snapshot_objects(cus: dict[str, Any], groups: Mapping[str, list[Any]]) -> di
 
 
 def entries(
-    lists: AccountLists, map_snapshot: Callable[[RawSnapshot], BillingHistory]
+    lists: AccountLists,
+    map_snapshot: Callable[[RawSnapshot], BillingHistory],
+    *,
+    dialect: Dialect = "current",
 ) -> Iterator[InventoryEntry]:
     """One entry per customer, mapped by the backend's own ``map_snapshot``; a customer
     the mapping cannot read is an entry with a ``problem``, never an aborted sync."""
@@ -200,7 +203,9 @@ def entries(
         except TransformError as exc:
             problem = str(exc)
             try:
-                customer = map_customer(cus, objects["subscriptions"], objects["invoices"])
+                customer = map_customer(
+                    cus, objects["subscriptions"], objects["invoices"], dialect=dialect
+                )
             except TransformError:
                 customer = None
         yield InventoryEntry(

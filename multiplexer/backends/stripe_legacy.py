@@ -22,7 +22,7 @@ caller (the migration engine does re-read-then-retry), not hammered here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -31,6 +31,7 @@ from core.canonical import (
     BillingHistory,
     Customer,
     Invoice,
+    NextCharges,
     Payment,
     Plan,
     Refund,
@@ -51,6 +52,7 @@ from multiplexer.backends.stripe_mapping import (
 )
 from multiplexer.backends.stripe_offline import record_offline_payment, record_offline_refund
 from multiplexer.backends.stripe_payments import map_refund
+from multiplexer.backends.stripe_preview import map_next_charges, wants_preview
 from multiplexer.backends.stripe_transport import Dialect, StripeCalls, to_plain
 
 STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
@@ -89,7 +91,30 @@ class StripeLegacyBackend:
         )
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
-        return map_objects(snapshot.user_id, snapshot.objects)
+        return map_objects(snapshot.user_id, snapshot.objects, dialect=self.dialect)
+
+    def preview_next_charges(self, ref: UserRef, *, now: datetime | None = None) -> NextCharges:
+        """What Stripe itself will charge next: every subscription as the server lists it,
+        one upcoming-invoice preview per subscription that can bill (stripe_preview)."""
+        cid = self._customer_id(ref)
+        v1 = self.client.v1
+        now = now or datetime.now(UTC)
+        customer = to_plain(self._t.call("retrieve customer", v1.customers.retrieve, cid))
+        subs = list(
+            self._t.pages(
+                "list subscriptions",
+                v1.subscriptions.list,
+                params={"customer": cid, "status": "all"},
+            )
+        )
+        previews = {
+            s["id"]: self._t.upcoming_invoice(cid, s["id"])
+            for s in subs
+            if wants_preview(s, dialect=self.dialect, now=now)
+        }
+        return map_next_charges(
+            ref.user_id, customer, subs, previews, dialect=self.dialect, now=now
+        )
 
     def get_history(self, ref: UserRef) -> BillingHistory:
         return self.map_snapshot(self.snapshot(ref))
@@ -123,14 +148,14 @@ class StripeLegacyBackend:
             # localstripe embeds no subscriptions and invents customer.currency = eur
             # (docs/legacy-gaps.md): one extra call reads the real billing currency
             subs = self._t.newest_subscription(cus["id"]) if self.dialect == "localstripe" else []
-            yield map_customer(cus, subscriptions=subs)
+            yield map_customer(cus, subscriptions=subs, dialect=self.dialect)
 
     def read_inventory(
         self, *, on_page: Callable[[str, int], None] | None = None
     ) -> tuple[int, Iterator[InventoryEntry]]:
         """Account-wide lists, 100 per page, grouped per customer (stripe_bulk)."""
         lists = stripe_bulk.read_account(self._t, on_page=on_page)
-        return lists.total, stripe_bulk.entries(lists, self.map_snapshot)
+        return lists.total, stripe_bulk.entries(lists, self.map_snapshot, dialect=self.dialect)
 
     # -- writes ------------------------------------------------------------------
 
@@ -152,7 +177,7 @@ class StripeLegacyBackend:
         cus = self._t.write(
             "create customer", self.client.v1.customers.create, key=idempotency_key, params=params
         )
-        return map_customer(cus)
+        return map_customer(cus, dialect=self.dialect)
 
     def _check_plan(self, customer: dict[str, Any], plan: Plan) -> str:
         """Refuse a plan the catalogue does not hold as asked, or in another currency."""
@@ -208,7 +233,7 @@ class StripeLegacyBackend:
             key=idempotency_key,
             params=params,
         )
-        return map_subscription(sub)
+        return map_subscription(sub, dialect=self.dialect)
 
     def change_plan(
         self, ref: UserRef, subscription_id: str, plan: Plan, *, prorate: bool, idempotency_key: str
@@ -252,7 +277,7 @@ class StripeLegacyBackend:
             updated = to_plain(
                 self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
             )
-        return map_subscription(updated)
+        return map_subscription(updated, dialect=self.dialect)
 
     def cancel_subscription(
         self,
@@ -282,7 +307,7 @@ class StripeLegacyBackend:
                 key=idempotency_key,
                 params={"cancel_at_period_end": True},
             )
-            return map_subscription(sub)
+            return map_subscription(sub, dialect=self.dialect)
         if refund is RefundMode.LAST_PAYMENT:
             self._refund_last_payment(ref, subscription_id, f"{idempotency_key}:refund")
         sub = self._t.write(
@@ -292,7 +317,7 @@ class StripeLegacyBackend:
             key=f"{idempotency_key}:cancel",
             params={"invoice_now": False, "prorate": False},
         )
-        return map_subscription(sub)
+        return map_subscription(sub, dialect=self.dialect)
 
     def _refund_last_payment(self, ref: UserRef, subscription_id: str, key: str) -> None:
         history = self.get_history(ref)
@@ -319,7 +344,7 @@ class StripeLegacyBackend:
             self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
         )
         if sub.get("status") in ("canceled", "incomplete_expired"):
-            return map_subscription(sub)
+            return map_subscription(sub, dialect=self.dialect)
         self._t.write(
             "mark migration",
             v1.subscriptions.update,
@@ -334,7 +359,7 @@ class StripeLegacyBackend:
             key=f"{idempotency_key}:cancel",
             params={"invoice_now": False, "prorate": False},
         )
-        return map_subscription(sub)
+        return map_subscription(sub, dialect=self.dialect)
 
     def refund_payment(
         self,

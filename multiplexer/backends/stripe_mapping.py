@@ -23,7 +23,9 @@ and the field, never a ``KeyError``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
 
 from core.canonical import (
     BillingHistory,
@@ -37,6 +39,7 @@ from core.canonical import (
     SubscriptionItem,
     SubscriptionStatus,
     System,
+    TaxRate,
 )
 from core.errors import TransformError
 from multiplexer.backends.stripe_fields import (
@@ -64,6 +67,10 @@ from multiplexer.backends.stripe_payments import (
     map_out_of_band,
     map_refund,
 )
+
+#: ``current``: real Stripe at the SDK's API version; ``localstripe``: the emulator's
+#: older API *and its quirks* (docs/legacy-gaps.md). Only the readings that differ take it.
+Dialect = Literal["current", "localstripe"]
 
 # --- catalogue -----------------------------------------------------------------
 
@@ -137,16 +144,32 @@ def customer_currency(
     return currency(cus.get("currency"), record)
 
 
+def customer_balance(cus: Obj, *, dialect: Dialect = "current") -> int:
+    """The customer's balance in Stripe's sign: negative is credit owed to the customer.
+
+    ``balance`` (current API) and ``account_balance`` (old API) share that sign on
+    Stripe. localstripe never returns ``balance`` and stores ``account_balance`` as
+    *minus* the balance it was given (a credit of 500 reads ``account_balance: 500``,
+    docs/legacy-gaps.md), so its dialect flips it back: a credit stays a credit.
+    """
+    record = rid(cus)
+    if "balance" in cus and cus["balance"] is not None:
+        return amount(cus, "balance", record=record)
+    raw = amount(cus, "account_balance", default=0, record=record)
+    return -raw if dialect == "localstripe" else raw
+
+
 def map_customer(
-    cus: Obj, subscriptions: Sequence[Obj] = (), invoices: Sequence[Obj] = ()
+    cus: Obj,
+    subscriptions: Sequence[Obj] = (),
+    invoices: Sequence[Obj] = (),
+    *,
+    dialect: Dialect = "current",
 ) -> Customer:
     """``user_id`` is metadata ``app_user_id`` or ``""`` (the caller decides what that means)."""
     record = rid(cus)
     meta = metadata(cus)
-    # ``balance`` (current) and ``account_balance`` (old API) share Stripe's sign:
-    # negative is credit owed to the customer. localstripe flips account_balance's
-    # sign (docs/legacy-gaps.md); that is reported, not compensated here.
-    balance = cus["balance"] if "balance" in cus else cus.get("account_balance") or 0
+    balance = customer_balance(cus, dialect=dialect)
     pms: list[str] = []
     default_pm = ref_id((cus.get("invoice_settings") or {}).get("default_payment_method"))
     for pm in [default_pm, ref_id(cus.get("default_source"))]:
@@ -209,13 +232,53 @@ def map_item(item: Obj) -> SubscriptionItem:
     )
 
 
-def map_subscription(sub: Obj) -> Subscription:
+def map_tax_rate(obj: Any, record: str) -> TaxRate:
+    """A ``tax_rate`` object (expanded; localstripe always expands ``default_tax_rates``)."""
+    if not isinstance(obj, Mapping):
+        raise TransformError(
+            f"tax rate is not expanded: {obj!r}", record=record, field="default_tax_rates"
+        )
+    tr = rid(obj)
+    try:
+        pct = Decimal(str(req(obj, "percentage")))
+    except InvalidOperation:
+        raise TransformError(
+            f"not a percentage: {obj.get('percentage')!r}", record=tr, field="percentage"
+        ) from None
+    return build(
+        TaxRate,
+        tr,
+        id=tr,
+        legacy_id=tr,
+        display_name=obj.get("display_name") or tr,
+        percentage=pct,
+        inclusive=bool(obj.get("inclusive")),
+        jurisdiction=obj.get("jurisdiction"),
+        country=obj.get("country"),
+    )
+
+
+def _localstripe_trial(sub: Obj, now: datetime) -> bool:
+    """localstripe keeps a trial ``incomplete`` with a future ``trial_end`` (legacy-gaps)."""
+    end = ts(sub, "trial_end")
+    return sub.get("status") == "incomplete" and end is not None and end > now
+
+
+def map_subscription(
+    sub: Obj, *, dialect: Dialect = "current", now: datetime | None = None
+) -> Subscription:
     """Period dates: on the subscription (old) or the items' span (current API).
+
+    localstripe dialect: an ``incomplete`` subscription with ``trial_end`` in the future
+    is ``trialing`` (its period runs to ``trial_end``, as on Stripe), so the next renewal
+    is the trial's end and the renewal guard covers it.
 
     Not mapped: ``cancel_at`` (a dated cancellation other than period end; the
     canonical model has no field for it), billing anchors, collection settings.
     """
     record = rid(sub)
+    status = req(sub, "status")
+    trial = dialect == "localstripe" and _localstripe_trial(sub, now or datetime.now(UTC))
     raw_items = list_data(sub, "items", record)
     items = tuple(map_item(i) for i in raw_items)
     start, end = ts(sub, "current_period_start"), ts(sub, "current_period_end")
@@ -230,18 +293,25 @@ def map_subscription(sub: Obj) -> Subscription:
             )
         start, end = min(starts), max(ends)
     cur = sub.get("currency") or _first_item_price(sub).get("currency")
+    trial_start, trial_end = ts(sub, "trial_start"), ts(sub, "trial_end")
+    if trial:
+        status = SubscriptionStatus.TRIALING.value
+        trial_start = trial_start or ts(sub, "start_date") or ts(sub, "created")
+        start, end = trial_start, trial_end
+    rates = sub.get("default_tax_rates") or []
     return build(
         Subscription,
         record,
         id=record,
         legacy_id=record,
         currency=currency(cur, record),
-        status=enum(SubscriptionStatus, req(sub, "status"), record, "status"),
+        status=enum(SubscriptionStatus, status, record, "status"),
         created_at=ts(sub, "created", required=True),
         current_period_start=start,
         current_period_end=end,
-        trial_start=ts(sub, "trial_start"),
-        trial_end=ts(sub, "trial_end"),
+        trial_start=trial_start,
+        trial_end=trial_end,
+        tax_rates=tuple(map_tax_rate(r, record) for r in rates),
         cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
         canceled_at=ts(sub, "canceled_at"),
         ended_at=ts(sub, "ended_at"),
@@ -314,7 +384,13 @@ def map_discount(
     )
 
 
-def map_objects(user_id: str, objects: Mapping[str, Any]) -> BillingHistory:
+def map_objects(
+    user_id: str,
+    objects: Mapping[str, Any],
+    *,
+    dialect: Dialect = "current",
+    now: datetime | None = None,
+) -> BillingHistory:
     """A whole snapshot (``RawSnapshot.objects``) -> the user's legacy history."""
     cus = objects.get("customer")
     if not isinstance(cus, Mapping):
@@ -346,9 +422,12 @@ def map_objects(user_id: str, objects: Mapping[str, Any]) -> BillingHistory:
     return BillingHistory(
         user_id=user_id,
         system=System.LEGACY,
-        customer=map_customer(cus, subs, invoices),
+        customer=map_customer(cus, subs, invoices, dialect=dialect),
         subscriptions=tuple(
-            sorted((map_subscription(s) for s in subs), key=lambda s: (s.created_at, s.id))
+            sorted(
+                (map_subscription(s, dialect=dialect, now=now) for s in subs),
+                key=lambda s: (s.created_at, s.id),
+            )
         ),
         discounts=tuple(sorted(discounts.values(), key=lambda d: d.id)),
         invoices=tuple(

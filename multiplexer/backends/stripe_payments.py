@@ -33,6 +33,7 @@ from multiplexer.backends.stripe_fields import (
     rid,
     ts,
 )
+from multiplexer.backends.stripe_preview import tax_breakdown
 
 
 def invoice_subscription(inv: Obj) -> str | None:
@@ -140,6 +141,7 @@ def map_invoice(inv: Obj) -> Invoice:
         subtotal=amount(inv, "subtotal"),
         discount_total=discount_total,
         tax=tax,
+        tax_breakdown=tax_breakdown(inv, record),
         total=expected_total,
         amount_paid=amount(inv, "amount_paid", default=0),
         amount_due=remaining_due(inv),

@@ -106,6 +106,38 @@ class StripeCalls:
                 return
             after = data[-1]["id"]
 
+    def upcoming_invoice(self, cid: str, sub_id: str) -> dict[str, Any] | None:
+        """The server's preview of a subscription's next invoice; None when it has none.
+
+        localstripe: ``GET /v1/invoices/upcoming`` (the SDK no longer has it: raw request).
+        Current API: ``POST /v1/invoices/create_preview``. "No upcoming invoice" is 404 on
+        localstripe and 400 ``invoice_upcoming_none`` on Stripe.
+        """
+        try:
+            if self.dialect == "localstripe":
+                response = self.call(
+                    "upcoming invoice",
+                    self.client.raw_request,
+                    "get",
+                    "/v1/invoices/upcoming",
+                    customer=cid,
+                    subscription=sub_id,
+                )
+                return to_plain(self.client.deserialize(response, api_mode="V1"))
+            return to_plain(
+                self.call(
+                    "preview invoice",
+                    self.client.v1.invoices.create_preview,
+                    {"customer": cid, "subscription": sub_id},
+                )
+            )
+        except NotFound:
+            return None
+        except BackendRejected as exc:
+            if exc.context.get("code") == "invoice_upcoming_none":
+                return None
+            raise
+
     def newest_subscription(self, cid: str) -> list[dict[str, Any]]:
         page = to_plain(
             self.call(

@@ -175,6 +175,14 @@ def change_plan(session: Session, outbox: Outbox, sub_id: str, b: ChangePlan) ->
     start a new period now at the full new price (the billing anchor resets).
     """
     sub, customer = _subscription(session, sub_id)
+    if b.currency != sub.currency:
+        raise ApiError(
+            422,
+            "currency_mismatch",
+            f"plan {b.plan_code} is priced in {b.currency}, subscription {sub.id} is billed "
+            f"in {sub.currency}",
+            [FieldError("currency", f"must be {sub.currency}")],
+        )
     if sub.status not in BILLING_STATUSES:
         raise ApiError(409, "subscription_not_active", f"subscription {sub.id} is {sub.status}")
     at = b.proration_date or utcnow()

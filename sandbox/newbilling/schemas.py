@@ -43,16 +43,35 @@ def _timestamp_string(value: Any) -> Any:
     return value
 
 
+_CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}
+_TEXT_CONTROL = _CONTROL - {"\t", "\n", "\r"}
+
+
+def _no_control(value: str) -> str:
+    """Ids and codes: no control character at all (NUL would break the database)."""
+    if any(ch in _CONTROL for ch in value):
+        raise ValueError("must not contain control characters (NUL, newline, ...)")
+    return value
+
+
+def _text(value: str) -> str:
+    """Free text: line breaks and tabs are fine, other control characters are not."""
+    if any(ch in _TEXT_CONTROL for ch in value):
+        raise ValueError("must not contain control characters (NUL, ...)")
+    return value
+
+
 Currency = Annotated[StrictStr, AfterValidator(_check_currency)]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp_string), AfterValidator(to_utc)]
 Money = Annotated[StrictInt, Field(ge=-MAX_MONEY, le=MAX_MONEY)]
 NonNegative = Annotated[StrictInt, Field(ge=0, le=MAX_MONEY)]
 Positive = Annotated[StrictInt, Field(ge=1, le=MAX_MONEY)]
 Count = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
-Id = Annotated[StrictStr, Field(min_length=1, max_length=200)]
-Text = Annotated[StrictStr, Field(max_length=5000)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
+Text = Annotated[StrictStr, Field(max_length=5000), AfterValidator(_text)]
 Metadata = dict[
-    Annotated[StrictStr, Field(max_length=200)], Annotated[StrictStr, Field(max_length=5000)]
+    Annotated[StrictStr, Field(max_length=200), AfterValidator(_no_control)],
+    Annotated[StrictStr, Field(max_length=5000), AfterValidator(_text)],
 ]
 Interval = Literal["day", "week", "month", "year"]
 SubscriptionStatus = Literal[
@@ -200,7 +219,7 @@ class ImportIn(Strict):
     """One user's whole billing history, imported atomically as a *pending* import."""
 
     user_id: Id
-    source: Annotated[StrictStr, Field(min_length=1, max_length=50)]
+    source: Annotated[StrictStr, Field(min_length=1, max_length=50), AfterValidator(_no_control)]
     source_ref: Id
     customer: CustomerIn
     subscriptions: list[SubscriptionIn] = Field(default_factory=list)
@@ -236,6 +255,7 @@ class ChangePlan(Strict):
     plan_code: Id
     product_name: Text | None = None
     unit_amount: NonNegative
+    currency: Currency  # of the price point: must be the subscription's (checked on write)
     interval: Interval
     interval_count: Count = 1
     prorate: StrictBool = True
@@ -255,7 +275,9 @@ class RefundCreate(Strict):
 class OfflinePaymentCreate(Strict):
     amount: Positive
     currency: Currency
-    reference: Annotated[StrictStr, Field(min_length=1, max_length=500)]
+    reference: Annotated[
+        StrictStr, Field(min_length=1, max_length=500), AfterValidator(_no_control)
+    ]
     paid_at: Timestamp | None = None
     invoice_id: Id | None = None
     note: Text | None = None
@@ -264,7 +286,9 @@ class OfflinePaymentCreate(Strict):
 class OfflineRefundCreate(Strict):
     amount: Positive
     currency: Currency
-    reference: Annotated[StrictStr, Field(min_length=1, max_length=500)]
+    reference: Annotated[
+        StrictStr, Field(min_length=1, max_length=500), AfterValidator(_no_control)
+    ]
     payment_id: Id | None = None
     refunded_at: Timestamp | None = None
     reason: Text | None = None

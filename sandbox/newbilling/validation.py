@@ -77,10 +77,18 @@ def check_import(p: ImportIn) -> list[FieldError]:
             )
         # Negative lines are credits: proration for unused time, or an adjustment such as an
         # invoice paid outside the billing system. Totals may go negative only through them.
+        # A negative *invoice* is a credit note for unused time: it needs a proration line
+        # (a negative invoice of plain adjustments alone is a data error, not a credit).
         has_credit = any(line.amount < 0 for line in inv.lines)
+        has_proration = any(line.proration and line.amount < 0 for line in inv.lines)
         for name in ("subtotal", "total"):
             if getattr(inv, name) < 0 and not has_credit:
                 err(f"{loc}.{name}", "may be negative only when the invoice has credit lines")
+            elif getattr(inv, name) < 0 and not has_proration:
+                err(
+                    f"{loc}.{name}",
+                    "a negative invoice needs a proration credit line (unused time)",
+                )
         line_sum = sum(line.amount for line in inv.lines)
         if line_sum != inv.subtotal:
             err(f"{loc}.subtotal", f"lines add up to {line_sum}, not subtotal {inv.subtotal}")

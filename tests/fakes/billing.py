@@ -19,6 +19,7 @@ from core.canonical import (
     Invoice,
     InvoiceLine,
     InvoiceStatus,
+    NextCharges,
     Payment,
     PaymentStatus,
     Plan,
@@ -499,6 +500,36 @@ class FakeBillingBackend:
             return self.imports[import_id]
         except KeyError:
             raise NotFound(f"no import {import_id!r}", backend=self.name) from None
+
+    def preview_next_charges(self, ref: UserRef) -> NextCharges:
+        from tests.fakes import preview
+
+        self.calls.append("preview_next_charges")
+        cus = self._customer(ref.user_id)
+        subs = [s for s in self.subs.values() if self.owner.get(s.id) == ref.user_id]
+        charges = [
+            preview.charge(
+                id=s.id,
+                legacy_id=s.id,
+                currency=s.currency,
+                status=s.status.value,
+                cancel_at_period_end=s.cancel_at_period_end,
+                trial_end=s.trial_end,
+                period_end=s.current_period_end,
+                amount=s.recurring_amount,
+            )
+            for s in sorted(subs, key=lambda s: (s.created_at, s.id))
+        ]
+        return preview.settle(ref.user_id, System.LEGACY, charges, cus.balance)
+
+    def preview_import(self, import_id: str) -> NextCharges:
+        from tests.fakes import preview
+
+        self.calls.append("preview_import")
+        imp = self.get_import(import_id)
+        if imp.status == "discarded":
+            raise BackendRejected(f"import {import_id} was discarded", backend=self.name)
+        return preview.from_payload(imp.raw)
 
     def get_bundle(self, user_id: str) -> dict[str, Any]:
         return self.get_history(UserRef(user_id)).model_dump(mode="json")

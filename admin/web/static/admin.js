@@ -42,4 +42,36 @@
     th.addEventListener("click", sort);
     th.addEventListener("keydown", function (e) { if (e.key === "Enter") sort(); });
   });
+  // Typeahead: inputs with data-suggest fill their <datalist> from the search endpoint;
+  // picking a suggestion opens that user.
+  document.querySelectorAll("input[data-suggest]").forEach(function (input) {
+    var list = document.getElementById(input.getAttribute("list"));
+    if (!list) { return; }
+    var timer = null, last = "", urls = {};
+    input.addEventListener("input", function (ev) {
+      var q = input.value.trim();
+      var picked = !ev.inputType || ev.inputType === "insertReplacementText";
+      if (picked && urls[input.value]) { window.location.href = urls[input.value]; return; }
+      clearTimeout(timer);
+      if (q.length < 2 || q === last) { return; }
+      timer = setTimeout(function () {
+        last = q;
+        fetch(input.dataset.suggest + "?q=" + encodeURIComponent(q), { credentials: "same-origin" })
+          .then(function (r) { return r.ok ? r.json() : { hits: [] }; })
+          .then(function (data) {
+            list.textContent = "";
+            urls = {};
+            data.hits.forEach(function (h) {
+              var opt = document.createElement("option");
+              opt.value = h.user_id;
+              opt.label = h.label + " (" + h.state + ")";
+              opt.textContent = h.label;
+              urls[h.user_id] = h.url;
+              list.appendChild(opt);
+            });
+          })
+          .catch(function () { /* typeahead is optional: the form still submits */ });
+      }, 150);
+    });
+  });
 })();

@@ -43,7 +43,7 @@ STALE_AFTER = 2.0  # seconds without a heartbeat before the reaper resumes a mig
 # (hook variable, step, the last step recorded as finished when the worker died)
 CRASHES = [
     ("TWINBILL_TEST_CRASH_AFTER", "load", "transform"),
-    ("TWINBILL_TEST_CRASH_AFTER", "cancel", "recheck"),
+    ("TWINBILL_TEST_CRASH_AFTER", "cancel", "prove"),
     ("TWINBILL_TEST_CRASH_BEFORE", "flip", "activate"),
 ]
 
@@ -149,6 +149,7 @@ def test_worker_sigkilled_mid_saga_is_finished_by_reaper(  # type: ignore[no-unt
             "transform",
             "load",
             "recheck",
+            "prove",
             "cancel",
             "activate",
             "flip",

@@ -107,10 +107,9 @@ def test_simple_users_are_simple_and_complex_ones_are_not(world):
     assert {f["preflight"] for f in by["simple_monthly"]} == {"ok"}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the localstripe-dialect trial/credit readings (issue 9, i9)"
-)
 def test_localstripe_trials_and_credits_read_as_on_stripe(world):
+    """localstripe keeps trials ``incomplete`` and flips the credit's sign: its dialect's
+    mapping reads them as Stripe would, and the facets follow (docs/legacy-gaps.md)."""
     by = _by_config(world)
     assert all(f["trial"] and f["subscriptions"] == 1 for f in by["trialing"] + by["gifted"])
     assert all(f["credit_balance"] > 0 for f in by["credit_balance"])

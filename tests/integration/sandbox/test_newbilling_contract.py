@@ -279,6 +279,7 @@ def test_native_operations_and_offline_payment_rules(api):
         json={
             "plan_code": "pro",
             "unit_amount": 2400,
+            "currency": "EUR",
             "interval": "month",
             "proration_date": sub["current_period_start"],
         },

@@ -19,6 +19,7 @@ SAMPLE = {
     "name": "c1",
     "migration_id": "mig_x",
     "report_id": "1",
+    "message_id": "1",
 }
 
 

@@ -27,7 +27,7 @@ def test_confirmation_names_amount_system_user_reference(admin):
     )
     assert resp.status_code == 200
     assert (
-        "will record 12.50 EUR as an offline payment in the NEW system for user u_1, "
+        "will record €12.50 as an offline payment in the NEW system for user u_1, "
         "reference BANK-123"
     ) in resp.text
     assert admin.new.payments == {}  # nothing written before the confirmation
@@ -48,7 +48,7 @@ def test_submit_records_once_and_shows_on_user_page(admin):
     assert len(_offline_entries(admin)) == 1
     page = admin.client.get(resp.headers["location"])
     assert "Already recorded earlier" in page.text
-    assert "BANK-123" in page.text and "12.50 EUR" in page.text
+    assert "BANK-123" in page.text and "€12.50" in page.text
     entry = _offline_entries(admin)[0]
     assert entry.actor == "user:support@example.test"
 

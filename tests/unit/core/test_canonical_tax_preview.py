@@ -13,7 +13,8 @@ from core.canonical import BillingState, NextCharge, TaxRate
 
 def test_tax_rate_keeps_percentage_exact_and_refuses_more_than_four_places() -> None:
     assert TaxRate(id="txr_1", display_name="VAT", percentage=8.875).percentage == Decimal("8.875")
-    assert TaxRate(id="txr_1", display_name="VAT", percentage="19").percentage == Decimal(19)
+    assert str(TaxRate(id="txr_1", display_name="VAT", percentage="19.00").percentage) == "19"
+    assert str(TaxRate(id="txr_1", display_name="VAT", percentage=100).percentage) == "100"
     with pytest.raises(ValidationError):
         TaxRate(id="txr_1", display_name="VAT", percentage="19.00001")
     with pytest.raises(ValidationError):

@@ -79,9 +79,16 @@ def test_failure_before_the_pivot_is_compensated(world):
 
 def test_failure_after_the_pivot_never_routes_back_and_pages(world):
     world.user()
-    _fail_on(world.new, "activate_import", BackendUnavailable("down", backend="new"), times=99)
+    _fail_on(world.new, "activate_import", BackendRejected("refused", backend="new"), times=99)
     mig = services.migrate_user(world.deps, "u1")
     assert mig.status == "failed" and mig.pivoted
+    assert world.route().state == "failed" and world.route().pivoted_at is not None
+    from core.db import transaction
+    from core.errors import IllegalTransition
+    from multiplexer import routing
+
+    with pytest.raises(IllegalTransition, match="pivot"), transaction(world.sessions) as s:
+        routing.transition(s, "u1", "legacy", actor="admin", reason="route back")
     assert world.route().state == "failed"
     assert _billing(world.legacy) == []
     assert world.pages and "failed after the legacy cancel" in world.pages[0]
@@ -218,3 +225,37 @@ def test_a_slow_step_keeps_its_lease(world):
     thread.join(timeout=30)
     assert claimed_by_other == [None]
     assert records.load(world.sessions, mig_id).status == "succeeded"
+
+
+def test_a_transient_cause_after_the_pivot_is_retried_for_as_long_as_it_lasts(world):
+    """issue 11 finding 3: 500s that outlast a step's attempts never end the user failed."""
+    from datetime import timedelta
+
+    from core.db import transaction, utcnow
+    from migration import recovery
+    from migration.models import Migration
+
+    world.user()
+    world.deps.max_attempts = 2
+    world.deps.post_pivot_backoff_base, world.deps.post_pivot_backoff_max = 10, 40
+    _fail_on(world.new, "activate_import", BackendUnavailable("500", backend="new"), times=9)
+    mig = services.migrate_user(world.deps, "u1")
+    waits = []
+    for _round in range(1, 6):
+        assert (mig.status, mig.pivoted) == ("retrying", True), mig.error_message
+        assert mig.defer_reason.startswith("retrying after the pivot: activate")
+        waits.append(round((mig.defer_until - utcnow()).total_seconds() / 10) * 10)
+        assert world.route().state == "migrating"  # read-only, never failed, never legacy
+        assert _billing(world.legacy) == []
+        assert services.reap(world.deps, lambda _id: None)["retried_after_pivot"] == 0  # not yet
+        with transaction(world.sessions) as s:
+            s.get(Migration, mig.id).defer_until = utcnow() - timedelta(seconds=1)
+        queued: list[str] = []
+        assert services.reap(world.deps, queued.append)["retried_after_pivot"] == 1
+        mig = saga.run(world.deps, queued[0])
+        if mig.status == "succeeded":
+            break
+    assert mig.status == "succeeded" and world.route().state == "new"
+    assert waits == [10, 20, 40, 40]  # doubling up to the ceiling
+    assert len(world.pages) == 1 and recovery.LABEL in world.pages[0]
+    assert [i.status for i in world.new.imports.values()] == ["active"]

@@ -92,3 +92,95 @@ def test_writes_read_through_a_stale_cache(sessions):
 def test_unknown_user(sessions):
     with pytest.raises(UnknownUser), transaction(sessions) as s:
         routing.transition(s, "ghost", "held", actor="t", reason="t")
+
+
+# -- after the pivot: never back to legacy (issue 11, finding 2) ------------------------------
+
+
+def _fail(sessions, *, pivot: bool, user_id: str = "u1") -> None:
+    _user(sessions, None, user_id)
+    with transaction(sessions) as s:
+        routing.transition(s, user_id, "migrating", actor="saga", reason="t")
+        if pivot:
+            routing.mark_pivoted(s, user_id, actor="saga", reason="legacy cancel")
+        routing.transition(s, user_id, "failed", actor="saga", reason="activate: 500")
+
+
+def _route(sessions, user_id="u1") -> Route:
+    with sessions() as s:
+        route = s.get(Route, user_id)
+        s.expunge(route)
+        return route
+
+
+def test_failed_after_the_pivot_cannot_go_back_to_legacy(sessions):
+    _fail(sessions, pivot=True)
+    before = _route(sessions)
+    with pytest.raises(IllegalTransition, match="pivot"), transaction(sessions) as s:
+        routing.transition(s, "u1", "legacy", actor="admin", reason="route back", system="legacy")
+    after = _route(sessions)
+    assert (after.state, after.system, after.version) == ("failed", "legacy", before.version)
+    # forward stays possible: resume (migrating) or new; and hold
+    assert routing.allowed_targets(after) == {"migrating", "new", "held"}
+
+
+def test_failed_before_the_pivot_may_still_go_back(sessions):
+    _fail(sessions, pivot=False)
+    assert routing.allowed_actions(_route(sessions)) == ("hold", "legacy")
+    with transaction(sessions) as s:
+        routing.transition(s, "u1", "legacy", actor="admin", reason="route back")
+    assert _route(sessions).state == "legacy"
+
+
+def test_held_after_the_pivot_releases_only_to_failed_never_legacy(sessions):
+    _fail(sessions, pivot=True)
+    with transaction(sessions) as s:
+        routing.transition(s, "u1", "held", actor="admin", reason="look")
+    held = _route(sessions)
+    assert routing.allowed_actions(held) == ("release",)
+    assert routing.allowed_targets(held) == {"failed"}
+    with pytest.raises(IllegalTransition), transaction(sessions) as s:
+        routing.transition(s, "u1", "legacy", actor="admin", reason="route back")
+
+
+@pytest.mark.parametrize(
+    ("states", "pivot", "actions"),
+    [
+        ([], False, ("hold",)),
+        (["migrating"], False, ()),
+        (["migrating", "failed"], False, ("hold", "legacy")),
+        (["migrating", "failed"], True, ("hold", "resume")),
+        (["migrating", "new"], True, ("hold",)),
+        (["held"], False, ("release",)),
+    ],
+)
+def test_allowed_actions_offer_only_what_transition_accepts(sessions, states, pivot, actions):
+    _user(sessions, None)
+    with transaction(sessions) as s:
+        for i, state in enumerate(states):
+            routing.transition(s, "u1", state, actor="t", reason="t")
+            if pivot and i == 0:
+                routing.mark_pivoted(s, "u1", actor="t", reason="t")
+    route = _route(sessions)
+    assert routing.allowed_actions(route) == actions
+    target = {"hold": "held", "release": route.held_from, "legacy": "legacy"}
+    for action in actions:
+        if action == "resume":
+            assert "migrating" in routing.allowed_targets(route)
+            continue
+        with pytest.raises(_Rollback), transaction(sessions) as s:  # legal: accepted
+            routing.transition(s, "u1", target[action], actor="t", reason="t")
+            raise _Rollback
+
+
+class _Rollback(Exception):
+    pass
+
+
+def test_mark_pivoted_is_audited_and_idempotent(sessions):
+    _fail(sessions, pivot=True)
+    with transaction(sessions) as s:
+        routing.mark_pivoted(s, "u1", actor="saga", reason="again")
+    with sessions() as s:
+        actions = [e.action for e in history(s, "route", "u1")]
+    assert actions.count("route.pivoted") == 1

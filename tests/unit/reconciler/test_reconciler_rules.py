@@ -9,6 +9,7 @@ RECORD_MODELS = {
     "customer": canonical.Customer,
     "subscription": canonical.Subscription,
     "subscription_item": canonical.SubscriptionItem,
+    "tax_rate": canonical.TaxRate,
     "discount": canonical.Discount,
     "invoice": canonical.Invoice,
     "invoice_line": canonical.InvoiceLine,
@@ -34,6 +35,7 @@ def test_every_record_model_in_core_canonical_is_covered() -> None:
         if isinstance(obj, type)
         and issubclass(obj, canonical._Record)
         and obj not in (canonical._Record, canonical._Priced, canonical.Plan)
+        and obj is not canonical.NextCharge  # a preview, not history: reconciler/next_charge.py
     }
     assert records == {m.__name__ for m in RECORD_MODELS.values()}
 

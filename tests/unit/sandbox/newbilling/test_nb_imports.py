@@ -215,6 +215,21 @@ def test_proration_lines_may_be_negative(client):
     assert post_import(client, payload).status_code == 201
 
 
+def test_a_negative_invoice_without_a_proration_line_is_refused(client):
+    """issue 11: a credit line that is no proration cannot make a whole invoice negative."""
+    payload = sample_import("u_1", n_invoices=1)
+    inv = payload["invoices"][0]
+    credit = dict(inv["lines"][0], external_id="il_credit", amount=-2500, proration=False)
+    inv["lines"].append(credit)
+    inv.update(subtotal=-501, total=-501, amount_paid=0, amount_due=0)
+    payload["payments"], payload["refunds"] = [], []
+    response = post_import(client, payload)
+    assert response.status_code == 422, response.text
+    locs = {f["loc"]: f["message"] for f in response.json()["error"]["fields"]}
+    assert "proration" in locs["invoices[0].total"]
+    assert row_counts(client)["nb_customers"] == 0
+
+
 def test_external_id_held_by_another_user_is_409(client):
     assert post_import(client, sample_import("u_1"), key="a").status_code == 201
     clash = sample_import("u_2")

@@ -105,6 +105,7 @@ def test_change_plan_prorates_in_integer_minor_units(client):
         json={
             "plan_code": "pro",
             "unit_amount": 3000,
+            "currency": "EUR",
             "interval": "month",
             "interval_count": 1,
             "prorate": True,
@@ -132,6 +133,7 @@ def test_downgrade_credit_goes_to_customer_balance(client):
         json={
             "plan_code": "mini",
             "unit_amount": 1000,
+            "currency": "EUR",
             "interval": "month",
             "proration_date": sub["current_period_start"],
         },
@@ -303,3 +305,46 @@ def test_operations_on_unknown_or_discarded_users_are_404(client):
         error = response.json()["error"]
         assert error["type"] == "user_not_found" and hint in error["message"]
         assert client.get(f"/v1/users/{user}/subscriptions", headers=AUTH).status_code == 404
+
+
+# -- issue 11: currency on change-plan, control characters ---------------------------------
+
+
+def test_change_plan_to_a_price_in_another_currency_is_refused(client):
+    new_user(client, currency="USD")
+    sub = subscribe(client, currency="USD", unit_amount=1000)
+    before = client.get("/v1/users/n_1/bundle", headers=AUTH).json()
+    for body in (
+        {"plan_code": "pro_jpy", "unit_amount": 2400, "currency": "JPY", "interval": "month"},
+        {"plan_code": "pro", "unit_amount": 2400, "interval": "month"},  # currency omitted
+    ):
+        response = client.post(
+            f"/v1/subscriptions/{sub['id']}/change-plan", json=body, headers=AUTH
+        )
+        assert response.status_code == 422, response.text
+        assert "currency" in response.text
+    assert client.get("/v1/users/n_1/bundle", headers=AUTH).json() == before
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/users/n_2/customer", {"currency": "EUR", "name": "A\x00B"}),
+        ("/v1/users/n_2/customer", {"currency": "EUR", "email": "a\x00@example.com"}),
+        ("/v1/users/n_2/customer", {"currency": "EUR", "metadata": {"k\x00": "v"}}),
+        ("/v1/users/n_1/offline-payments",
+         {"amount": 700, "currency": "EUR", "reference": "SEPA\x00-1"}),
+        ("/v1/users/n_1/offline-payments",
+         {"amount": 700, "currency": "EUR", "reference": "SEPA-1\n"}),
+        ("/v1/users/n_1/offline-payments",
+         {"amount": 700, "currency": "EUR", "reference": "S", "note": "a\x1bb"}),
+    ],
+)  # fmt: skip
+def test_control_characters_are_422_and_write_nothing(client, path, body):
+    new_user(client)
+    before = client.get("/v1/users/n_1/bundle", headers=AUTH).json()
+    response = client.post(path, json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert "control" in response.text
+    assert client.get("/v1/users/n_1/bundle", headers=AUTH).json() == before
+    assert client.get("/v1/users/n_2/bundle", headers=AUTH).status_code == 404

@@ -30,7 +30,7 @@ def test_responses_match_documented_models(client):
     so.SubscriptionOut.model_validate(sub)
     change = client.post(
         f"/v1/subscriptions/{sub['id']}/change-plan",
-        json={"plan_code": "q", "unit_amount": 1900, "interval": "month"},
+        json={"plan_code": "q", "unit_amount": 1900, "currency": "EUR", "interval": "month"},
         headers=AUTH,
     ).json()
     so.ChangePlanOut.model_validate(change)
