@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
 
         def tick(n: int, total: int) -> None:
-            if n % 1000 == 0:
+            if n % 500 == 0:
                 print(f"  seeded {n}/{total}", file=sys.stderr, flush=True)
 
         seeded = seed(server.client(), args.customers, args.seed, progress=tick)

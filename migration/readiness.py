@@ -71,7 +71,9 @@ def assessor(*, renewal_guard: timedelta, now: datetime) -> Assess:
         )
         unmapped: set[str] = set()
         if raw and "customer" in raw:  # a legacy adapter's raw objects (not a fake's)
-            for d in find_unmapped(entry.user_id, raw):
+            # pending one-off items are preflight's business (it defers such users)
+            billing = {k: v for k, v in raw.items() if k != "pending_invoice_items"}
+            for d in find_unmapped(entry.user_id, billing):
                 unmapped.add(f"{d.record_type}.{d.field}")
         try:
             transform.build_payload(entry.history, source_ref=f"inventory:{entry.customer_id}")
