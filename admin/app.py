@@ -7,17 +7,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from admin.access_log import AccessLog
+from admin.bootstrap import App
+from admin.health import readiness
+from admin.metrics import DatabaseCollector
 from core.errors import TwinbillError
-from multiplexer.bootstrap import MuxContext
 from multiplexer.gateway import router as gateway_router
 from multiplexer.http import BodySizeLimit, error_body, error_response
 from multiplexer.webhooks.router import build_router as build_webhooks_router
 
 
-def create_app(ctx: MuxContext) -> FastAPI:
+def create_app(ctx: App) -> FastAPI:
     app = FastAPI(
         title="twinbill",
         version="0.1.0",
@@ -25,6 +28,7 @@ def create_app(ctx: MuxContext) -> FastAPI:
     )
     app.state.mux = ctx
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(AccessLog)  # outermost: request id bound for everything below
 
     @app.exception_handler(TwinbillError)
     async def _twinbill_error(_request: Request, exc: TwinbillError) -> JSONResponse:
@@ -53,13 +57,27 @@ def create_app(ctx: MuxContext) -> FastAPI:
             headers=getattr(exc, "headers", None),
         )
 
-    from prometheus_client import make_asgi_app
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-    app.mount("/metrics", make_asgi_app())  # no PII in any label: statuses and step names
+    shared = CollectorRegistry(auto_describe=False)
+    shared.register(DatabaseCollector(ctx.sessions))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """This process's counters plus the database gauges. No PII in any label."""
+        body = generate_latest(REGISTRY) + generate_latest(shared)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, bool]:
+        """Alive: the process answers. Touches no dependency."""
         return {"ok": True}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """Ready: database, Redis (if configured) and both billing systems answer."""
+        ok, checks = readiness(ctx)
+        return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
 
     app.include_router(gateway_router)
     app.include_router(build_webhooks_router())

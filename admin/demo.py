@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from admin.bootstrap import App
 
 #: The pilot: plain subscriptions (complexity 0, read from the data by `users sync`).
 PILOT_MAX_COMPLEXITY = 0
@@ -51,6 +54,7 @@ class DemoResult:
     lost: list[str] = field(default_factory=list)
     reconciliation: dict[str, Any] | None = None
     report_paths: list[Path] = field(default_factory=list)
+    stopped_at_prove: list[str] = field(default_factory=list)  # users prove sent back to legacy
 
     @property
     def ok(self) -> bool:
@@ -133,13 +137,12 @@ def _run(
     console: Console,
     endpoints: Any,
 ) -> DemoResult:
+    from admin.bootstrap import bootstrap
     from core import dbschema
-    from core.queue import create_celery, embedded_worker
+    from core.queue import embedded_worker
     from core.settings import load_settings
-    from migration import cohorts, runtime
-    from migration.bootstrap import saga_deps
+    from migration import cohorts
     from migration.readiness import sync_legacy
-    from multiplexer.bootstrap import build
     from sandbox.legacy.launcher import make_client
     from sandbox.legacy.population import seed as seed_population
 
@@ -157,24 +160,15 @@ def _run(
         f"{len({u.currency for u in seeded})} currencies)"
     )
 
-    ctx = build(settings)
+    ctx = bootstrap(settings)  # the process's one root
     report = sync_legacy(ctx, actor="demo")
     console.print(
         f"inventory: {report.created} routes created from legacy customers "
         f"({len(report.conflicts)} conflicts); `twinbill inventory report` says who is ready"
     )
-    deps = saga_deps(ctx, verifier=runtime.default_verifier())
-    runtime.configure(deps, ctx=ctx)
-
-    app = create_celery(settings, ("migration.tasks", "multiplexer.tasks"))
-    runtime.configure(app=app)
-    ctx.extras["celery"] = app
-    from multiplexer.tasks import bind_context
-
-    bind_context(app, lambda: ctx)
     with ctx.sessions() as session:
         plan = plan_cohorts(cohorts.candidates(session))
-    with embedded_worker(app, concurrency=4):
+    with embedded_worker(ctx.celery, concurrency=4):
         for name, user_ids, definition in plan:
             cohorts.create(
                 ctx.sessions,
@@ -185,24 +179,26 @@ def _run(
                 include_in_flight=include_in_flight,
                 inject_bug=inject_bug,
             )
-            result.cohorts.append(_run_cohort(ctx, deps, name, len(user_ids), console))
+            result.cohorts.append(_run_cohort(ctx, name, len(user_ids), console))
             if result.cohorts[-1].status == "halted":
                 console.print(f"[red]cohort {name} halted[/]: {result.cohorts[-1].halt_reason}")
                 break
     result.lost = _lost_users(ctx, seeded)
+    result.stopped_at_prove, prove_paths = _stopped_at_prove(ctx, workdir, console)
     result.reconciliation, result.report_paths = _reconcile(ctx, workdir, console)
+    result.report_paths = [*prove_paths, *result.report_paths]
     ctx.close()
     return result
 
 
-def _run_cohort(ctx: Any, deps: Any, name: str, size: int, console: Console) -> CohortOutcome:
+def _run_cohort(ctx: App, name: str, size: int, console: Console) -> CohortOutcome:
     from admin.progress import watch_cohort
-    from migration import runtime, services
+    from migration import services
 
     legacy = ctx.limiters["legacy"]
     calls_before = legacy.stats()["acquired"]
     started = time.monotonic()
-    services.start_cohort(deps, name, runtime.enqueue, actor="demo")
+    services.start_cohort(ctx.saga, name, ctx.enqueue_migration, actor="demo")
     p = watch_cohort(ctx.sessions, name, console)
     return CohortOutcome(
         name,
@@ -226,6 +222,30 @@ def _lost_users(ctx: Any, seeded: list[Any]) -> list[str]:
     with ctx.sessions() as session:
         known = {r.user_id: r.state for r in session.query(Route).all()}
     return [u.app_user_id for u in seeded if known.get(u.app_user_id) not in ("legacy", "new")]
+
+
+def _stopped_at_prove(ctx: Any, workdir: Path, console: Console) -> tuple[list[str], list[Path]]:
+    """Users ``prove`` stopped before the legacy cancel: still on legacy, diff shown."""
+    from migration.prove import stopped_at_prove
+    from reconciler.render import render
+
+    report = stopped_at_prove(ctx.sessions)
+    if not report.results:
+        return [], []
+    console.print(
+        f"[yellow]{len(report.results)} users stopped at prove[/] (next charges differ; "
+        "left on legacy, untouched):"
+    )
+    console.print(render(report, "table"))
+    folder = workdir / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = report.created_at.strftime("%Y%m%dT%H%M%SZ")
+    paths = []
+    for fmt in ("html", "json"):
+        path = folder / f"prove-failures-{stamp}.{fmt}"
+        path.write_text(render(report, fmt), encoding="utf-8")
+        paths.append(path)
+    return [r.user_id for r in report.results], paths
 
 
 def _reconcile(

@@ -6,6 +6,7 @@ from celery import shared_task
 from sqlalchemy.orm import Session, sessionmaker
 
 from admin.web.auth import Authenticator
+from core.queue import RootTask
 
 
 def purge_sessions(sessions: sessionmaker[Session], max_age: int) -> int:
@@ -14,9 +15,7 @@ def purge_sessions(sessions: sessionmaker[Session], max_age: int) -> int:
     return Authenticator(sessions, "", max_age).purge_expired()
 
 
-@shared_task(name="twinbill.purge_admin_sessions", ignore_result=True)
-def purge_admin_sessions() -> int:
-    from migration import runtime
-
-    ctx = runtime.context()
-    return purge_sessions(ctx.sessions, ctx.settings.session_max_age)
+@shared_task(bind=True, base=RootTask, name="twinbill.purge_admin_sessions", ignore_result=True)
+def purge_admin_sessions(self: RootTask) -> int:
+    root = self.root
+    return purge_sessions(root.sessions, root.settings.session_max_age)

@@ -1,38 +1,89 @@
-"""Celery entry point for worker and beat processes: ``celery -A admin.worker ...``.
+"""Worker and beat processes (``twinbill worker`` / ``twinbill beat``).
 
-``twinbill worker`` / ``twinbill beat`` wrap these. The beat schedule keeps the
-system self-healing: the reaper resumes migrations whose worker died, the outbox
-sweep re-enqueues webhook deliveries whose task was lost, continuous
-reconciliation re-checks recently migrated users, and expired admin sessions
-are purged hourly.
+Each builds the process's one root (``admin.bootstrap.bootstrap``) and runs the
+root's own Celery app, so there is no import-time app and no ``celery -A``: a
+worker started any other way would not have the root its tasks need (they fail
+loudly, see ``core.queue.RootTask``). Flower needs only the broker:
+``celery --broker="$TWINBILL_REDIS_URL" flower`` (task events are on).
+
+The beat schedule keeps the system self-healing: the reaper resumes migrations whose
+worker died, the outbox sweep re-enqueues webhook deliveries whose task was lost,
+continuous reconciliation re-checks recently migrated users, and expired admin
+sessions are purged hourly (``admin.bootstrap.beat_schedule``).
+
+Pool: threads by default. The saga is I/O-bound (HTTP to both systems, the database),
+so threads cost nothing in throughput; one process per worker means one root, one
+connection pool, one metrics endpoint, and a SIGKILL takes the whole worker at once.
+``--pool prefork`` still works: each child re-opens its database connections.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
 
-from core.queue import create_celery
-from core.settings import get_settings
+from admin.bootstrap import App
+from core.errors import ConfigurationError
+from core.observability import configure_logging
 
-TASK_MODULES = ("migration.tasks", "multiplexer.tasks", "admin.tasks")
-
-BEAT_SCHEDULE = {
-    "reap-stale-migrations": {"task": "twinbill.reap", "schedule": 30.0},
-    "sweep-webhook-outbox": {"task": "twinbill.sweep_outbox", "schedule": 30.0},
-    "reconcile-recent": {"task": "twinbill.reconcile_recent", "schedule": 300.0},
-    "purge-admin-sessions": {"task": "twinbill.purge_admin_sessions", "schedule": 3600.0},
-}
+log = logging.getLogger("twinbill.worker")
 
 
-def make_app() -> Celery:
-    from migration import runtime
-    from multiplexer.tasks import bind_context
+def _own_logging(loglevel: str) -> None:
+    """Celery configures no logging of its own when someone listens to setup_logging:
+    its records (tracebacks included, each one event) go through twinbill's JSON
+    pipeline; stdout is not redirected into the log line by line."""
+    from celery.signals import setup_logging
 
-    app = create_celery(get_settings(), TASK_MODULES)
-    app.conf.beat_schedule = BEAT_SCHEDULE
-    runtime.configure(app=app)
-    bind_context(app, runtime.context)  # one context per process for every task
-    return app
+    @setup_logging.connect(weak=False)
+    def _setup(**_: object) -> None:
+        configure_logging(level=loglevel.upper())
 
 
-app = make_app() if __name__ != "__main__" else None  # celery -A admin.worker needs `app`
+def _serve_metrics(port: int | None) -> None:
+    """This process's own /metrics (one scrape target per worker or beat process)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+
+
+def _require_broker(app: App) -> None:
+    if app.celery.embedded:
+        raise ConfigurationError(
+            "TWINBILL_REDIS_URL is not set: a separate worker or beat needs a shared broker "
+            "(without one, `cohort run` and the demo run an embedded worker themselves)"
+        )
+
+
+def run_worker(
+    app: App, *, concurrency: int, pool: str, loglevel: str, metrics_port: int | None = None
+) -> None:
+    from celery.signals import worker_process_init
+
+    _require_broker(app)
+    _own_logging(loglevel)
+    _serve_metrics(metrics_port or app.settings.metrics_port)
+
+    @worker_process_init.connect(weak=False)
+    def _after_fork(**_: object) -> None:  # prefork children must not share sockets
+        app.engine.dispose(close=False)
+
+    log.info("worker starting", extra={"pool": pool, "concurrency": concurrency})
+    app.celery.worker_main(
+        [
+            "--quiet",  # no banner on stdout: every line this process writes is JSON
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            "--task-events",
+        ]
+    )
+
+
+def run_beat(app: App, *, loglevel: str, metrics_port: int | None = None) -> None:
+    _require_broker(app)
+    _own_logging(loglevel)
+    _serve_metrics(metrics_port or app.settings.metrics_port)
+    log.info("beat starting; schedule file %s", app.celery.conf.beat_schedule_filename)
+    app.celery.start(["--quiet", "beat", f"--loglevel={loglevel}"])

@@ -171,10 +171,10 @@ def run(users: int, keep: bool, reuse: bool, rounds: int) -> None:
     from fastapi.testclient import TestClient
 
     from admin.app import create_app
+    from admin.bootstrap import bootstrap
     from admin.web.auth import create_user
     from core import dbschema
     from core.settings import load_settings
-    from multiplexer.bootstrap import build
     from tests.fakes.billing import FakeBillingBackend
 
     admin_url = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -190,7 +190,7 @@ def run(users: int, keep: bool, reuse: bool, rounds: int) -> None:
             print(f"reusing {name} ({users:,} users already loaded)", flush=True)
             dbschema.upgrade(url)
         settings = load_settings(database_url=url, secret_key="bench-secret-key-0123456789")
-        ctx = build(
+        ctx = bootstrap(
             settings, backends={"legacy": FakeBillingBackend(), "new": FakeBillingBackend()}
         )
         email = f"bench-{uuid.uuid4().hex[:8]}@example.test"

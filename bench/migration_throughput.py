@@ -75,13 +75,11 @@ def run_scenario(
     seed: int,
     threads: int = 2,
 ) -> Outcome:
+    from admin.bootstrap import bootstrap
     from core import dbschema
-    from core.queue import create_celery, embedded_worker
+    from core.queue import embedded_worker
     from core.settings import load_settings
-    from migration import cohorts, runtime, services
-    from migration.bootstrap import saga_deps
-    from migration.verify import reconcile_verifier
-    from multiplexer.bootstrap import build
+    from migration import cohorts, services
     from multiplexer.inventory import sync_customers
     from sandbox.faultproxy import FaultProxy
     from sandbox.legacy.launcher import make_client
@@ -106,11 +104,9 @@ def run_scenario(
             new_rate_limit=500,
         )
         dbschema.upgrade(settings.database_url)
-        ctx = build(settings)
+        ctx = bootstrap(settings)
         sync_customers(ctx.sessions, ctx.legacy.iter_customers(), actor="bench", cache=ctx.cache)
-        deps = saga_deps(ctx, verifier=reconcile_verifier)
-        app = create_celery(settings, ("migration.tasks",))
-        runtime.configure(deps, app)
+        deps = ctx.saga
         with ctx.sessions() as session:
             everyone = [c.user_id for c in cohorts.candidates(session)]
         cohorts.create(ctx.sessions, name, everyone, actor="bench", halt_at_bp=10_000)
@@ -120,9 +116,9 @@ def run_scenario(
         proxy.reset_stats()
         limiter = ctx.limiters["legacy"]
         calls_before = limiter.stats()["acquired"]
-        with embedded_worker(app, concurrency=threads):
+        with embedded_worker(ctx.celery, concurrency=threads):
             started = time.perf_counter()
-            services.start_cohort(deps, name, runtime.enqueue, actor="bench")
+            services.start_cohort(deps, name, ctx.enqueue_migration, actor="bench")
             last = -1
             while True:
                 with ctx.sessions() as session:

@@ -6,8 +6,16 @@ and anything shaped like a card number keeps only its last four digits — the
 stdlib loggers of every module and library pass through it too, so a careless
 ``log.warning("... %s", customer)`` cannot leak a full email or a PAN.
 
-Metrics are prometheus-client collectors in the default registry; the web app
-serves them at ``/metrics``.
+Metrics are prometheus-client collectors in each process's default registry.
+Every process serves its own: ``twinbill serve`` at ``/metrics``, each
+``twinbill worker`` / ``twinbill beat`` on ``--metrics-port`` (a per-process
+endpoint, not prometheus-client's multiprocess mode: workers run a thread pool,
+so one process is one worker and one scrape target — Prometheus adds the
+``instance`` label and sums across them; multiprocess mode would need a shared,
+wiped-on-start directory and loses gauges' meaning across processes). Gauges read
+from the database (outbox depth, cohort progress, reconciliation diff rate) are
+collected at scrape time by ``DatabaseCollector`` in the web process only, so they
+are not counted once per worker.
 """
 
 from __future__ import annotations
@@ -19,17 +27,36 @@ import sys
 from typing import Any
 
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 PAN = re.compile(r"\b(?:\d[ -]?){9,15}(\d{4})\b")
 
-MIGRATIONS = Counter("twinbill_migrations_total", "Migrations that ended, by status", ["status"])
+MIGRATIONS = Counter(
+    "twinbill_migrations_total",
+    "Migrations that ended (or paused), by outcome and the last step they finished",
+    ["outcome", "step"],
+)
 SAGA_STEPS = Histogram(
-    "twinbill_saga_step_seconds",
+    "twinbill_saga_step_duration_seconds",
     "Saga step duration, by step and outcome",
     ["step", "outcome"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+BACKEND_REQUESTS = Counter(
+    "twinbill_backend_requests_total",
+    "Requests to a billing system (one per rate-limiter slot), by system",
+    ["system"],
+)
+BACKEND_RATE_LIMITED = Counter(
+    "twinbill_backend_rate_limited_total",
+    "429 answers from a billing system (each slows the shared budget), by system",
+    ["system"],
+)
+LIMITER_RATE = Gauge(
+    "twinbill_rate_limit_requests_per_second",
+    "The shared budget's current rate (below the configured one after 429s), by system",
+    ["system"],
 )
 WEBHOOKS = Counter(
     "twinbill_webhook_events_total",
@@ -58,7 +85,9 @@ def redact_processor(_logger: Any, _method: str, event: dict[str, Any]) -> dict[
     return {k: _redact_value(v) for k, v in event.items()}
 
 
-def configure_logging(*, json_logs: bool | None = None, level: int | str | None = None) -> None:
+def configure_logging(
+    *, json_logs: bool | None = None, level: int | str | None = None, stream: Any = None
+) -> None:
     """Route stdlib logging and structlog through one redacting pipeline.
 
     Level: ``level``, else ``TWINBILL_LOG_LEVEL``, else WARNING (a CLI run shows its own
@@ -85,13 +114,14 @@ def configure_logging(*, json_logs: bool | None = None, level: int | str | None 
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    logging.captureWarnings(True)  # Python warnings are log events too, not stray lines
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,22 +1,36 @@
-"""Celery app factory.
+"""Celery app factory and the one task base class.
 
 Production: Redis broker (``TWINBILL_REDIS_URL``), any number of worker processes.
 Embedded default: Celery's in-memory transport plus a worker running in a
 thread of the same process, so ``twinbill demo`` on a laptop runs the very same
 task code, acks and retries as production — no ``task_always_eager`` shortcut.
 
-Tasks live in ``<package>/tasks.py`` as ``@shared_task`` thin wrappers; the
-composition root (``admin.worker``) lists those modules in ``TASK_MODULES``.
+Tasks live in ``<package>/tasks.py`` as ``@shared_task(base=RootTask, bind=True)``
+thin wrappers. The composition root (``admin.bootstrap.bootstrap``) builds one
+``TwinbillCelery`` per process and hangs itself on it (``app.root``); every task
+reaches its dependencies through ``self.root`` — pypi/warehouse's pattern (its
+``WarehouseTask`` hands each task the Pyramid registry). Nothing is looked up in a
+module global, and a task run by an app without a root fails loudly instead of
+building a second, differently configured world.
+
+Enqueue with ``app.send_task(name, ...)`` on the root's app, never through a task
+object's ``apply_async``: that goes through Celery's *current* app, which is
+thread-local — a thread that never made one publishes to Celery's fallback app
+(amqp://guest@localhost), which is exactly how `cohort run` once lost its tasks.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from celery import Celery
+import structlog
+from celery import Celery, Task
 
+from core.errors import ConfigurationError
 from core.settings import Settings
 
 #: Far above any countdown/ETA we schedule (max 10 minutes), so Redis never
@@ -24,9 +38,52 @@ from core.settings import Settings
 VISIBILITY_TIMEOUT = 6 * 3600
 
 
-def create_celery(settings: Settings, task_modules: tuple[str, ...] = ()) -> Celery:
+class TwinbillCelery(Celery):
+    """A Celery app that carries its process's composition root."""
+
+    root: Any = None
+
+    @property
+    def embedded(self) -> bool:
+        return bool(self.conf.get("twinbill_embedded"))
+
+
+class RootTask(Task):  # type: ignore[misc]
+    """Base class of every twinbill task: ``self.root`` is the process's composition root."""
+
+    abstract = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # every line logged while the task runs carries its name and id
+        with structlog.contextvars.bound_contextvars(task=self.name, task_id=self.request.id):
+            return super().__call__(*args, **kwargs)
+
+    @property
+    def root(self) -> Any:
+        root = getattr(self.app, "root", None)
+        if root is None:
+            raise ConfigurationError(
+                f"task {self.name} runs on a Celery app without a twinbill root: start "
+                "workers with `twinbill worker` (it builds the root), not `celery -A`"
+            )
+        return root
+
+
+def beat_schedule_path(settings: Settings) -> str:
+    """Beat's schedule file: TWINBILL_BEAT_SCHEDULE_FILE, else the temp dir (writable in a
+    read-only container, unlike the working directory)."""
+    configured = getattr(settings, "beat_schedule_file", None)
+    return str(configured or Path(tempfile.gettempdir()) / "twinbill-celerybeat-schedule")
+
+
+def create_celery(
+    settings: Settings,
+    task_modules: tuple[str, ...] = (),
+    *,
+    beat_schedule: dict[str, dict[str, Any]] | None = None,
+) -> TwinbillCelery:
     embedded = not settings.redis_url
-    app = Celery("twinbill", set_as_current=True)
+    app = TwinbillCelery("twinbill", set_as_current=False)
     app.conf.update(
         broker_url="memory://localhost/" if embedded else settings.redis_url,
         result_backend=None,
@@ -41,9 +98,15 @@ def create_celery(settings: Settings, task_modules: tuple[str, ...] = ()) -> Cel
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        # task events for Flower (`celery --broker=$TWINBILL_REDIS_URL flower`)
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         imports=task_modules,
+        beat_schedule=beat_schedule or {},
+        beat_schedule_filename=beat_schedule_path(settings),
+        twinbill_embedded=embedded,
     )
-    app.conf.twinbill_embedded = embedded
     return app
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from core.errors import BackendUnavailable, ConfigurationError, RateLimited
+from core.observability import BACKEND_RATE_LIMITED, BACKEND_REQUESTS, LIMITER_RATE
 
 DECREASE = 0.8  # multiplicative decrease on a 429
 _EPSILON = 1e-9
@@ -304,6 +305,8 @@ class RateLimiter:
         with self._lock:
             self._acquired += 1
             self._waited += waited
+        BACKEND_REQUESTS.labels(self.name).inc()
+        LIMITER_RATE.labels(self.name).set(self._known_rate)
         # Additive increase: every slot granted after a 429 creeps the shared rate back
         # up (a failing call penalises again). Without it one 429 cut the budget for good.
         self.reward()
@@ -317,6 +320,7 @@ class RateLimiter:
             return delay
         with self._lock:
             self._acquired += 1
+        BACKEND_REQUESTS.labels(self.name).inc()
         return 0.0
 
     def penalise(self, retry_after: float) -> None:
@@ -324,6 +328,8 @@ class RateLimiter:
         self._known_rate = self._state.penalise(max(0.0, float(retry_after)))
         with self._lock:
             self._penalties += 1
+        BACKEND_RATE_LIMITED.labels(self.name).inc()
+        LIMITER_RATE.labels(self.name).set(self._known_rate)
 
     def reward(self) -> None:
         """A call succeeded: creep the rate back up (no store round-trip at full rate)."""
@@ -352,24 +358,6 @@ class RateLimiter:
                 "global_acquired": shared["global_acquired"],
                 "global_penalties": shared["global_penalties"],
             }
-
-
-_limiters: dict[tuple[str, float, str | None], RateLimiter] = {}
-_limiters_lock = threading.Lock()
-
-
-def build_limiter(name: str, rate: float, redis_url: str | None) -> RateLimiter:
-    """The one constructor the rest of twinbill uses.
-
-    Returns the same instance for the same arguments, so every thread in a
-    process shares one in-process budget even without Redis.
-    """
-    key = (name, float(rate), redis_url or None)
-    with _limiters_lock:
-        limiter = _limiters.get(key)
-        if limiter is None:
-            limiter = _limiters[key] = RateLimiter(name, rate, redis_url or None)
-        return limiter
 
 
 def backoff_delay(

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     admin_locale: str = "en_US"  # how the admin formats money and numbers (babel locale)
 
+    # -- workers and beat (docs/runbook.md "a worker died") --
+    #: a migration whose heartbeat is older than this is handed to another worker; the
+    #: saga heartbeats every third of it; worst-case handover = lease + reaper period
+    lease_seconds: int = Field(default=30, ge=3)
+    reaper_every: float = Field(default=15.0, gt=0)  # seconds between beat's reaper runs
+    beat_schedule_file: str | None = None  # default: <tmpdir>/twinbill-celerybeat-schedule
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # worker/beat /metrics
+
     @field_validator("database_url")
     @classmethod
     def _db_url(cls, value: str) -> str:

@@ -1,18 +1,25 @@
-"""Composition root of the migration engine (on top of the multiplexer's)."""
+"""The migration engine's part of the composition root: ``SagaDeps`` from a context."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
+from typing import Any
 
-from core.settings import Settings
-from migration.saga import SagaDeps, Verifier
+from migration.deps import SagaDeps, Verifier
+from migration.steps import STEPS
 from multiplexer.bootstrap import MuxContext
-from multiplexer.bootstrap import build as build_mux
 
 
-def saga_deps(
-    ctx: MuxContext, *, verifier: Verifier | None = None, **overrides: object
-) -> SagaDeps:
+def default_verifier() -> Verifier:
+    from migration.verify import reconcile_verifier
+
+    return reconcile_verifier
+
+
+def saga_deps(ctx: MuxContext, *, verifier: Verifier | None = None, **overrides: Any) -> SagaDeps:
+    """The saga's dependencies, from the same engine, cache, limiters and backends as the
+    rest of the process. ``overrides`` are SagaDeps fields (a typo is a TypeError)."""
     deps = SagaDeps(
         sessions=ctx.sessions,
         cache=ctx.cache,
@@ -21,13 +28,8 @@ def saga_deps(
         limiters=ctx.limiters,
         verifier=verifier,
         renewal_guard=timedelta(seconds=ctx.settings.renewal_guard_seconds),
+        stale_after=float(ctx.settings.lease_seconds),
+        steps=STEPS,
         post_pivot_backoff_max=ctx.settings.post_pivot_backoff_max,
     )
-    for key, value in overrides.items():
-        setattr(deps, key, value)
-    return deps
-
-
-def build(settings: Settings) -> tuple[MuxContext, SagaDeps]:
-    ctx = build_mux(settings)
-    return ctx, saga_deps(ctx)
+    return dataclasses.replace(deps, **overrides) if overrides else deps

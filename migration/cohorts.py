@@ -322,8 +322,7 @@ def check_halt(sessions: sessionmaker[Session], name: str) -> str | None:
             f"{', '.join(f'#{r}' for r in reports)} (admin: Reconciliation reports), or run "
             f"`twinbill reconcile --cohort {name} --format html`"
         )
-        set_status(sessions, name, "halted", actor="system:cohort", reason=reason)
-        return reason
+        return reason if halt_if_running(sessions, name, reason) else None
     failed = p.by_status.get("failed", 0)
     if failed < MIN_SAMPLE_FOR_HALT or p.failure_rate * 10_000 <= p.halt_at_bp:
         return None
@@ -332,17 +331,88 @@ def check_halt(sessions: sessionmaker[Session], name: str) -> str | None:
         f"failure rate {p.failure_rate:.1%} crossed the {p.halt_at_bp / 100:.1f}% "
         f"threshold ({failed} of {p.finished} finished users failed; {kinds})"
     )
-    set_status(sessions, name, "halted", actor="system:cohort", reason=reason)
-    return reason
+    return reason if halt_if_running(sessions, name, reason) else None
 
 
-def maybe_done(sessions: sessionmaker[Session], name: str) -> bool:
-    with sessions() as session:
-        p = progress(session, name)
-    if p.status == "running" and p.settled:
-        set_status(sessions, name, "done", actor="system:cohort")
+UNSETTLED = ("pending", "queued", "running")
+
+
+def finish_if_settled(sessions: sessionmaker[Session], name: str) -> bool:
+    """Mark a running cohort done once no member is left for a worker to move — decided by
+    one conditional UPDATE, so of any number of racing callers (every worker finishing a
+    member, the watcher, `cohort run` on an empty cohort) exactly one wins and none fails.
+    Returns whether this call did it."""
+    unsettled = (
+        sa.select(CohortMember.user_id)
+        .where(CohortMember.cohort == name, CohortMember.status.in_(UNSETTLED))
+        .exists()
+    )
+    with transaction(sessions) as session:
+        done = session.execute(
+            sa.update(Cohort)
+            .where(Cohort.name == name, Cohort.status == "running", ~unsettled)
+            .values(status="done", finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:
+            return False
+        audit.record(
+            session,
+            actor="system:cohort",
+            action="cohort.done",
+            resource_type="cohort",
+            resource_id=name,
+            before={"status": "running"},
+            after={"status": "done"},
+        )
         return True
-    return False
+
+
+def halt_if_running(sessions: sessionmaker[Session], name: str, reason: str) -> bool:
+    """Halt a cohort that is still running (conditional UPDATE: a cohort that just became
+    done, or was paused by a human, is left alone instead of raising)."""
+    with transaction(sessions) as session:
+        halted = session.execute(
+            sa.update(Cohort)
+            .where(Cohort.name == name, Cohort.status == "running")
+            .values(status="halted", halt_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        if halted.rowcount != 1:
+            return False
+        audit.record(
+            session,
+            actor="system:cohort",
+            action="cohort.halted",
+            resource_type="cohort",
+            resource_id=name,
+            before={"status": "running"},
+            after={"status": "halted"},
+            reason=reason,
+        )
+        return True
+
+
+@dataclass
+class Waiting:
+    """What a watcher of the cohort still waits for: members a task will still move, and
+    members that look unfinished but that no task will move (not waited for; shown)."""
+
+    movable: list[str]
+    stranded: list[str]
+
+
+def waiting_on(session: Session, name: str) -> Waiting:
+    rows = session.execute(
+        sa.select(CohortMember.user_id, Migration.status)
+        .outerjoin(Migration, Migration.id == CohortMember.migration_id)
+        .where(CohortMember.cohort == name, CohortMember.status.in_(UNSETTLED))
+        .order_by(CohortMember.user_id)
+    )
+    movable, stranded = [], []
+    for user_id, mig_status in rows:
+        (movable if mig_status in ("pending", "running") else stranded).append(user_id)
+    return Waiting(movable, stranded)
 
 
 def members_to_start(session: Session, name: str, statuses: Sequence[str]) -> list[str]:

@@ -25,8 +25,8 @@ from reconciler.report import Report, ReportBuilder, UserResult
 from reconciler.services import store_report
 
 if TYPE_CHECKING:
+    from migration.deps import SagaDeps
     from migration.models import Migration
-    from migration.saga import SagaDeps
 
 
 class ProveFailed(TwinbillError):
@@ -69,3 +69,44 @@ def prove(deps: SagaDeps, mig: Migration, ref: UserRef) -> dict[str, Any]:
     if not result.clean:
         raise ProveFailed(result, detail)
     return detail
+
+
+def stopped_at_prove(sessions: Any, *, created_by: str = "demo") -> Report:
+    """Every user whose latest migration was stopped at ``prove``, with both previews and
+    the diff (the demo's and the runbook's "who failed prove, and why")."""
+    import sqlalchemy as sa
+
+    from migration.models import Migration, MigrationStep
+    from reconciler.findings import Difference
+
+    report = Report(scope_kind="all", scope_value=None, created_by=created_by)
+    builder = ReportBuilder(report)
+    with sessions() as session:
+        rows = session.execute(
+            sa.select(Migration, MigrationStep)
+            .join(MigrationStep, MigrationStep.migration_id == Migration.id)
+            .where(
+                MigrationStep.step == "prove",
+                MigrationStep.outcome == "error",
+                Migration.status.in_(("compensated", "failed")),
+            )
+            .order_by(Migration.user_id, MigrationStep.id)
+        ).all()
+    latest: dict[str, tuple[Any, Any]] = {}
+    for mig, step in rows:
+        if (step.detail or {}).get("differences"):
+            latest[mig.user_id] = (mig, step)
+    for user_id, (mig, step) in sorted(latest.items()):
+        detail = step.detail
+        builder.add(
+            UserResult(
+                user_id=user_id,
+                cohort=mig.cohort,
+                differences=tuple(Difference.from_dict(d) for d in detail["differences"]),
+                violations=(),
+                checked_at=step.finished_at or utcnow(),
+                legacy_view={"next_charges": detail.get("legacy")},
+                new_view={"next_charges": detail.get("new")},
+            )
+        )
+    return report

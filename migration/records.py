@@ -239,7 +239,7 @@ def finish(
         assert mig is not None
         mig.status = status
         mig.owner = None
-        MIGRATIONS.labels(status).inc()
+        MIGRATIONS.labels(status, mig.step or "none").inc()
         mig.finished_at = utcnow() if status in TERMINAL else None
         if error is not None:
             mig.error_kind = getattr(error, "kind", "bug")

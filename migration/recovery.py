@@ -27,7 +27,7 @@ from migration import records
 from migration.models import Migration, MigrationStep
 
 if TYPE_CHECKING:
-    from migration.saga import SagaDeps
+    from migration.deps import SagaDeps
 
 log = logging.getLogger("twinbill.saga")
 

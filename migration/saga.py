@@ -20,15 +20,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+import structlog
 
 from core import audit
 from core.db import transaction, utcnow
@@ -42,66 +38,24 @@ from core.errors import (
     TransformError,
     TwinbillError,
 )
-from core.ratelimit import RateLimiter, backoff_delay
+from core.ratelimit import backoff_delay
 from migration import records, recovery, steps
+from migration.deps import Deferred, Restart, SagaDeps, Step, Verifier
 from migration.models import Migration
-from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend
-from multiplexer.cache import RouteCache
 
 log = logging.getLogger("twinbill.saga")
 
-ORDER = (
-    "preflight",
-    "lock",
-    "fetch",
-    "transform",
-    "load",
-    "recheck",
-    "prove",
-    "cancel",
-    "activate",
-    "flip",
-    "verify",
-)
-DRY_RUN_ORDER = ("preflight", "fetch", "transform", "load", "prove", "discard")
-PIVOT = "cancel"
+ORDER = steps.SAGA
+DRY_RUN_ORDER = steps.DRY_RUN
+PIVOT = next(name for name in ORDER if steps.STEPS[name].pivot)
 #: RateLimited.backend carries the adapter's name; the shared budgets are keyed by role.
 LIMITER_OF_BACKEND = {"stripe": "legacy", "localstripe": "legacy", "http": "new"}
 
-
-class Deferred(Exception):
-    """Preflight says: not now. Carries the reason shown to operators."""
+__all__ = ["Deferred", "Restart", "SagaDeps", "Verifier", "next_step", "run"]
 
 
-class Restart(Exception):
-    """Legacy changed since the snapshot: go back to fetch under a new generation."""
-
-
-Verifier = Callable[[Migration, "SagaDeps"], dict[str, Any]]
-
-
-@dataclass
-class SagaDeps:
-    sessions: sessionmaker[Session]
-    cache: RouteCache | None
-    legacy: LegacyBillingBackend
-    new: NewBillingBackend
-    limiters: dict[str, RateLimiter] = field(default_factory=dict)
-    verifier: Verifier | None = None
-    renewal_guard: timedelta = timedelta(hours=2)
-    max_attempts: int = 6  # per step, for transient errors
-    # after the pivot a transient failure is never final: rounds of max_attempts, parked
-    # between rounds with a wait doubling from base up to this ceiling (migration.recovery)
-    post_pivot_backoff_base: float = 30.0
-    post_pivot_backoff_max: float = 3600.0
-    max_restarts: int = 3  # re-check failures before giving up (deferred)
-    stale_after: float = 120.0  # seconds without heartbeat before the reaper steps in
-    # a queued migration may wait long in a big cohort; only after this long is its task
-    # presumed lost (a duplicate would be harmless thanks to the lease, but wasted work)
-    lost_after: float = 3600.0
-    sleep: Callable[[float], None] = time.sleep
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{threading.get_ident()}")
-    page: Callable[[str], None] = lambda message: log.error("PAGE: %s", message)
+def _table(deps: SagaDeps) -> Mapping[str, Step]:
+    return deps.steps or steps.STEPS
 
 
 def next_step(mig: Migration) -> str | None:
@@ -114,6 +68,11 @@ def next_step(mig: Migration) -> str | None:
 
 def run(deps: SagaDeps, migration_id: str) -> Migration:
     """Drive one migration as far as it goes now. Safe to call again at any time."""
+    with structlog.contextvars.bound_contextvars(migration_id=migration_id):
+        return _run(deps, migration_id)
+
+
+def _run(deps: SagaDeps, migration_id: str) -> Migration:
     # the lease holder is this thread of this process: SagaDeps is built once per process and
     # shared by its worker threads, so deps.owner alone would let a sibling thread (or another
     # process on the same host) take over a migration that is being run right now
@@ -157,7 +116,7 @@ def run(deps: SagaDeps, migration_id: str) -> Migration:
 
 
 def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
-    fn = getattr(steps, f"step_{step}")
+    fn = _table(deps)[step].run
     attempt = 0
     while True:
         attempt += 1
@@ -227,9 +186,12 @@ def _restart(deps: SagaDeps, mig: Migration) -> None:
 def _compensate(deps: SagaDeps, mig: Migration) -> None:
     """Undo everything before the pivot: discard the import, route back to legacy."""
     step_id = records.begin_step(deps.sessions, mig, "compensate")
+    table = _table(deps)
     try:
-        steps.discard_import(deps, mig)
-        steps.unlock(deps, mig)
+        for name in reversed(ORDER[: ORDER.index(PIVOT)]):  # every undo is idempotent
+            undo = table[name].undo
+            if undo is not None:
+                undo(deps, mig)
     except Exception as exc:
         records.end_step(deps.sessions, step_id, outcome="error", error=exc)
         raise
@@ -250,16 +212,16 @@ def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migratio
             )
             records.finish(deps.sessions, mig.id, "running", error=comp_exc, member_status="failed")
             return records.load(deps.sessions, mig.id)
-        reason = None
+        error = _classified(exc)
         if step == "prove" and isinstance(exc, (RateLimited, BackendUnavailable)):
-            reason = f"could not prove (preview unavailable, not migrated): {exc}"[:500]
+            error = TwinbillError(f"could not prove (preview unavailable; not migrated): {exc}")
+            error.kind = exc.kind
         records.finish(
             deps.sessions,
             mig.id,
             "compensated" if not mig.dry_run else "failed",
-            error=_classified(exc),
+            error=error,
             member_status="failed",
-            reason=reason,
         )
         return records.load(deps.sessions, mig.id)
     if step == "verify":

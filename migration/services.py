@@ -103,13 +103,17 @@ def start_cohort(
             enqueue(mig_id)
             started += 1
     if not users:
-        cohorts.maybe_done(deps.sessions, name)
+        cohorts.finish_if_settled(deps.sessions, name)
     return started
 
 
 def _migration_for_member(
     deps: SagaDeps, cohort: str, user_id: str, opts: dict, *, retry_failed: bool
 ) -> str | None:
+    """The migration a worker will run for this member, or None — and then the member is
+    marked finished or deferred with the reason, so nothing waits on a member no task will
+    move (`cohort run --wait` once hung on members whose user had a deferred migration from
+    an earlier cohort: records.create returned that one and the member stayed `pending`)."""
     with deps.sessions() as session:
         member = session.get(CohortMember, (cohort, user_id))
         current = (
@@ -120,12 +124,40 @@ def _migration_for_member(
     if current is not None and current.status == "failed" and current.pivoted:
         return None  # past the pivot: a human resumes it (runbook), never a fresh start
     with transaction(deps.sessions) as session:
+        member = session.get(CohortMember, (cohort, user_id))
         route = session.get(Route, user_id)
+        other = session.scalar(
+            sa.select(Migration).where(
+                Migration.user_id == user_id,
+                Migration.status.in_(records.ACTIVE),
+                Migration.dry_run.is_(bool(opts.get("dry_run"))),
+            )
+        )
+        if other is not None and other.cohort != cohort:
+            if other.status == "deferred":  # this cohort takes it over, fresh (as the reaper)
+                other.status, other.step, other.snapshot_id, other.generation = (
+                    "pending",
+                    None,
+                    None,
+                    1,
+                )
+                other.cohort, other.defer_reason, other.defer_until = cohort, None, None
+                if member is not None:
+                    member.status, member.migration_id, member.reason = "queued", other.id, None
+                return other.id
+            if member is not None:  # another cohort's worker runs it right now
+                member.status = "deferred"
+                member.reason = f"already migrating in cohort {other.cohort} ({other.id})"
+            return None
         if route is None or route.state != routing.LEGACY:
-            member = session.get(CohortMember, (cohort, user_id))
-            if member is not None and route is not None and route.state == routing.NEW:
-                member.status = "done"
-                member.reason = "already on the new system"
+            if member is not None:
+                state = route.state if route is not None else "unknown"
+                member.status = "done" if state == routing.NEW else "deferred"
+                member.reason = (
+                    "already on the new system"
+                    if state == routing.NEW
+                    else f"route is {state}, not legacy: nothing to start"
+                )
             return None
     return records.create(deps.sessions, user_id, cohort=cohort, **opts)
 
@@ -145,7 +177,7 @@ def run_member(deps: SagaDeps, migration_id: str) -> Migration | None:
     result = saga.run(deps, migration_id)
     if result.cohort:
         cohorts.check_halt(deps.sessions, result.cohort)
-        cohorts.maybe_done(deps.sessions, result.cohort)
+        cohorts.finish_if_settled(deps.sessions, result.cohort)
     return result
 
 

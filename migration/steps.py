@@ -21,6 +21,7 @@ from core.errors import (
     UnknownUser,
 )
 from migration import records
+from migration.deps import Deferred, Restart, Result, SagaDeps, Step
 from migration.preflight import defer_reason
 from migration.transform import build_payload
 from multiplexer import routing
@@ -29,9 +30,7 @@ from multiplexer.models import Route
 
 if TYPE_CHECKING:
     from migration.models import Migration
-    from migration.saga import SagaDeps
 
-Result = tuple[dict[str, Any], dict[str, Any] | None]
 _OVER = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
 ACTOR = "system:saga"
 
@@ -81,8 +80,6 @@ def step_preflight(deps: SagaDeps, mig: Migration) -> Result:
         raw=snap.objects,
     )
     if reason:
-        from migration.saga import Deferred
-
         raise Deferred(reason)
     return advance, detail
 
@@ -138,8 +135,6 @@ def step_recheck(deps: SagaDeps, mig: Migration) -> Result:
     fresh = deps.legacy.snapshot(_ref(deps, mig.user_id))
     after = records.content_hash(fresh.objects)
     if after != before:
-        from migration.saga import Restart
-
         raise Restart(
             f"legacy state changed since snapshot {mig.snapshot_id} ({before[:12]} -> {after[:12]})"
         )
@@ -327,3 +322,39 @@ def mark_failed(deps: SagaDeps, mig: Migration, *, reason: str) -> None:
                 reason=reason[:500],
                 cache=deps.cache,
             )
+
+
+# -- the table the saga runs ------------------------------------------------------------
+
+#: every step by name; the saga's order is ``SAGA`` (``DRY_RUN`` for a dry run)
+STEPS: dict[str, Step] = {
+    s.name: s
+    for s in (
+        Step("preflight", step_preflight),
+        Step("lock", step_lock, undo=unlock),
+        Step("fetch", step_fetch),
+        Step("transform", step_transform),
+        Step("load", step_load, undo=discard_import),
+        Step("recheck", step_recheck),
+        Step("prove", step_prove),
+        Step("cancel", step_cancel, pivot=True),
+        Step("activate", step_activate),
+        Step("flip", step_flip),
+        Step("verify", step_verify),
+        Step("discard", step_discard),
+    )
+}
+SAGA = (
+    "preflight",
+    "lock",
+    "fetch",
+    "transform",
+    "load",
+    "recheck",
+    "prove",
+    "cancel",
+    "activate",
+    "flip",
+    "verify",
+)
+DRY_RUN = ("preflight", "fetch", "transform", "load", "prove", "discard")

@@ -2,28 +2,51 @@
 
 acks_late + reject_on_worker_lost: a task whose worker dies is redelivered; the
 saga's lease and durable steps make the repeat harmless. Progress is counted in
-the database, never in chords.
+the database, never in chords. Each task gets the process's composition root from
+its base class (``self.root``: an ``admin.bootstrap.App``).
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from celery import shared_task
 
-from migration import runtime, services
+from core.queue import RootTask
+from migration import services
+from migration.deps import SagaDeps
+
+
+class MigrationRoot(Protocol):
+    """What these tasks need of the root."""
+
+    saga: SagaDeps
+
+    def enqueue_migration(self, migration_id: str) -> None: ...
+
+
+def _root(task: RootTask) -> MigrationRoot:
+    return task.root  # type: ignore[no-any-return]
 
 
 @shared_task(
-    name="twinbill.migrate", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    bind=True,
+    base=RootTask,
+    name="twinbill.migrate",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
 )
-def migrate(migration_id: str) -> None:
-    services.run_member(runtime.deps(), migration_id)
+def migrate(self: RootTask, migration_id: str) -> None:
+    services.run_member(_root(self).saga, migration_id)
 
 
-@shared_task(name="twinbill.reap", ignore_result=True)
-def reap() -> None:
-    services.reap(runtime.deps(), runtime.enqueue)
+@shared_task(bind=True, base=RootTask, name="twinbill.reap", ignore_result=True)
+def reap(self: RootTask) -> None:
+    root = _root(self)
+    services.reap(root.saga, root.enqueue_migration)
 
 
-@shared_task(name="twinbill.reconcile_recent", ignore_result=True)
-def reconcile_recent() -> None:
-    services.reconcile_recent(runtime.deps())
+@shared_task(bind=True, base=RootTask, name="twinbill.reconcile_recent", ignore_result=True)
+def reconcile_recent(self: RootTask) -> None:
+    services.reconcile_recent(_root(self).saga)

@@ -32,7 +32,7 @@ from reconciler.report import Report
 from reconciler.services import store_report
 
 if TYPE_CHECKING:
-    from migration.saga import SagaDeps
+    from migration.deps import SagaDeps
 
 
 @dataclass(frozen=True)
@@ -185,9 +185,61 @@ def _noting_invoices(
     return legacy_side, new_side
 
 
+def independent_violations(mig: Migration, deps: SagaDeps) -> list[Any]:
+    """``reconciler.independent`` over each system's own answers: the legacy previews the
+    prove step kept, the legacy server's raw subscriptions now, the new service's bundle."""
+    from core.canonical import NextCharges
+    from migration.models import MigrationStep
+    from reconciler.independent import check_independent
+
+    with deps.sessions() as session:
+        proved = session.scalar(
+            sa.select(MigrationStep)
+            .where(
+                MigrationStep.migration_id == mig.id,
+                MigrationStep.step == "prove",
+                MigrationStep.outcome == "ok",
+            )
+            .order_by(MigrationStep.id.desc())
+            .limit(1)
+        )
+        route = session.get(Route, mig.user_id)
+    preview = None
+    if proved is not None and (proved.detail or {}).get("legacy"):
+        preview = NextCharges.model_validate(proved.detail["legacy"])
+    ref = UserRef(mig.user_id, route.legacy_customer_id if route else None)
+    subs_now = deps.legacy.snapshot(ref).objects.get("subscriptions") or []
+    try:
+        bundle: dict[str, Any] | None = deps.new.get_bundle(mig.user_id)
+    except NotFound:
+        bundle = None
+    return check_independent(
+        mig.user_id,
+        legacy_preview=preview,
+        legacy_subs_now=subs_now,
+        new_bundle=bundle,
+        now=utcnow(),
+        cohort=mig.cohort,
+    )
+
+
+def _store_violations(deps: SagaDeps, mig: Migration, violations: list[Any]) -> int | None:
+    from reconciler.report import ReportBuilder, UserResult
+
+    report = Report(scope_kind="user", scope_value=mig.user_id, created_by="system:saga:verify")
+    ReportBuilder(report).add(
+        UserResult(mig.user_id, mig.cohort, (), tuple(violations), checked_at=utcnow())
+    )
+    with transaction(deps.sessions) as session:
+        store_report(session, report)
+    return report.id
+
+
 def reconcile_verifier(mig: Migration, deps: SagaDeps) -> dict[str, Any]:
     """The saga's verify step: reconcile this one user, store the result, and index the
-    invoice numbers of both sides (legacy snapshot, new bundle) for the admin search."""
+    invoice numbers of both sides (legacy snapshot, new bundle) for the admin search;
+    then the independent invariants (each system's own answers), stored as their own
+    one-user report when any is broken."""
     mig = records.load(deps.sessions, mig.id)
     scope = Scope("user", mig.user_id, [mig.user_id], {mig.user_id: mig})
     report = reconcile(
@@ -199,11 +251,15 @@ def reconcile_verifier(mig: Migration, deps: SagaDeps) -> dict[str, Any]:
         refetch=True,
         index_invoices=True,
     )
+    independent = independent_violations(mig, deps)
+    independent_report = _store_violations(deps, mig, independent) if independent else None
     return {
-        "clean": report.clean,
+        "clean": report.clean and not independent,
         "report_id": report.id,
         "differences": report.summary.differences,
-        "violations": report.summary.violations,
+        "violations": report.summary.violations + len(independent),
+        "independent": [v.to_dict() for v in independent],
+        "independent_report_id": independent_report,
     }
 
 

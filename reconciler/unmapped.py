@@ -1,10 +1,18 @@
 """Raw legacy fields that no mapping reads: the silent "forgot a field" bug.
 
-``KNOWN_LEGACY_FIELDS`` declares, per legacy (Stripe) object type, every raw
-field path the legacy mapping reads, every path it deliberately ignores (with a
-reason), and values that carry no information (a field at its declared default
-is not worth a report). Any other non-empty field found in a raw snapshot is
-reported as ``unmapped_field``, naming the object and the dotted path.
+``KNOWN_LEGACY_FIELDS`` declares, per legacy (Stripe) object type, what happens
+to every raw field path (``KnownFields.status``):
+
+* ``carried``: the mapping reads it and the new system receives it;
+* ``derived``: the mapping reads it (or it duplicates a field that is carried) to
+  compute something that is carried: the reason says what;
+* ``dropped``: deliberately not migrated, with the reason;
+
+and values that carry no information (a field at its declared default is not
+worth a report). Any other non-empty field found in a raw snapshot is reported
+as ``unmapped_field``, naming the object and the dotted path. A field the mapping
+reads is never reported: a unit test runs the mapping over recorded snapshots and
+checks that every key it touched is carried or derived here.
 
 Paths are dotted for nested plain objects (``status_transitions.paid_at``). A
 nested object that carries its own ``"object"`` tag (an expanded reference, a
@@ -24,13 +32,29 @@ from reconciler.findings import Difference, DiffKind
 
 @dataclass(frozen=True, slots=True)
 class KnownFields:
-    read: frozenset[str]
-    ignored: Mapping[str, str] = field(default_factory=dict)  # path -> reason
+    read: frozenset[str]  # carried
+    ignored: Mapping[str, str] = field(default_factory=dict)  # dropped: path -> reason
     defaults: Mapping[str, Any] = field(default_factory=dict)  # path -> uninformative value
-    rest: str = ""  # when set: every other field is ignored for this reason
+    rest: str = ""  # when set: every other field is dropped for this reason
+    derived: Mapping[str, str] = field(default_factory=dict)  # path -> what it becomes
 
     def declares(self, path: str) -> bool:
-        return bool(self.rest) or path in self.read or path in self.ignored
+        return bool(self.rest) or path in self.read or path in self.ignored or path in self.derived
+
+    def status(self, path: str) -> tuple[str, str] | None:
+        """(carried | derived | dropped, reason) for a declared path; None if undeclared."""
+        if path in self.read:
+            return "carried", "read by the legacy mapping and sent to the new system"
+        if path in self.derived:
+            return "derived", self.derived[path]
+        if path in self.ignored:
+            return "dropped", self.ignored[path]
+        if self.rest:
+            return "dropped", self.rest
+        inside = [p for p in (*self.read, *self.derived) if p.startswith(path + ".")]
+        if inside:  # a plain object the mapping opens to reach declared fields
+            return "carried" if set(inside) & self.read else "derived", f"holds {sorted(inside)}"
+        return None
 
 
 def _known(
@@ -38,12 +62,15 @@ def _known(
     ignored: Mapping[str, str] | None = None,
     defaults: Mapping[str, Any] | None = None,
     rest: str = "",
+    derived: Mapping[str, str] | None = None,
 ) -> KnownFields:
     base = {
         "object": "the type tag itself",
         "livemode": "test/live flag of the legacy account, not user data",
     }
-    return KnownFields(frozenset(read.split()), {**base, **(ignored or {})}, defaults or {}, rest)
+    return KnownFields(
+        frozenset(read.split()), {**base, **(ignored or {})}, defaults or {}, rest, derived or {}
+    )
 
 
 def _same(reason: str, paths: str) -> dict[str, str]:
@@ -64,11 +91,10 @@ _CHARGE_AUTO = {"collection_method": "charge_automatically", "billing": "charge_
 
 KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
     "customer": _known(
-        "id email name currency balance account_balance default_source sources "
+        "id email name currency balance default_source sources "
         "invoice_settings.default_payment_method metadata created discount",
         {
             "description": "free-text staff note of the legacy dashboard",
-            "subscriptions": "expanded copy; subscriptions are fetched and migrated themselves",
             "phone": _CUSTOMER_KEPT,
             "address": _CUSTOMER_KEPT,
             "shipping": _CUSTOMER_KEPT,
@@ -83,21 +109,34 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "invoice_settings.rendering_options": _LEGACY_DOCS,
         },
         {"tax_exempt": "none"},
+        derived={
+            "subscriptions": "embedded copy, read only as a fallback for the billing currency; "
+            "subscriptions are fetched and migrated themselves",
+            "account_balance": "old-API balance -> customer.balance (the localstripe dialect "
+            "flips its sign back, docs/legacy-gaps.md)",
+        },
     ),
     "subscription": _known(
-        "id customer status currency created start_date current_period_start "
+        "id customer status currency created current_period_start "
         "current_period_end trial_start trial_end cancel_at_period_end canceled_at ended_at "
-        "items metadata discount",
+        "items metadata discount default_tax_rates",
         {
-            "plan": "single-plan shorthand: duplicates items.data[0].plan, which is read",
-            "quantity": "single-plan shorthand: duplicates items.data[0].quantity",
             "latest_invoice": "a pointer; invoices are migrated themselves",
-            "billing_cycle_anchor": "implied by current_period_end, which is migrated",
             "trial_period_days": "creation parameter; the resulting trial dates are migrated",
             "trial_from_plan": "creation parameter; the resulting trial dates are migrated",
             "_enable_incomplete_payments": "localstripe-internal flag",
         },
         _CHARGE_AUTO,
+        derived={
+            "plan": "single-plan shorthand: duplicates items.data[0].plan, which is carried",
+            "quantity": "single-plan shorthand: duplicates items.data[0].quantity",
+            "billing_cycle_anchor": "implied by current_period_end, which is carried",
+            "start_date": "a localstripe trial's trial_start (localstripe leaves it null)",
+        },
+    ),
+    "tax_rate": _known(
+        "id display_name percentage inclusive jurisdiction country",
+        _same(_CATALOGUE, "created active description metadata tax_type state"),
     ),
     "subscription_item": _known(
         "id plan price quantity",
@@ -118,6 +157,7 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "trial_period_days": "creation default; subscriptions carry their own trial dates",
         },
         {"usage_type": "licensed", "billing_scheme": "per_unit"},
+        derived={"billing_scheme": "checked: tiered plans are refused (per_unit only)"},
     ),
     "price": _known(
         "id unit_amount currency recurring.interval recurring.interval_count product",
@@ -163,7 +203,7 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
         "due_date status_transitions.paid_at subtotal total tax amount_paid amount_due "
         "amount_remaining starting_balance paid_out_of_band lines total_discount_amounts "
         "parent.type parent.subscription_details.subscription metadata "
-        "discount discounts paid",
+        "discount discounts paid total_tax_amounts total_taxes",
         {
             "customer_email": "copy of the customer's email",
             "customer_name": "copy of the customer's name",
@@ -180,11 +220,7 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "invoice_pdf": _LEGACY_DOCS,
             "receipt_number": _LEGACY_DOCS,
             "statement_descriptor": _LEGACY_DOCS,
-            "payment_intent": "the payment points at the invoice, not the reverse",
-            "charge": "the payment points at the invoice, not the reverse",
             "ending_balance": "customer balance is migrated on the customer",
-            "subtotal_excluding_tax": "derived: subtotal minus tax",
-            "total_excluding_tax": "derived: total minus tax",
             "_draft": "localstripe-internal flag",
             "_voided": "localstripe-internal flag",
         },
@@ -193,6 +229,14 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "post_payment_credit_notes_amount": 0,
             "pre_payment_credit_notes_amount": 0,
             "application_fee": None,
+        },
+        derived={
+            "charge": "links the charge to this invoice: carried as payment.invoice_id",
+            "payment_intent": "links the charge to this invoice: carried as payment.invoice_id",
+            "subtotal_excluding_tax": "subtotal minus tax; both carried",
+            "total_excluding_tax": "total minus tax; both carried",
+            "default_tax_rates": "the rates are carried on the subscription; this invoice's "
+            "tax is carried as tax and tax_breakdown",
         },
     ),
     "line_item": _known(
@@ -265,6 +309,7 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
         "data",
         {"url": "the API path the list came from", "total_count": "len(data)"},
         {"has_more": False},
+        derived={"has_more": "a truncated list is refused: the snapshot must page it fully"},
     ),
     **{
         kind: _known("id", rest="payment method details stay in Stripe; only the id carries over")

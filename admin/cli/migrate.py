@@ -14,9 +14,9 @@ ACTOR = "cli"
 
 
 def _deps():  # type: ignore[no-untyped-def]
-    from migration import runtime
+    from admin.cli.context import app_root
 
-    return runtime.deps()
+    return app_root().saga
 
 
 def _print_steps(migration_id: str) -> None:
@@ -142,26 +142,23 @@ def cohort_create(
 
 
 def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool) -> None:
-    from migration import runtime, services
+    from admin.cli.context import app_root
+    from migration import services
 
-    deps = _deps()
-    settings = runtime.get_settings()
-    if settings.redis_url:  # real workers elsewhere pick the tasks up
+    root = app_root()
+    if not root.celery.embedded:  # real workers elsewhere pick the tasks up, over Redis
         n = services.start_cohort(
-            deps, name, runtime.enqueue, actor=ACTOR, retry_failed=retry_failed
+            root.saga, name, root.enqueue_migration, actor=ACTOR, retry_failed=retry_failed
         )
         console.print(f"enqueued {n} migrations for cohort {name}")
         if wait:
             _wait(name)
         return
-    from admin.worker import TASK_MODULES
-    from core.queue import create_celery, embedded_worker
+    from core.queue import embedded_worker
 
-    app = create_celery(settings, TASK_MODULES)
-    runtime.configure(app=app)
-    with embedded_worker(app):
+    with embedded_worker(root.celery):
         n = services.start_cohort(
-            deps, name, runtime.enqueue, actor=ACTOR, retry_failed=retry_failed
+            root.saga, name, root.enqueue_migration, actor=ACTOR, retry_failed=retry_failed
         )
         console.print(f"running {n} migrations for cohort {name} (embedded worker)")
         _wait(name)
@@ -170,7 +167,15 @@ def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool) -> Non
 def _wait(name: str) -> None:
     from admin.progress import watch_cohort
 
-    watch_cohort(_deps().sessions, name, console, poll=0.5)
+    try:
+        watch_cohort(_deps().sessions, name, console, poll=0.5)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"stopped watching cohort {name}; migrations already running finish their saga. "
+            f"See where it stands: `twinbill cohort status {name}`; carry on: "
+            f"`twinbill cohort resume {name} --wait`"
+        )
+        raise typer.Exit(130) from None
     _show(name, as_json=False)
 
 
@@ -269,7 +274,10 @@ def demo(
     users: int = typer.Option(60, "--users", min=13, max=2000),
     seed: int = typer.Option(7, "--seed"),
     inject_bug: str | None = typer.Option(
-        None, "--inject-bug", help="timestamp | zero-decimal | drop-refund | cancel-flag"
+        None,
+        "--inject-bug",
+        help="timestamp | zero-decimal | drop-refund | cancel-flag | credit-sign | trial-state"
+        " | tax-rate (the last three are stopped at prove, before the legacy cancel)",
     ),
     include_in_flight: bool = typer.Option(False, "--include-in-flight"),
     workdir: Path = typer.Option(Path(".twinbill-demo"), "--workdir"),
@@ -334,16 +342,30 @@ def demo(
 
 def worker(
     concurrency: int = typer.Option(4, "--concurrency"),
+    pool: str = typer.Option("threads", "--pool", help="threads | prefork | solo"),
     loglevel: str = typer.Option("INFO", "--loglevel"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="serve this process's /metrics (TWINBILL_METRICS_PORT)"
+    ),
 ) -> None:
     """Run a Celery worker (needs TWINBILL_REDIS_URL)."""
-    from admin.worker import make_app
+    from admin.cli.context import app_root
+    from admin.worker import run_worker
 
-    make_app().worker_main(["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}"])
+    with cli_errors():
+        root = app_root()
+        run_worker(
+            root, concurrency=concurrency, pool=pool, loglevel=loglevel, metrics_port=metrics_port
+        )
 
 
-def beat(loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
+def beat(
+    loglevel: str = typer.Option("INFO", "--loglevel"),
+    metrics_port: int | None = typer.Option(None, "--metrics-port"),
+) -> None:
     """Run Celery beat: reaper, outbox sweep, continuous reconciliation."""
-    from admin.worker import make_app
+    from admin.cli.context import app_root
+    from admin.worker import run_beat
 
-    make_app().start(["beat", f"--loglevel={loglevel}"])
+    with cli_errors():
+        run_beat(app_root(), loglevel=loglevel, metrics_port=metrics_port)

@@ -24,7 +24,8 @@ def reconcile(
     out: Path | None = typer.Option(None, "--out", help="write the report here"),
 ) -> None:
     """Exit 0 when clean, 1 when differences were found, 2 on error (nothing stored)."""
-    from migration import runtime, verify
+    from admin.cli.context import app_root
+    from migration import verify
     from reconciler.render import render
 
     if fmt not in FORMATS:
@@ -34,7 +35,7 @@ def reconcile(
         err_console.print("choose exactly one scope: --user ID, --cohort NAME or --all")
         raise typer.Exit(EXIT_ERROR)
     try:
-        deps = runtime.deps()
+        deps = app_root().saga
         scope = verify.resolve_scope(deps.sessions, user=user, cohort=cohort, all_users=all_users)
         report = verify.reconcile(
             deps.sessions, deps.legacy, deps.new, scope, created_by="cli", refetch=refetch

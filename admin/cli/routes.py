@@ -190,11 +190,12 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     import uvicorn
 
     from admin.app import create_app
-    from admin.worker import make_app
 
     with cli_errors():
-        make_app()  # binds this process's Celery app; request threads have no current app
-        ctx = mux_context()
+        root = mux_context()  # the process's one root: its Celery app publishes every task
+        web = create_app(root)
+    # log_config=None: uvicorn's loggers go through the process's JSON pipeline; its access
+    # log is off (it logged query strings) — admin.access_log logs each request instead.
     # proxy_headers=False: uvicorn would believe X-Forwarded-For from any local peer;
     # the admin reads it only from TWINBILL_TRUSTED_PROXIES (admin/web/security.py).
-    uvicorn.run(create_app(ctx), host=host, port=port, proxy_headers=False)
+    uvicorn.run(web, host=host, port=port, proxy_headers=False, log_config=None, access_log=False)

@@ -16,12 +16,12 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from admin.bootstrap import App
 from admin.web.access import NAV, Denied, NeedLogin, allowed
 from admin.web.auth import Authenticator, Principal
 from admin.web.environment import Environment, describe
 from admin.web.security import SecurityHeaders, parse_proxies
 from core.errors import ConfigurationError
-from multiplexer.bootstrap import MuxContext
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "tb_admin"
@@ -31,7 +31,7 @@ MIN_SECRET = 16
 
 @dataclass
 class AdminWeb:
-    ctx: MuxContext
+    ctx: App
     auth: Authenticator
     templates: Jinja2Templates
     environment: Environment
@@ -87,7 +87,7 @@ def redirect(
     return RedirectResponse(url, status_code=303)
 
 
-def mount(app: FastAPI, ctx: MuxContext) -> AdminWeb:
+def mount(app: FastAPI, ctx: App) -> AdminWeb:
     from admin.web import (
         views_accounts,
         views_activity,

@@ -139,13 +139,6 @@ def cohort_page(
     )
 
 
-def _enqueue(web: AdminWeb) -> Any:
-    enqueue = web.ctx.extras.get("enqueue")
-    if enqueue is None:
-        from migration.runtime import enqueue
-    return enqueue
-
-
 @router.post("/admin/cohorts/{name}/{action}")
 def cohort_action(
     request: Request,
@@ -154,8 +147,6 @@ def cohort_action(
     form: dict[str, str] = Depends(form_fields),
     me: Principal = Depends(guard),
 ) -> Response:
-    from migration.bootstrap import saga_deps
-
     web = _web(request)
     reason = form.get("reason", "").strip() or None
     notice = error = None
@@ -165,9 +156,9 @@ def cohort_action(
             notice = f"Cohort {name} paused: no new user starts."
         elif action in ("resume", "retry-failed"):
             started = services.start_cohort(
-                saga_deps(web.ctx),
+                web.ctx.saga,
                 name,
-                _enqueue(web),
+                web.ctx.enqueue_migration,
                 actor=me.actor,
                 retry_failed=action == "retry-failed",
             )
@@ -254,7 +245,7 @@ def migration_resume(
     if refused is None:
         try:
             queued = services.reopen_for_resume(web.ctx.sessions, web.ctx.cache, mig.user_id)
-            _enqueue(web)(queued)
+            web.ctx.enqueue_migration(queued)
         except TwinbillError as exc:
             refused = f"Refused: {exc}."
         else:

@@ -120,23 +120,11 @@ def _billing(web: AdminWeb, route: Route) -> dict[str, Any]:
 ROUTE_ACTIONS = {"hold": "Hold (read-only)", "release": "Release", "legacy": "Route back to legacy"}
 
 
-def legal_actions(route: Route, latest: Migration | None) -> list[str]:
-    """The route actions the state machine allows for this user right now.
-
-    Back to legacy only before the pivot: after it the legacy subscriptions are
-    canceled, so the only way out of a post-pivot failure is resuming forward.
-    """
-    allowed = routing.ALLOWED.get(route.state, frozenset())
-    out = []
-    if routing.HELD in allowed:
-        out.append("hold")
-    if route.state == routing.HELD and route.held_from:
-        out.append("release")
-    pivoted = bool(latest and latest.pivoted)
-    saga_owned = route.state == routing.MIGRATING  # the running saga decides, not a click
-    if routing.LEGACY in allowed and route.state != routing.HELD and not pivoted and not saga_owned:
-        out.append("legacy")
-    return out
+def legal_actions(route: Route) -> list[str]:
+    """The route buttons to offer: exactly what the route state machine allows now
+    (``routing.allowed_actions``; never back to legacy after the pivot). "resume" is not
+    a route button: the page links the failed migration's own Resume instead."""
+    return [a for a in routing.allowed_actions(route) if a in ROUTE_ACTIONS]
 
 
 @router.get("/admin/users/{user_id}")
@@ -173,8 +161,11 @@ def user_page(request: Request, user_id: str) -> Response:
         activity=list(reversed(activity)),
         migrations=migrations,
         timeline=timeline,
-        actions=[(a, ROUTE_ACTIONS[a]) for a in legal_actions(route, latest)],
-        resume=latest if latest and latest.status == "failed" and latest.pivoted else None,
+        actions=[(a, ROUTE_ACTIONS[a]) for a in legal_actions(route)],
+        resume=latest
+        if "resume" in routing.allowed_actions(route)
+        or (latest and latest.status == "failed" and latest.pivoted)
+        else None,
     )
 
 
@@ -366,18 +357,13 @@ def route_action(
             route = session.get(Route, user_id)
             if route is None:
                 raise UnknownUser(user_id)
-            latest = session.scalars(
-                sa.select(Migration)
-                .where(Migration.user_id == user_id)
-                .order_by(Migration.created_at.desc())
-                .limit(1)
-            ).first()
-            if action not in legal_actions(route, latest):
+            if action not in legal_actions(route):
+                after_pivot = route.state == routing.FAILED and route.pivoted_at is not None
                 raise IllegalTransition(
                     f"'{label}' is not allowed for user {user_id!r} ({route.state}"
                     + (
                         ", failed after the pivot: resume the migration instead"
-                        if latest and latest.pivoted and route.state == routing.FAILED
+                        if after_pivot
                         else ""
                     )
                     + ")"

@@ -391,7 +391,12 @@ def map_objects(
     dialect: Dialect = "current",
     now: datetime | None = None,
 ) -> BillingHistory:
-    """A whole snapshot (``RawSnapshot.objects``) -> the user's legacy history."""
+    """A whole snapshot (``RawSnapshot.objects``) -> the user's legacy history.
+
+    ``user_id`` is the routing table's (the snapshot was taken for that route): the
+    customer's ``user_id`` is that, not metadata ``app_user_id``, which a legacy
+    account linked by ``twinbill users import FILE.csv`` does not have.
+    """
     cus = objects.get("customer")
     if not isinstance(cus, Mapping):
         raise TransformError("snapshot has no customer", record=user_id, field="customer")
@@ -422,7 +427,9 @@ def map_objects(
     return BillingHistory(
         user_id=user_id,
         system=System.LEGACY,
-        customer=map_customer(cus, subs, invoices, dialect=dialect),
+        customer=map_customer(cus, subs, invoices, dialect=dialect).model_copy(
+            update={"user_id": user_id}
+        ),
         subscriptions=tuple(
             sorted(
                 (map_subscription(s, dialect=dialect, now=now) for s in subs),

@@ -5,10 +5,9 @@ convention as the gateway. The raw body is read with a hard 1 MB cap before any
 parsing, because signatures are computed over the exact bytes. Storing is
 synchronous database work, run in the thread pool; delivery is asynchronous.
 
-Deliveries are enqueued on ``ctx.extras["celery"]`` (the composition root's
+Deliveries are enqueued through ``ctx.schedule_delivery`` (the composition root's
 Celery app; Celery's thread-local "current app" is not visible in the server's
-threads). ``ctx.extras["webhook_enqueue"]`` may replace the enqueue altogether
-(tests, or an app that relies on the sweep alone).
+threads; ``MuxContext.enqueue_webhook`` may replace it in tests).
 """
 
 from __future__ import annotations
@@ -38,13 +37,7 @@ def get_context(request: Request) -> MuxContext:
 
 
 def _enqueuer(ctx: MuxContext) -> Callable[[str], None]:
-    custom = ctx.extras.get("webhook_enqueue")
-    if custom is not None:
-        return custom  # type: ignore[no-any-return]
-    from multiplexer.tasks import schedule_delivery
-
-    app = ctx.extras.get("celery")  # the composition root's Celery app
-    return lambda user_id: schedule_delivery(user_id, 0.0, app)
+    return lambda user_id: ctx.schedule_delivery(user_id, 0.0)
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:

@@ -61,6 +61,15 @@ ONE_OFF_CHOICES: dict[str, tuple[int, ...]] = {
 
 GIFT_MONTHS = 3
 
+# Yearly subscribers are taxed with a subscription tax rate (Stripe default_tax_rates):
+# percentage as an exact decimal string, display name, jurisdiction.
+TAX_RATES: dict[str, tuple[str, str, str]] = {
+    "eur": ("19", "VAT", "DE"),
+    "usd": ("8.875", "Sales tax", "US-NY"),
+    "gbp": ("20", "VAT", "GB"),
+    "jpy": ("10", "Consumption tax", "JP"),
+}
+
 FIRST_NAMES = (
     "ada", "alan", "amara", "bruno", "chloe", "dmitri", "elena", "farah", "grace", "hiro",
     "ines", "jonas", "keiko", "liam", "maya", "nadia", "oscar", "priya", "quentin", "rosa",

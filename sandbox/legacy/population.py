@@ -23,6 +23,7 @@ from dateutil.relativedelta import relativedelta
 from sandbox.legacy.configurations import (
     DEFAULT_CURRENCIES,
     GIFT_MONTHS,
+    TAX_RATES,
     PlanSpec,
     UserSpec,
     plan_amount,
@@ -203,7 +204,18 @@ def _simple_monthly(client: stripe.StripeClient, spec: UserSpec, cus: str) -> li
 
 
 def _yearly(client: stripe.StripeClient, spec: UserSpec, cus: str) -> list[str]:
-    return [_subscribe(client, spec, cus, interval="year").id]
+    # taxed: a subscription tax rate (default_tax_rates) the new system must carry over
+    percentage, name, jurisdiction = TAX_RATES[spec.currency]
+    rate = client.v1.tax_rates.create(
+        {
+            "display_name": name,
+            "percentage": float(percentage),  # the SDK param is a float; Stripe stores decimals
+            "inclusive": False,
+            "jurisdiction": jurisdiction,
+            "metadata": _tags(spec),
+        }
+    )
+    return [_subscribe(client, spec, cus, interval="year", default_tax_rates=[rate.id]).id]
 
 
 def _trialing(client: stripe.StripeClient, spec: UserSpec, cus: str) -> list[str]:

@@ -82,13 +82,12 @@ def live(tmp_path_factory) -> Iterator[Live]:
     import uvicorn
 
     from admin.app import create_app
+    from admin.bootstrap import bootstrap
     from admin.web.auth import create_user
     from core import dbschema
     from core.settings import load_settings
     from migration import cohorts
-    from migration.bootstrap import saga_deps
     from migration.services import migrate_user
-    from multiplexer.bootstrap import build
     from multiplexer.inventory import sync_customers
     from sandbox.legacy.launcher import make_client
     from sandbox.legacy.population import seed
@@ -102,12 +101,12 @@ def live(tmp_path_factory) -> Iterator[Live]:
         settings = load_settings(
             database_url=url, secret_key="browser-secret-key-0123456789", **env
         )
-        ctx = build(settings)
+        ctx = bootstrap(settings)
         seeded = seed(make_client(endpoints.legacy_url, endpoints.legacy_api_key), 14, 7)
         sync_customers(ctx.sessions, ctx.legacy.iter_customers(), actor="test", cache=ctx.cache)
         simple = [u for u in seeded if u.config == "simple_monthly"]
         migrated = simple[0].app_user_id
-        mig = migrate_user(saga_deps(ctx), migrated)
+        mig = migrate_user(ctx.saga, migrated)
         assert mig.status == "succeeded", (mig.status, mig.error_message)
         others = [u.app_user_id for u in seeded if u.app_user_id != migrated]
         legacy_user = next(u.app_user_id for u in simple[1:] + seeded if u.app_user_id != migrated)

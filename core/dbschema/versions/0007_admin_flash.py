@@ -1,7 +1,7 @@
 """admin: a one-shot flash message kept in the server-side session
 
-Revision ID: 0006_admin_flash
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 
 Success and error banners after a redirect used to come from the query string,
 so a crafted link could show a real-looking "Refund … recorded". The banner is
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_admin_flash"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

@@ -1,37 +1,38 @@
-"""``celery -A crash_worker worker``: the production worker app (``admin.worker``) plus
-test-only hooks, read from the environment when the worker imports this module.
+"""``python crash_worker.py [worker options]``: the production worker (the composition root
+``admin.bootstrap.bootstrap`` and its Celery app) plus test-only hooks from the environment:
 
-* ``TWINBILL_TEST_CRASH_AFTER=<step>``: SIGKILL this process right after
-  ``migration.steps.step_<step>`` returns (its work done, its step record still open);
+* ``TWINBILL_TEST_CRASH_AFTER=<step>``: SIGKILL this process right after that step's
+  ``run`` returns (its work done, its step record still open);
 * ``TWINBILL_TEST_CRASH_BEFORE=<step>``: SIGKILL it just before that step runs;
 * ``TWINBILL_TEST_STALE_AFTER=<seconds>``: the lease age after which this worker may take
-  over a migration whose worker died (production: 120 s; the tests cannot wait that long).
+  over a migration whose worker died (production: TWINBILL_LEASE_SECONDS).
 
-SIGKILL, not an exception: nothing in the process gets to clean up, as when the kernel's
-OOM killer or a node failure takes a worker.
+The hooks go through the root (a swapped entry of the saga's step table), never by
+patching modules. SIGKILL, not an exception: nothing in the process gets to clean up, as
+when the kernel's OOM killer or a node failure takes a worker.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import os
 import signal
+import sys
 from typing import Any
 
-from admin.worker import app
-from migration import runtime, steps
-
-__all__ = ["app"]
+from admin.bootstrap import bootstrap
+from core.observability import configure_logging
+from core.settings import load_settings
+from migration.steps import STEPS
 
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _crash(step: str, when: str) -> None:
-    original = getattr(steps, f"step_{step}")
+def _crashing(step: str, when: str) -> Any:
+    original = STEPS[step].run
 
-    @functools.wraps(original)
     def crashing(deps: Any, mig: Any) -> Any:
         if when == "before":
             _die()
@@ -40,19 +41,25 @@ def _crash(step: str, when: str) -> None:
             _die()
         return result
 
-    setattr(steps, f"step_{step}", crashing)  # the saga looks steps up by name on each run
+    return dataclasses.replace(STEPS[step], run=crashing)
 
 
-if os.environ.get("TWINBILL_TEST_CRASH_AFTER"):
-    _crash(os.environ["TWINBILL_TEST_CRASH_AFTER"], "after")
-if os.environ.get("TWINBILL_TEST_CRASH_BEFORE"):
-    _crash(os.environ["TWINBILL_TEST_CRASH_BEFORE"], "before")
+def saga_overrides() -> dict[str, Any]:
+    table = dict(STEPS)
+    for var, when in (
+        ("TWINBILL_TEST_CRASH_AFTER", "after"),
+        ("TWINBILL_TEST_CRASH_BEFORE", "before"),
+    ):
+        step = os.environ.get(var)
+        if step:
+            table[step] = _crashing(step, when)
+    overrides: dict[str, Any] = {"steps": table}
+    if os.environ.get("TWINBILL_TEST_STALE_AFTER"):
+        overrides["stale_after"] = float(os.environ["TWINBILL_TEST_STALE_AFTER"])
+    return overrides
 
-if os.environ.get("TWINBILL_TEST_STALE_AFTER"):
-    _stale_after = float(os.environ["TWINBILL_TEST_STALE_AFTER"])
-    _build = runtime.saga_deps
 
-    def _saga_deps(*args: Any, **kwargs: Any) -> Any:
-        return _build(*args, **kwargs, stale_after=_stale_after)
-
-    runtime.saga_deps = _saga_deps  # type: ignore[assignment]
+if __name__ == "__main__":
+    configure_logging(level="INFO")
+    root = bootstrap(load_settings(), saga=saga_overrides())
+    root.celery.worker_main(["worker", *sys.argv[1:]])

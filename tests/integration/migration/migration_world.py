@@ -10,13 +10,12 @@ newbilling), never through twinbill's backends or its routing table.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,12 @@ import httpx
 import sqlalchemy as sa
 import stripe
 
+from admin.bootstrap import App, bootstrap
 from core import dbschema
 from core.settings import Settings, load_settings
-from migration import runtime
-from migration.bootstrap import saga_deps
+from migration.deps import SagaDeps
 from migration.models import Migration, MigrationStep
-from migration.saga import SagaDeps
 from migration.verify import reconcile_verifier
-from multiplexer.bootstrap import MuxContext, build
 from multiplexer.inventory import sync_customers
 from multiplexer.models import Route
 from sandbox.legacy.configurations import plan_users
@@ -103,7 +100,7 @@ class World:
     endpoints: Endpoints
     env: dict[str, str]
     settings: Settings
-    ctx: MuxContext
+    ctx: App  # this test process's composition root
     deps: SagaDeps
     stripe: stripe.StripeClient  # straight to localstripe, never through a proxy
     nb: httpx.Client  # straight to newbilling, never through a proxy
@@ -260,8 +257,8 @@ def open_world(
     )
     settings = settings_from(env)
     dbschema.upgrade(settings.database_url)
-    ctx = build(settings)
-    deps = saga_deps(ctx, verifier=reconcile_verifier, **deps_overrides)
+    ctx = bootstrap(settings, verifier=reconcile_verifier, saga=deps_overrides)
+    deps = ctx.saga
     nb = httpx.Client(
         base_url=endpoints.new_url,
         timeout=30,
@@ -279,25 +276,11 @@ def open_world(
     )
 
 
-@contextlib.contextmanager
-def runtime_bound(deps: SagaDeps | None, app: Any) -> Iterator[None]:
-    """Hand this process's deps and Celery app to ``migration.runtime``; restore afterwards."""
-    saved = (runtime._deps, runtime._app)
-    runtime._deps, runtime._app = deps, app
-    try:
-        yield
-    finally:
-        runtime._deps, runtime._app = saved
-
-
-def worker_command(app_module: str, *, pool: str = "solo", concurrency: int = 1) -> list[str]:
+def worker_command(script: str, *, pool: str = "solo", concurrency: int = 1) -> list[str]:
+    """A worker process started by a test script next to this file (it builds the root)."""
     return [
         sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        app_module,
-        "worker",
+        str(HERE / f"{script}.py"),
         f"--pool={pool}",
         f"--concurrency={concurrency}",
         "--loglevel=INFO",

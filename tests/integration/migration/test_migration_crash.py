@@ -20,13 +20,11 @@ from migration_world import (
     World,
     open_world,
     process_env,
-    runtime_bound,
     wait_until,
     worker_command,
 )
 
-from core.queue import create_celery
-from migration import cohorts, runtime, services
+from migration import cohorts, services
 from sandbox.stack import Stack
 
 pytestmark = [
@@ -93,40 +91,38 @@ def test_worker_sigkilled_mid_saga_is_finished_by_reaper(  # type: ignore[no-unt
         )
         users = world.seed(3, configs=PLAIN_CONFIGS)
         assert world.sync() == 3
-        app = create_celery(world.settings, ("migration.tasks",))  # Redis broker: publish only
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            with runtime_bound(world.deps, app):
-                cohorts.create(world.ctx.sessions, "crash", users, actor="test")
-                crashing = start_worker(world, tmp_path / "crashing.log", **{hook: step})
-                procs.append(crashing)
-                services.start_cohort(world.deps, "crash", runtime.enqueue, actor="test")
-                assert crashing.wait(90) == -9, (tmp_path / "crashing.log").read_text()[-3000:]
+            cohorts.create(world.ctx.sessions, "crash", users, actor="test")
+            crashing = start_worker(world, tmp_path / "crashing.log", **{hook: step})
+            procs.append(crashing)
+            services.start_cohort(world.deps, "crash", world.ctx.enqueue_migration, actor="test")
+            assert crashing.wait(90) == -9, (tmp_path / "crashing.log").read_text()[-3000:]
 
-                # -- the moment of the crash -------------------------------------------
-                (victim,) = [m for m in world.migrations() if m.status == "running"]
-                assert victim.step == last_done
-                assert (step, 1, "running") in world.steps(victim.id)
-                assert world.routes()[victim.user_id].state == "migrating"
-                bundle = world.bundle(victim.user_id)
-                legacy_live = world.legacy_billing(victim.user_id)
-                if step == "load":  # imported (pending, not billing), legacy untouched
-                    assert bundle is not None and bundle["import"]["status"] == "pending"
-                    assert sorted(legacy_live) == sorted(world.baseline[victim.user_id]["billing"])
-                elif step == "cancel":  # the cancel → activate window
-                    assert bundle is not None and bundle["import"]["status"] == "pending"
-                    assert legacy_live == []
-                else:  # active in new, canceled in legacy, route not yet flipped
-                    assert bundle is not None and bundle["import"]["status"] == "active"
-                    assert legacy_live == []
+            # -- the moment of the crash -------------------------------------------
+            (victim,) = [m for m in world.migrations() if m.status == "running"]
+            assert victim.step == last_done
+            assert (step, 1, "running") in world.steps(victim.id)
+            assert world.routes()[victim.user_id].state == "migrating"
+            bundle = world.bundle(victim.user_id)
+            legacy_live = world.legacy_billing(victim.user_id)
+            if step == "load":  # imported (pending, not billing), legacy untouched
+                assert bundle is not None and bundle["import"]["status"] == "pending"
+                assert sorted(legacy_live) == sorted(world.baseline[victim.user_id]["billing"])
+            elif step == "cancel":  # the cancel → activate window
+                assert bundle is not None and bundle["import"]["status"] == "pending"
+                assert legacy_live == []
+            else:  # active in new, canceled in legacy, route not yet flipped
+                assert bundle is not None and bundle["import"]["status"] == "active"
+                assert legacy_live == []
 
-                # -- a fresh worker and the reaper ---------------------------------------
-                fresh = start_worker(world, tmp_path / "fresh.log")
-                procs.append(fresh)
-                time.sleep(STALE_AFTER + 0.5)
-                reaped = services.reap(world.deps, runtime.enqueue)
-                assert reaped["resumed"] == 1, reaped
-                wait_until(lambda: settled(world, "crash"), 90, "the cohort to settle")
+            # -- a fresh worker and the reaper ---------------------------------------
+            fresh = start_worker(world, tmp_path / "fresh.log")
+            procs.append(fresh)
+            time.sleep(STALE_AFTER + 0.5)
+            reaped = services.reap(world.deps, world.ctx.enqueue_migration)
+            assert reaped["resumed"] == 1, reaped
+            wait_until(lambda: settled(world, "crash"), 90, "the cohort to settle")
         finally:
             for proc in procs:
                 stop(proc)

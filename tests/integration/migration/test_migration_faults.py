@@ -14,10 +14,10 @@ import time
 from collections import Counter
 
 import pytest
-from migration_world import DEFERRED_CONFIGS, open_world, runtime_bound, wait_until
+from migration_world import DEFERRED_CONFIGS, open_world, wait_until
 
-from core.queue import create_celery, embedded_worker
-from migration import cohorts, runtime, services
+from core.queue import embedded_worker
+from migration import cohorts, services
 from sandbox.faultproxy import FaultProxy
 from sandbox.stack import Stack
 
@@ -80,10 +80,9 @@ def test_cohort_migrates_through_faults_on_both_apis(tmp_path) -> None:  # type:
         legacy_proxy.reset_stats()
         new_proxy.reset_stats()
 
-        app = create_celery(world.settings, ("migration.tasks",))
-        with runtime_bound(world.deps, app), embedded_worker(app, concurrency=4):
+        with embedded_worker(world.ctx.celery, concurrency=4):
             cohorts.create(world.ctx.sessions, "faulty", users, actor="test")
-            services.start_cohort(world.deps, "faulty", runtime.enqueue, actor="test")
+            services.start_cohort(world.deps, "faulty", world.ctx.enqueue_migration, actor="test")
 
             def settled():  # type: ignore[no-untyped-def]
                 with world.ctx.sessions() as session:

@@ -69,10 +69,10 @@ def serve(app: Any) -> Iterator[str]:
 def app_from_env() -> Any:
     """The uvicorn factory of a separate twinbill server process."""
     from admin.app import create_app
+    from admin.bootstrap import bootstrap
     from core.settings import load_settings
-    from multiplexer.bootstrap import build
 
-    return create_app(build(load_settings()))
+    return create_app(bootstrap(load_settings()))
 
 
 @contextmanager
@@ -261,12 +261,12 @@ def _contract_app() -> Any:
     import tempfile
 
     from admin.app import create_app
+    from admin.bootstrap import bootstrap
     from core.settings import load_settings
-    from multiplexer.bootstrap import build
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(database_url=f"sqlite:///{tmp}/c.db", secret_key=SECRET_KEY)
-        ctx = build(settings, backends={})
+        ctx = bootstrap(settings, backends={})
         try:
             return create_app(ctx)
         finally:

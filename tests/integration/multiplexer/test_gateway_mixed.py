@@ -21,12 +21,12 @@ import pytest
 import sqlalchemy as sa
 from gateway_world import SECRET_KEY, LegacyRaw, NewRaw, merge, serve, shape
 
+from admin.bootstrap import App, bootstrap
 from core import dbschema
 from core.audit import AuditEntry
 from core.db import transaction
 from core.settings import load_settings
 from multiplexer import routing
-from multiplexer.bootstrap import MuxContext, build
 from multiplexer.placement import set_policy
 from multiplexer.tokens import create_token
 
@@ -39,7 +39,7 @@ READS = ("summary", "subscriptions", "invoices", "payments")
 
 @dataclass
 class World:
-    ctx: MuxContext
+    ctx: App
     url: str
     http: httpx.Client
     legacy_raw: LegacyRaw
@@ -91,7 +91,6 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
     from admin.app import create_app
-    from migration.bootstrap import saga_deps
     from migration.services import migrate_user
     from multiplexer.inventory import sync_customers
     from sandbox.legacy.population import seed
@@ -105,7 +104,7 @@ def world(tmp_path_factory) -> Iterator[World]:
         settings = load_settings(
             database_url=url, secret_key=SECRET_KEY, max_amount_major=CEILING_MAJOR, **env
         )
-        ctx = build(settings)
+        ctx = bootstrap(settings)
         legacy_raw = LegacyRaw(endpoints.legacy_url, endpoints.legacy_api_key)
         new_raw = NewRaw(endpoints.new_url, endpoints.new_api_token)
         seeded = seed(legacy_raw.client, 14, 7)
@@ -115,7 +114,7 @@ def world(tmp_path_factory) -> Iterator[World]:
         assert report.created == 14
         migrated = [next(u.app_user_id for u in seeded if u.config == c) for c in MIGRATE]
         for user_id in migrated:
-            mig = migrate_user(saga_deps(ctx), user_id)
+            mig = migrate_user(ctx.saga, user_id)
             assert mig.status == "succeeded", (user_id, mig.status, mig.error_message)
         with transaction(ctx.sessions) as s:
             token = create_token(s, "app", actor="test")

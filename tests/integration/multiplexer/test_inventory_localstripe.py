@@ -17,6 +17,7 @@ import pytest
 from core import dbschema
 from core.settings import load_settings
 from migration import readiness
+from multiplexer import facets as facets_of
 from multiplexer.backends.base import UserRef
 from multiplexer.backends.stripe_bulk import features
 from multiplexer.bootstrap import build
@@ -81,7 +82,7 @@ def test_every_customer_is_synced_with_a_handful_of_calls(world):
     ("config", "expected"),
     [
         ("simple_monthly", {"subscriptions": 1, "status": "active", "interval": "month"}),
-        ("yearly", {"subscriptions": 1, "interval": "year", "complexity": 0}),
+        ("yearly", {"subscriptions": 1, "interval": "year", "tax": "exclusive"}),
         ("two_subscriptions", {"subscriptions": 2, "interval": "mixed"}),
         ("multi_seat", {"subscriptions": 1}),
         ("cancel_at_period_end", {"scheduled_cancel": "period_end"}),
@@ -100,7 +101,8 @@ def test_facets_are_read_from_the_data(world, config, expected):
 
 def test_simple_users_are_simple_and_complex_ones_are_not(world):
     by = _by_config(world)
-    assert {f["complexity"] for f in by["simple_monthly"] + by["yearly"]} == {0}
+    assert {f["complexity"] for f in by["simple_monthly"]} == {0}
+    assert {f["complexity"] for f in by["yearly"]} == {facets_of.WEIGHTS["tax"]}
     assert all(f["seats"] > 1 and f["complexity"] > 0 for f in by["multi_seat"])
     for config in ("two_subscriptions", "past_due", "canceled_refunded", "pending_invoice_item"):
         assert all(f["complexity"] > 0 for f in by[config]), config

@@ -32,13 +32,13 @@ from fastapi import FastAPI
 
 from core import dbschema
 from core.db import make_engine, make_sessionmaker, transaction
-from core.queue import create_celery, embedded_worker
+from core.queue import TwinbillCelery, create_celery, embedded_worker
 from core.settings import Settings, load_settings
 from multiplexer import routing
 from multiplexer.bootstrap import MuxContext
 from multiplexer.cache import LocalRouteCache
 from multiplexer.models import InboundEvent, OutboxMessage
-from multiplexer.tasks import bind_context, sweep_outbox
+from multiplexer.tasks import sweep_outbox
 from multiplexer.webhooks.router import build_router
 from sandbox.legacy.launcher import LocalStripe
 from sandbox.newbilling.samples import sample_import
@@ -195,7 +195,7 @@ def settings_for(database_url: str, receiver: AppReceiver, redis_url: str | None
     )
 
 
-def context_for(settings: Settings) -> MuxContext:
+def context_for(settings: Settings, celery: TwinbillCelery | None = None) -> MuxContext:
     dbschema.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     return MuxContext(
@@ -205,8 +205,9 @@ def context_for(settings: Settings) -> MuxContext:
         cache=LocalRouteCache(),
         limiters={},
         backends={},
-        mux=None,
-    )  # type: ignore[arg-type] - webhooks never use the facade
+        mux=None,  # type: ignore[arg-type] - webhooks never use the facade
+        celery=celery,
+    )
 
 
 def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -223,11 +224,7 @@ def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "webhook_worker",
-                "worker",
+                str(HERE / "webhook_worker.py"),
                 "--pool=threads",
                 "--concurrency=4",
                 "--loglevel=INFO",
@@ -259,10 +256,9 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         settings = settings_for(
             request.getfixturevalue("postgres_url"), receiver, request.getfixturevalue("redis_url")
         )
-    ctx = context_for(settings)
-    celery_app = create_celery(settings, ("multiplexer.tasks",))  # current app: publishes here
-    bind_context(celery_app, lambda: ctx)
-    ctx.extras["celery"] = celery_app
+    celery_app = create_celery(settings, ("multiplexer.tasks",))
+    ctx = context_for(settings, celery_app)
+    celery_app.root = ctx  # the tasks' root (this test process's)
     try:
         if request.param == "sqlite":
             with embedded_worker(celery_app):
@@ -459,7 +455,7 @@ def test_newbilling_events_reach_the_app_once_and_import_events_are_suppressed(s
 
 def test_sweep_delivers_what_no_task_was_enqueued_for(stack):
     stack.add_route("u_sweep", "new")
-    stack.ctx.extras["webhook_enqueue"] = lambda user_id: None  # the broker "lost" the task
+    stack.ctx.enqueue_webhook = lambda user_id, countdown: None  # the broker "lost" the task
     body = json.dumps(
         {
             "id": "evt_nb_sweep",
@@ -480,6 +476,7 @@ def test_sweep_delivers_what_no_task_was_enqueued_for(stack):
     assert answer.json()["status"] == "forwarded"
     time.sleep(1.0)
     assert stack.receiver.of("u_sweep") == []
-    sweep_outbox.delay()  # what beat runs every minute
+    stack.ctx.enqueue_webhook = None  # the broker works again
+    stack.ctx.celery.send_task(sweep_outbox.name)  # what beat runs every 30 s
     stack.settled("u_sweep")
     assert stack.receiver.types("u_sweep") == ["payment.succeeded"]

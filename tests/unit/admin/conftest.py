@@ -7,13 +7,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from admin.app import create_app
+from admin.bootstrap import App, bootstrap
 from admin.web.auth import create_user
 from core import dbschema
 from core.canonical import System
 from core.db import transaction
 from core.settings import load_settings
 from multiplexer import routing
-from multiplexer.bootstrap import MuxContext, build
 from tests.fakes.billing import FakeBillingBackend
 
 PASSWORD = "correct horse battery"
@@ -22,7 +22,7 @@ ROLES = ("support", "finance", "developer", "admin")
 
 @dataclass
 class Admin:
-    ctx: MuxContext
+    ctx: App
     client: TestClient
     legacy: FakeBillingBackend
     new: FakeBillingBackend
@@ -46,7 +46,7 @@ class Admin:
 
 
 def add_user(
-    ctx: MuxContext,
+    ctx: App,
     backend: FakeBillingBackend,
     user_id: str,
     *,
@@ -88,7 +88,7 @@ def admin(tmp_path) -> Admin:
     )
     legacy = FakeBillingBackend("legacy", System.LEGACY)
     new = FakeBillingBackend("new", System.NEW)
-    ctx = build(settings, backends={"legacy": legacy, "new": new})
+    ctx = bootstrap(settings, backends={"legacy": legacy, "new": new})
     for role in ROLES:
         create_user(ctx.sessions, f"{role}@example.test", role, PASSWORD, actor="test")
     add_user(ctx, new, "u_1", system="new", email="alice@example.test", name="Alice Martin")

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from admin.app import create_app
+from admin.bootstrap import bootstrap
 from admin.models import AdminSession, AdminUser
 from admin.web.auth import MAX_FAILURES_PER_EMAIL, mask_email
 from core.audit import AuditEntry
 from core.db import transaction, utcnow
 from core.errors import ConfigurationError
 from core.settings import load_settings
-from multiplexer.bootstrap import build
 from tests.fakes.billing import FakeBillingBackend
 from tests.unit.admin.conftest import PASSWORD
 
@@ -137,7 +137,7 @@ def test_logout_ends_the_session(admin):
 
 
 def test_admin_refuses_to_start_without_secret_key(tmp_path):
-    ctx = build(
+    ctx = bootstrap(
         load_settings(database_url=f"sqlite:///{tmp_path / 'x.db'}"),
         backends={"legacy": FakeBillingBackend(), "new": FakeBillingBackend()},
     )

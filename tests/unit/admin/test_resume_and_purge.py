@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +12,7 @@ from admin.tasks import purge_admin_sessions, purge_sessions
 from admin.web import views_ops
 from core.audit import AuditEntry
 from core.db import transaction, utcnow
+from core.settings import load_settings
 from migration import services
 from migration.models import Migration
 
@@ -38,7 +37,7 @@ def _migration(admin, mig_id: str, *, status: str, pivoted: bool, user: str = "u
 def resumed(admin, monkeypatch):
     """What the admin queued for a worker; the saga itself must never run in the request."""
     queued: list[str] = []
-    admin.ctx.extras["enqueue"] = queued.append
+    monkeypatch.setattr(admin.ctx, "enqueue_migration", queued.append)  # no broker here
 
     def saga_in_request(*_a, **_k):
         raise AssertionError("the admin ran the saga inside the web request")
@@ -130,17 +129,10 @@ def test_purge_deletes_only_expired_sessions(admin):
 
 
 def test_purge_is_on_the_beat_schedule():
-    # read, not imported: importing admin.worker builds and configures the worker's Celery app
-    worker = Path(__file__).resolve().parents[3] / "admin" / "worker.py"
-    found = {
-        t.id: ast.literal_eval(node.value)
-        for node in ast.parse(worker.read_text()).body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-        if isinstance(t, ast.Name) and t.id in ("TASK_MODULES", "BEAT_SCHEDULE")
-    }
-    TASK_MODULES, BEAT_SCHEDULE = found["TASK_MODULES"], found["BEAT_SCHEDULE"]  # noqa: N806
+    from admin.bootstrap import TASK_MODULES, beat_schedule
+
     assert "admin.tasks" in TASK_MODULES
     assert purge_admin_sessions.name == "twinbill.purge_admin_sessions"
-    entry = next(e for e in BEAT_SCHEDULE.values() if e["task"] == "twinbill.purge_admin_sessions")
+    schedule = beat_schedule(load_settings())
+    entry = next(e for e in schedule.values() if e["task"] == "twinbill.purge_admin_sessions")
     assert entry["schedule"] == 3600.0

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from core.errors import ConfigurationError, RateLimited
-from core.ratelimit import RateLimiter, backoff_delay, build_limiter
+from core.ratelimit import RateLimiter, backoff_delay
 
 
 class FakeClock:
@@ -195,12 +195,6 @@ def test_bad_configuration_is_named() -> None:
         RateLimiter("legacy", 0)
     with pytest.raises(ConfigurationError, match="unsupported"):
         RateLimiter("legacy", 1.0, "memcached://x")
-
-
-def test_build_limiter_shares_one_instance_per_budget() -> None:
-    a = build_limiter("unit-test-share", 5.0, None)
-    assert build_limiter("unit-test-share", 5.0, None) is a
-    assert build_limiter("unit-test-other", 5.0, None) is not a
 
 
 def test_backoff_grows_and_stays_within_cap() -> None:

@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from admin.app import create_app
+from admin.bootstrap import App, bootstrap
 from core import dbschema
 from core.canonical import Interval, Plan, System
 from core.db import transaction
 from core.settings import load_settings
 from multiplexer import routing
 from multiplexer.backends.base import UserRef
-from multiplexer.bootstrap import MuxContext, build
 from multiplexer.models import ApiToken
 from multiplexer.placement import set_policy
 from multiplexer.tokens import create_token, revoke_token
@@ -41,7 +41,7 @@ def state_of(backend: FakeBillingBackend) -> tuple[str, ...]:
 
 
 class Gateway:
-    def __init__(self, ctx: MuxContext, client: TestClient, token: str) -> None:
+    def __init__(self, ctx: App, client: TestClient, token: str) -> None:
         self.ctx, self.client, self.token = ctx, client, token
         self.legacy: FakeBillingBackend = ctx.legacy
         self.new: FakeBillingBackend = ctx.new
@@ -95,7 +95,7 @@ def gw(tmp_path) -> Iterator[Gateway]:
     settings = load_settings(
         database_url=url, secret_key=SECRET_KEY, max_amount_major=CEILING_MAJOR
     )
-    ctx = build(settings, backends={"legacy": legacy, "new": FakeBillingBackend("new")})
+    ctx = bootstrap(settings, backends={"legacy": legacy, "new": FakeBillingBackend("new")})
     with transaction(ctx.sessions) as s:
         token = create_token(s, "app", actor="test")
     with TestClient(create_app(ctx)) as client:

@@ -50,7 +50,7 @@ def ctx(settings: Settings, enqueued: list[str]) -> Iterator[MuxContext]:
         limiters={},
         backends={},
         mux=None,  # type: ignore[arg-type] - webhooks never use the facade
-        extras={"webhook_enqueue": enqueued.append},
+        enqueue_webhook=lambda user_id, countdown: enqueued.append(user_id),
     )
     yield context
     engine.dispose()

@@ -1,0 +1,85 @@
+"""The one composition root: ``bootstrap(settings) -> App``.
+
+Every entry point builds exactly one ``App`` per process and passes it down —
+the CLI (once per command, ``admin.cli.context``), ``twinbill serve``
+(``admin.app.create_app(app)``), ``twinbill worker`` and ``twinbill beat``
+(``admin.worker``), the demo, benches and tests. Celery tasks get it through their
+base class (``core.queue.RootTask``: ``self.root``), because the root hangs itself
+on the Celery app it builds. Nothing else holds dependencies: no module globals,
+no string-keyed extras, no attribute overrides after construction.
+
+``App`` *is a* ``MuxContext`` (so the multiplexer's gateway, webhook router and
+tasks take it without importing this layer) plus the migration engine's parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from core.queue import TwinbillCelery, create_celery
+from core.settings import Settings
+from migration.bootstrap import default_verifier, saga_deps
+from migration.deps import SagaDeps, Verifier
+from multiplexer.backends.base import BillingBackend
+from multiplexer.bootstrap import MuxContext, mux_parts
+from multiplexer.webhooks.outbox import DeliveryPolicy
+
+#: modules whose ``@shared_task``s every worker registers
+TASK_MODULES = ("migration.tasks", "multiplexer.tasks", "admin.tasks")
+MIGRATE = "twinbill.migrate"
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The one beat schedule. The reaper's period plus the lease bound how long a dead
+    worker's migration waits for another worker (``lease_seconds + reaper_every``)."""
+    return {
+        "reap-stale-migrations": {"task": "twinbill.reap", "schedule": settings.reaper_every},
+        "sweep-webhook-outbox": {"task": "twinbill.sweep_outbox", "schedule": 30.0},
+        "reconcile-recent": {"task": "twinbill.reconcile_recent", "schedule": 300.0},
+        "purge-admin-sessions": {"task": "twinbill.purge_admin_sessions", "schedule": 3600.0},
+    }
+
+
+@dataclass(kw_only=True)
+class App(MuxContext):
+    """Everything a twinbill process needs, built once."""
+
+    celery: TwinbillCelery  # type: ignore[assignment] - always present on the root
+    saga: SagaDeps
+
+    def enqueue_migration(self, migration_id: str) -> None:
+        """Hand one migration to a worker, through *this* app's broker."""
+        self.celery.send_task(MIGRATE, args=(migration_id,))
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    backends: dict[str, BillingBackend] | None = None,
+    engine: Engine | None = None,
+    verifier: Verifier | None = None,
+    webhook_policy: DeliveryPolicy | None = None,
+    saga: dict[str, Any] | None = None,
+) -> App:
+    """Build the process's root. ``backends``/``engine``/``verifier`` (default: the
+    reconciler's), ``webhook_policy`` and ``saga`` (SagaDeps fields) let tests hand over
+    their own parts."""
+    celery = create_celery(settings, TASK_MODULES, beat_schedule=beat_schedule(settings))
+    parts = mux_parts(settings, backends=backends, engine=engine)
+    ctx = MuxContext(**parts)
+    deps = saga_deps(
+        ctx,
+        verifier=verifier or default_verifier(),
+        **(saga or {}),
+    )
+    app = App(
+        **parts,
+        celery=celery,
+        webhook_policy=webhook_policy or DeliveryPolicy(),
+        saga=deps,
+    )
+    celery.root = app
+    return app

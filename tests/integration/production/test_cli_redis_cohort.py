@@ -1,0 +1,89 @@
+"""`twinbill cohort run` from a CLI process with Redis configured, picked up by a separate
+`twinbill worker` process: the production shape the README documents.
+
+Regression: the CLI's Redis branch published to Celery's default broker
+(amqp://guest@localhost:5672) — the CLI printed "enqueued 3 migrations", the worker on
+Redis idled, and the cohort sat `queued` until the reaper, an hour later.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from migration_world import PLAIN_CONFIGS, ROOT, open_world, process_env, wait_until
+
+from migration import cohorts
+from sandbox.stack import Stack
+
+pytestmark = [
+    pytest.mark.localstripe,
+    pytest.mark.newbilling,
+    pytest.mark.celery,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.slow,
+]
+
+
+def twinbill(*args: str) -> list[str]:
+    return [sys.executable, "-m", "admin.cli", *args]
+
+
+def test_cohort_run_from_the_cli_reaches_a_separate_worker_over_redis(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    with Stack(tmp_path / "sandbox") as ep:
+        world = open_world(ep, tmp_path, database_url=postgres_url, redis_url=redis_url)
+        users = world.seed(3, configs=PLAIN_CONFIGS)
+        assert world.sync() == 3
+        env = process_env(world.env)
+        log = (tmp_path / "worker.log").open("ab")
+        worker = subprocess.Popen(
+            twinbill("worker", "--concurrency", "2"),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            create = subprocess.run(
+                twinbill("cohort", "create", "pilot", "--users", ",".join(users)),
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert create.returncode == 0, create.stderr
+            run = subprocess.run(
+                twinbill("cohort", "run", "pilot"),
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert run.returncode == 0, run.stderr
+            assert "enqueued 3" in run.stdout, run.stdout
+
+            def done() -> bool:
+                with world.ctx.sessions() as session:
+                    return cohorts.progress(session, "pilot").status == "done"
+
+            try:
+                wait_until(done, 90, "the separate worker to finish the cohort")
+            except AssertionError:
+                raise AssertionError((tmp_path / "worker.log").read_text()[-4000:]) from None
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            log.close()
+        sides = world.check_exactly_one_system(users)
+        assert set(sides.values()) == {"new"}, sides
