@@ -74,8 +74,9 @@ def _by_config(world):
 def test_every_customer_is_synced_with_a_handful_of_calls(world):
     report = world["report"]
     assert (report.created, report.conflicts, report.unreadable) == (POPULATION, [], [])
-    # one page per account-wide list (customers, subscriptions, invoices, charges, items)
-    assert world["calls"] <= 6, world["calls"]
+    # one page per account-wide list (customers, subscriptions, charges, items), invoices
+    # 10 per page on localstripe (legacy-gaps); the per-user read costs >= 5 per customer
+    assert world["calls"] <= 12, world["calls"]
 
 
 @pytest.mark.parametrize(
