@@ -217,6 +217,34 @@ class Progress:
     failed_users: list[dict[str, Any]] = field(default_factory=list)
     # "retrying after the pivot" (migration.recovery): forward recovery under way
     retrying_users: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+    #: failed *after* the legacy cancel: billed by nobody until a human resumes them
+    failed_after_pivot: list[str] = field(default_factory=list)
+    #: (users reconciled, users with differences) since the cohort started
+    diffs: tuple[int, int] = (0, 0)
+
+    @property
+    def diff_rate(self) -> float | None:
+        checked, with_diffs = self.diffs
+        return with_diffs / checked if checked else None
+
+    @property
+    def deferred_with_problem(self) -> dict[str, int]:
+        """Deferrals that are not one of the expected waits the reaper retries on its own
+        (legacy kept changing, the next charge could not be proved, an unknown reason)."""
+        return {k: v for k, v in self.deferred_by_reason.items() if k not in EXPECTED_WAITS}
+
+    @property
+    def needs_human(self) -> bool:
+        """Failed or halted members, differences, or a deferral with a problem."""
+        return (
+            self.status == "halted"
+            or self.by_status.get("failed", 0) > 0
+            or bool(self.failed_after_pivot)
+            or self.diffs[1] > 0
+            or bool(self.retrying_users)
+            or bool(self.deferred_with_problem)
+        )
 
     @property
     def finished(self) -> int:
@@ -248,6 +276,13 @@ class Progress:
             "retrying_after_pivot": self.retrying_users,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "dry_run": self.dry_run,
+            "failed_after_pivot": self.failed_after_pivot,
+            "reconciled": self.diffs[0],
+            "with_differences": self.diffs[1],
+            "diff_rate": None if self.diff_rate is None else round(self.diff_rate, 4),
+            "deferred_with_problem": self.deferred_with_problem,
+            "needs_human": self.needs_human,
         }
 
 
@@ -267,6 +302,9 @@ def progress(session: Session, name: str) -> Progress:
         for m in members
         if m.status == "failed"
     ]
+    pivoted = _failed_after_pivot(session, [f["migration_id"] for f in failed])
+    for f in failed:
+        f["after_pivot"] = f["migration_id"] in pivoted
     return Progress(
         name,
         cohort.status,
@@ -284,7 +322,40 @@ def progress(session: Session, name: str) -> Progress:
             for m in members
             if m.status == "retrying"
         ][:50],
+        dry_run=bool(cohort.dry_run),
+        failed_after_pivot=sorted(f["user_id"] for f in failed if f["after_pivot"]),
+        diffs=diffs_of(session, name, cohort.started_at),
     )
+
+
+def _failed_after_pivot(session: Session, migration_ids: list[str | None]) -> set[str]:
+    ids = [m for m in migration_ids if m]
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(Migration.id).where(Migration.id.in_(ids), Migration.pivoted.is_(True))
+        )
+    )
+
+
+def diffs_of(session: Session, name: str, since: Any) -> tuple[int, int]:
+    """(users reconciled, users with differences) of a cohort since it started."""
+    from reconciler.services import diff_rate
+
+    return diff_rate(session, name, since) if since is not None else (0, 0)
+
+
+#: Deferral classes that resolve by waiting (docs/runbook.md "deferred users").
+EXPECTED_WAITS = frozenset(
+    {
+        "open invoice",
+        "pending invoice item",
+        "renewal inside safety window",
+        "pending scheduled change",
+        "subscription past due",
+    }
+)
 
 
 def _reason_class(reason: str | None) -> str:

@@ -36,7 +36,13 @@ def migrate_user(
     include_in_flight: bool = False,
     inject_bug: str | None = None,
 ) -> Migration:
-    """Synchronously migrate one user (``twinbill migrate USER_ID``)."""
+    """Synchronously migrate one user (``twinbill migrate USER_ID``); an unknown user is
+    refused before any migration record is written."""
+    from core.errors import UnknownUser
+
+    with deps.sessions() as session:
+        if session.get(Route, user_id) is None:
+            raise UnknownUser(user_id)
     mig_id = records.create(
         deps.sessions,
         user_id,

@@ -67,6 +67,7 @@ _ALL: tuple[Facet, ...] = (
     Facet("renewal_days", "count", "whole days to the next renewal", (0, 1, 3, 8, 31)),
     Facet("complexity", "count", "how much can go wrong: 0 is a plain subscription", (0, 1, 3, 6)),
     Facet("readable", "bool", "the legacy mapping could read every object"),
+    Facet("preflight", "text", "ok, or why preflight would defer the user (as of the sync)"),
 )
 FACETS: Mapping[str, Facet] = {f.name: f for f in _ALL}
 NAMES: tuple[str, ...] = tuple(FACETS)

@@ -1,20 +1,58 @@
 """The ``twinbill`` command line: one Typer app, one module per command group.
 
-Exit codes: 0 success / clean, 1 "found something" (differences, failures), 2 error.
+Exit codes (see ``admin/cli/common.py``): 0 all good; 1 something needs a human
+(failed or halted users, differences); 2 usage or configuration error, one line
+naming the fix. ``--json`` prints one JSON document and nothing else, errors too.
 """
 
 from __future__ import annotations
 
 import typer
 
-from admin.cli import db, inventory, migrate, reconcile, routes, sandbox, support
+from admin.cli import (
+    cohort,
+    db,
+    inventory,
+    migrate,
+    reconcile,
+    routes,
+    sandbox,
+    support,
+    webhooks,
+)
+from admin.cli.common import TwinbillGroup
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"twinbill {version('twinbill')}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
+    cls=TwinbillGroup,
     name="twinbill",
     help="Move paying users from a legacy billing system to a new one, safely.",
+    epilog=(
+        "Exit codes: 0 all good, 1 something needs a human, 2 usage or configuration error. "
+        "Start with `twinbill demo`, or `twinbill db upgrade` then `twinbill users sync`."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Move paying users from a legacy billing system to a new one, safely."""
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
 routes.users.command("find")(support.users_find)
@@ -27,8 +65,9 @@ app.add_typer(support.audit_app, name="audit")
 app.add_typer(support.admin_app, name="admin")
 app.add_typer(routes.rollout, name="rollout")
 app.add_typer(routes.tokens, name="tokens")
+app.add_typer(webhooks.app, name="webhooks")
 app.command("serve")(routes.serve)
-app.add_typer(migrate.cohort, name="cohort")
+app.add_typer(cohort.cohort, name="cohort")
 app.command("migrate")(migrate.migrate)
 app.command("demo")(migrate.demo)
 app.command("reconcile")(reconcile.reconcile)

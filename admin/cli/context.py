@@ -8,14 +8,14 @@ each call builds a fresh root the caller owns.
 
 from __future__ import annotations
 
-import click
+from typer._click.globals import get_current_context  # typer vendors click: not `click`
 
 from admin.bootstrap import App, bootstrap
 from core.settings import load_settings
 
 
 def app_root() -> App:
-    click_ctx = click.get_current_context(silent=True)
+    click_ctx = get_current_context(silent=True)
     if click_ctx is None:
         return bootstrap(load_settings())
     top = click_ctx.find_root()

@@ -9,13 +9,22 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from admin.cli.common import EXIT_FOUND, cli_errors, console, err_console, print_json
+from admin.cli.common import (
+    EXIT_FOUND,
+    JSON_HELP,
+    cli_errors,
+    console,
+    err_console,
+    group,
+    print_json,
+    require_schema,
+)
 from admin.cli.context import mux_context
+from admin.cli.guard import banner
 from core.errors import InvalidInput
 
-inventory = typer.Typer(
-    help="The legacy inventory: what users' billing looks like, and what is ready to move.",
-    no_args_is_help=True,
+inventory = group(
+    "The legacy inventory: what users' billing looks like, and what is ready to move."
 )
 ACTOR = "cli"
 
@@ -81,7 +90,7 @@ class SyncProgress:
 
 
 def users_sync(
-    json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    json: bool = typer.Option(False, "--json", help=JSON_HELP),
     every: int = typer.Option(
         1000, "--progress-every", min=1, help="without a terminal: a line every N customers"
     ),
@@ -95,15 +104,21 @@ def users_sync(
     Idempotent. A customer that conflicts with the routing table is skipped and
     reported (exit code 1); the others are synced.
 
+    Each legacy customer must carry the app's user id in its metadata under the key
+    `app_user_id` (Stripe: customer.metadata["app_user_id"]); customers without it are
+    skipped and counted — link those with `twinbill users import FILE.csv`.
+
     \b
     Examples:
-      twinbill users sync
+      twinbill db upgrade && twinbill users sync
       twinbill users sync --json > sync.json
     """
     from migration.readiness import sync_legacy
 
     with cli_errors():
         ctx = mux_context()
+        banner(settings=ctx.settings)
+        require_schema(ctx.engine)
         with SyncProgress(err_console, every) as progress:
             report = sync_legacy(
                 ctx,
@@ -157,6 +172,7 @@ def inventory_report(
         if fmt not in inventory_render.FORMATS:
             raise InvalidInput(f"--format {fmt!r}: expected one of table, json, html")
         ctx = mux_context()
+        require_schema(ctx.engine)
         with ctx.sessions() as session:
             report = readiness.build(readiness.legacy_rows(session), now=utcnow())
     if fmt == "table" and output is None:

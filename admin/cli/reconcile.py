@@ -7,33 +7,44 @@ from pathlib import Path
 
 import typer
 
-from admin.cli.common import EXIT_ERROR, EXIT_FOUND, EXIT_OK, err_console
+from admin.cli.common import EXIT_FOUND, EXIT_OK, err_console, fail, handle, mark_json
 from core.errors import TwinbillError
 
 FORMATS = ("table", "json", "csv", "html")
 
 
 def reconcile(
-    user: str | None = typer.Option(None, "--user"),
-    cohort: str | None = typer.Option(None, "--cohort"),
-    all_users: bool = typer.Option(False, "--all"),
+    user: str | None = typer.Option(None, "--user", help="one app user id"),
+    cohort: str | None = typer.Option(None, "--cohort", help="every migrated member of a cohort"),
+    all_users: bool = typer.Option(False, "--all", help="everyone migrated"),
     refetch: bool = typer.Option(
         False, "--refetch", help="re-read legacy now (billed-by-exactly-one-system check)"
     ),
     fmt: str = typer.Option("table", "--format", help="table | json | csv | html"),
+    json: bool = typer.Option(False, "--json", help="same as --format json"),
     out: Path | None = typer.Option(None, "--out", help="write the report here"),
 ) -> None:
-    """Exit 0 when clean, 1 when differences were found, 2 on error (nothing stored)."""
+    """Diff both systems field by field for a user, a cohort or everyone migrated.
+
+    Exit 0 when clean, 1 when differences were found, 2 on error (nothing stored).
+
+    \b
+    Examples:
+      twinbill reconcile --user u_42 --refetch
+      twinbill reconcile --cohort pilot --json
+      twinbill reconcile --all --format html --out report.html
+    """
     from admin.cli.context import app_root
     from migration import verify
     from reconciler.render import render
 
+    fmt = "json" if json else fmt
+    if fmt == "json":  # errors as JSON too
+        mark_json()
     if fmt not in FORMATS:
-        err_console.print(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        raise typer.Exit(EXIT_ERROR)
+        raise fail(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
     if sum([user is not None, cohort is not None, all_users]) != 1:
-        err_console.print("choose exactly one scope: --user ID, --cohort NAME or --all")
-        raise typer.Exit(EXIT_ERROR)
+        raise fail("choose exactly one scope", "--user ID, --cohort NAME or --all")
     try:
         deps = app_root().saga
         scope = verify.resolve_scope(deps.sessions, user=user, cohort=cohort, all_users=all_users)
@@ -41,8 +52,7 @@ def reconcile(
             deps.sessions, deps.legacy, deps.new, scope, created_by="cli", refetch=refetch
         )
     except TwinbillError as exc:
-        err_console.print(f"[bold red]error[/]: {exc}")
-        raise typer.Exit(EXIT_ERROR) from None
+        raise handle(exc) from None
     text = render(report, fmt)
     if out is not None:
         out.write_text(text, encoding="utf-8")

@@ -7,14 +7,30 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from admin.cli.common import cli_errors, console, print_json
+from admin.cli.common import (
+    JSON_HELP,
+    cli_errors,
+    console,
+    group,
+    iso,
+    print_json,
+    require_schema,
+)
 from admin.cli.context import mux_context
+from admin.cli.guard import banner
 from admin.cli.inventory import users_sync
 from core.db import transaction
 
-users = typer.Typer(help="The routing table: who lives where.", no_args_is_help=True)
-rollout = typer.Typer(help="Placement of brand-new users.", no_args_is_help=True)
-tokens = typer.Typer(help="Bearer tokens for the application's API calls.", no_args_is_help=True)
+users = group(
+    "The routing table: who lives where (legacy or new), and how to find them.",
+    epilog=(
+        "A legacy customer belongs to the app user named in its metadata key `app_user_id` "
+        "(or a CSV row of `users import`)."
+    ),
+)
+rollout = group("Placement of brand-new users (which system a new sign-up lands on).")
+tokens = group("Bearer tokens for the application's API calls (/api/v1).")
+JSON = typer.Option(False, "--json", help=JSON_HELP)
 
 ACTOR = "cli"
 
@@ -24,15 +40,27 @@ users.command("sync")(users_sync)
 
 @users.command("import")
 def users_import(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False),
-    json: bool = typer.Option(False, "--json"),
+    path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV with a header row user_id,legacy_customer_id"
+    ),
+    json: bool = JSON,
 ) -> None:
-    """Link users to legacy customers from a CSV of user_id,legacy_customer_id."""
+    """Link users to legacy customers from a CSV of user_id,legacy_customer_id.
+
+    For customers without `app_user_id` in their metadata.
+
+    \b
+    Example:
+      printf 'user_id,legacy_customer_id\\nu_42,cus_Nq8...\\n' > map.csv
+      twinbill users import map.csv
+    """
     from multiplexer.inventory import import_mapping, read_mapping_csv
 
     with cli_errors():
         rows = read_mapping_csv(path)
         ctx = mux_context()
+        banner(with_legacy=False, settings=ctx.settings)
+        require_schema(ctx.engine)
         report = import_mapping(ctx.sessions, rows, actor=ACTOR, cache=ctx.cache)
     if json:
         print_json(report.as_dict())
@@ -43,8 +71,14 @@ def users_import(
 
 
 @users.command("show")
-def users_show(user_id: str, json: bool = typer.Option(False, "--json")) -> None:
-    """Where a user lives, and the route's history."""
+def users_show(user_id: str = typer.Argument(..., help="app user id"), json: bool = JSON) -> None:
+    """Where a user lives, and the route's history.
+
+    \b
+    Examples:
+      twinbill users show u_42
+      twinbill users show u_42 --json
+    """
     from core.audit import history
     from core.errors import UnknownUser
     from multiplexer.models import Route
@@ -61,7 +95,7 @@ def users_show(user_id: str, json: bool = typer.Option(False, "--json")) -> None
                 "currency": route.currency,
                 "history": [
                     {
-                        "at": e.at.isoformat(),
+                        "at": iso(e.at),
                         "actor": e.actor,
                         "action": e.action,
                         "reason": e.reason,
@@ -82,19 +116,35 @@ def users_show(user_id: str, json: bool = typer.Option(False, "--json")) -> None
         "currency",
         "version",
     ):
-        console.print(f"[bold]{key}[/]: {data[key]}")
+        value = data[key]
+        shown = "—" if value in (None, "") else value
+        if key == "cohort" and value is None:
+            shown = "— (in no cohort)"
+        console.print(f"[bold]{key}[/]: {shown}", highlight=False)
     for h in data["history"]:
         console.print(f"  {h['at']}  {h['action']:<24} {h['actor']:<16} {h['reason'] or ''}")
 
 
 @rollout.command("set")
 def rollout_set(
-    new_users_percent: str | None = typer.Option(None, "--new-users-percent"),
-    allow: str | None = typer.Option(None, "--allow", help="comma-separated user ids"),
-    deny: str | None = typer.Option(None, "--deny", help="comma-separated user ids"),
-    reason: str = typer.Option("", "--reason"),
+    new_users_percent: str | None = typer.Option(
+        None, "--new-users-percent", help="0-100, e.g. 12.5 (raising it never moves users back)"
+    ),
+    allow: str | None = typer.Option(
+        None, "--allow", help="comma-separated user ids always placed on the new system"
+    ),
+    deny: str | None = typer.Option(
+        None, "--deny", help="comma-separated user ids always placed on legacy"
+    ),
+    reason: str = typer.Option("", "--reason", help="why, for the activity log"),
 ) -> None:
-    """Place this share of brand-new users on the new system (sticky per user id)."""
+    """Place this share of brand-new users on the new system (sticky per user id).
+
+    \b
+    Examples:
+      twinbill rollout set --new-users-percent 5 --reason "week 1"
+      twinbill rollout set --allow u_qa1,u_qa2
+    """
     from multiplexer.placement import set_policy
 
     def split(v: str | None) -> list[str] | None:
@@ -102,6 +152,7 @@ def rollout_set(
 
     with cli_errors():
         ctx = mux_context()
+        banner(with_legacy=False, settings=ctx.settings)
         with transaction(ctx.sessions) as session:
             policy = set_policy(
                 session,
@@ -118,7 +169,13 @@ def rollout_set(
 
 
 @rollout.command("show")
-def rollout_show(json: bool = typer.Option(False, "--json")) -> None:
+def rollout_show(json: bool = JSON) -> None:
+    """The current placement policy for brand-new users.
+
+    \b
+    Example:
+      twinbill rollout show --json
+    """
     from multiplexer.placement import load_policy
 
     with cli_errors():
@@ -126,16 +183,27 @@ def rollout_show(json: bool = typer.Option(False, "--json")) -> None:
         with transaction(ctx.sessions) as session:
             p = load_policy(session)
             data = {"new_users_percent": p.new_users_bp / 100, "allow": p.allow, "deny": p.deny}
-    print_json(data) if json else console.print(data)
+    if json:
+        print_json(data)
+        return
+    console.print(f"new users on the new system: {data['new_users_percent']:.2f}%")
+    console.print("always new (allow): " + (", ".join(data["allow"]) or "—"), highlight=False)
+    console.print("always legacy (deny): " + (", ".join(data["deny"]) or "—"), highlight=False)
 
 
 @tokens.command("create")
-def tokens_create(name: str) -> None:
-    """Create a bearer token for the application; the secret is printed once."""
+def tokens_create(name: str = typer.Argument(..., help="who uses it, e.g. app-prod")) -> None:
+    """Create a bearer token for the application; the secret is printed once.
+
+    \b
+    Example:
+      twinbill tokens create app-prod
+    """
     from multiplexer.tokens import create_token
 
     with cli_errors():
         ctx = mux_context()
+        banner(with_legacy=False, settings=ctx.settings)
         with transaction(ctx.sessions) as session:
             secret = create_token(session, name, actor=ACTOR)
     console.print(f"token [bold]{name}[/] created; store it now, it is not shown again:")
@@ -143,7 +211,13 @@ def tokens_create(name: str) -> None:
 
 
 @tokens.command("list")
-def tokens_list(json: bool = typer.Option(False, "--json")) -> None:
+def tokens_list(json: bool = JSON) -> None:
+    """Tokens with their prefix, creation and last use (never the secret).
+
+    \b
+    Example:
+      twinbill tokens list --json
+    """
     from multiplexer.tokens import list_tokens
 
     with cli_errors():
@@ -153,8 +227,8 @@ def tokens_list(json: bool = typer.Option(False, "--json")) -> None:
                 {
                     "name": t.name,
                     "prefix": t.prefix,
-                    "created_at": t.created_at,
-                    "last_used_at": t.last_used_at,
+                    "created_at": iso(t.created_at),
+                    "last_used_at": iso(t.last_used_at),
                     "revoked": t.revoked_at is not None,
                 }
                 for t in list_tokens(session)
@@ -167,26 +241,43 @@ def tokens_list(json: bool = typer.Option(False, "--json")) -> None:
         table.add_row(
             r["name"],
             r["prefix"],
-            str(r["created_at"]),
-            str(r["last_used_at"] or ""),
+            r["created_at"] or "",
+            r["last_used_at"] or "",
             "yes" if r["revoked"] else "",
         )
     console.print(table)
 
 
 @tokens.command("revoke")
-def tokens_revoke(name: str) -> None:
+def tokens_revoke(name: str = typer.Argument(..., help="token name (see `tokens list`)")) -> None:
+    """Revoke a token: the application's calls with it are refused from now on.
+
+    \b
+    Example:
+      twinbill tokens revoke app-old
+    """
     from multiplexer.tokens import revoke_token
 
     with cli_errors():
         ctx = mux_context()
+        banner(with_legacy=False, settings=ctx.settings)
         with transaction(ctx.sessions) as session:
             revoke_token(session, name, actor=ACTOR)
     console.print(f"token {name} revoked")
 
 
-def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """Run the web app: admin UI, /api/v1 gateway, /webhooks/*."""
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to bind (0.0.0.0 in a container)"),
+    port: int = typer.Option(8000, help="TCP port"),
+) -> None:
+    """Run the web app: admin UI, /api/v1 gateway, /webhooks/*, /metrics.
+
+    Needs TWINBILL_SECRET_KEY.
+
+    \b
+    Example:
+      TWINBILL_SECRET_KEY=... twinbill serve --host 0.0.0.0 --port 8000
+    """
     import uvicorn
 
     from admin.app import create_app

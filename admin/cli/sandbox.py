@@ -7,18 +7,21 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from admin.cli.common import EXIT_ERROR, console, err_console, print_json
+from admin.cli.common import EXIT_ERROR, JSON_HELP, console, err_console, fail, group, print_json
 
-app = typer.Typer(
-    help="Local sandbox: localstripe (legacy) + reference newbilling (new).", no_args_is_help=True
-)
+app = group("Local sandbox: localstripe (legacy) + reference newbilling (new), on loopback.")
 
 FOLDER = typer.Option(Path(".twinbill-sandbox"), "--folder", help="state folder")
 
 
 @app.command()
 def up(folder: Path = FOLDER) -> None:
-    """Start both services in the background (free loopback ports) and print their env."""
+    """Start both services in the background (free loopback ports) and print their env.
+
+    \b
+    Example:
+      eval "$(twinbill sandbox up | grep ^export)"
+    """
     from sandbox import stack
 
     try:
@@ -34,8 +37,15 @@ def up(folder: Path = FOLDER) -> None:
 
 
 @app.command()
-def status(folder: Path = FOLDER, json: bool = typer.Option(False, "--json")) -> None:
-    """Show whether the sandbox services are running."""
+def status(
+    folder: Path = FOLDER, json: bool = typer.Option(False, "--json", help=JSON_HELP)
+) -> None:
+    """Show whether the sandbox services are running (exit 1 when they are not).
+
+    \b
+    Example:
+      twinbill sandbox status --json
+    """
     from sandbox import stack
 
     info = stack.status(folder)
@@ -54,7 +64,12 @@ def status(folder: Path = FOLDER, json: bool = typer.Option(False, "--json")) ->
 
 @app.command()
 def down(folder: Path = FOLDER) -> None:
-    """Stop both services; leaves no process behind."""
+    """Stop both services; leaves no process behind.
+
+    \b
+    Example:
+      twinbill sandbox down
+    """
     from sandbox import stack
 
     stopped = stack.down(folder)
@@ -63,20 +78,26 @@ def down(folder: Path = FOLDER) -> None:
 
 @app.command()
 def seed(
-    users: int = typer.Option(60, "--users", min=1, max=100_000),
-    seed: int = typer.Option(7, "--seed"),
+    users: int = typer.Option(60, "--users", min=1, max=100_000, help="how many customers"),
+    seed: int = typer.Option(7, "--seed", help="same seed, same population"),
     folder: Path = FOLDER,
-    json: bool = typer.Option(False, "--json"),
+    json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Create a deterministic staging population in the running legacy sandbox."""
+    """Create a deterministic staging population in the running legacy sandbox.
+
+    Every customer carries its app user id in metadata `app_user_id`.
+
+    \b
+    Example:
+      twinbill sandbox seed --users 200 --seed 7
+    """
     from sandbox import stack
     from sandbox.legacy.launcher import make_client
     from sandbox.legacy.population import seed as seed_population
 
     ep = stack.read_state(folder)
     if ep is None or not stack.status(folder)["running"]:
-        err_console.print("sandbox is not running: start it with `twinbill sandbox up`")
-        raise typer.Exit(EXIT_ERROR)
+        raise fail("sandbox is not running", "start it with `twinbill sandbox up`")
     seeded = seed_population(make_client(ep.legacy_url, ep.legacy_api_key), users, seed)
     if json:
         print_json(

@@ -18,13 +18,44 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from admin.cli.common import EXIT_ERROR, EXIT_FOUND, cli_errors, console, err_console, print_json
+from admin.cli.common import (
+    EXIT_ERROR,
+    EXIT_FOUND,
+    JSON_HELP,
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    group,
+    iso,
+    json_requested,
+    print_json,
+)
 from admin.cli.context import mux_context
+from admin.cli.guard import YES_HELP, banner, confirm
+from core.db import utcnow
+from core.errors import TwinbillError
 
-payments = typer.Typer(help="Offline payments (bank transfers).", no_args_is_help=True)
-refunds = typer.Typer(help="Offline refunds.", no_args_is_help=True)
-audit_app = typer.Typer(help="The activity log.", no_args_is_help=True)
-admin_app = typer.Typer(help="Admin UI accounts.", no_args_is_help=True)
+payments = group("Offline payments (bank transfers): record, list.")
+refunds = group("Offline refunds: record.")
+audit_app = group("The activity log: who changed what, with before/after.")
+admin_app = group("Admin UI accounts.")
+
+
+USER = typer.Argument(..., help="app user id (see `twinbill users find`)")
+AMOUNT = typer.Option(..., "--amount", help='major units as typed, e.g. "12.50" or "1200" (JPY)')
+CURRENCY = typer.Option(None, "--currency", help="ISO 4217, default the user's currency")
+REFERENCE = typer.Option("", "--reference", help="bank transaction id (required; the dedup key)")
+ON = typer.Option(None, "--date", help="YYYY-MM-DD the money moved (default today, UTC)")
+REASON = typer.Option(None, "--reason", help="why, for the activity log")
+
+
+def _iso_row(row: dict[str, Any]) -> dict[str, Any]:
+    from datetime import datetime
+
+    if row.get("recorded_at"):
+        row["recorded_at"] = iso(datetime.fromisoformat(str(row["recorded_at"])))
+    return row
 
 
 def _actor() -> str:
@@ -32,12 +63,18 @@ def _actor() -> str:
 
 
 def users_find(
-    query: str,
-    json: bool = typer.Option(False, "--json"),
+    query: str = typer.Argument(..., help="email, name, user id, customer id or invoice number"),
+    json: bool = typer.Option(False, "--json", help=JSON_HELP),
     after: str | None = typer.Option(None, "--after", help="next page cursor"),
-    limit: int = typer.Option(25, "--limit", min=1, max=500),
+    limit: int = typer.Option(25, "--limit", min=1, max=500, help="users per page"),
 ) -> None:
-    """Find users by email, name, app user id, legacy/new customer id or invoice number."""
+    """Find users by email, name, app user id, legacy/new customer id or invoice number.
+
+    \b
+    Examples:
+      twinbill users find alice@example.com
+      twinbill users find in_1Nq... --json
+    """
     from admin.web.search import search
 
     with cli_errors():
@@ -67,20 +104,25 @@ def users_find(
 def users_index_invoices(
     user: str | None = typer.Option(None, "--user", help="one app user id"),
     all_users: bool = typer.Option(False, "--all", help="every user in the routing table"),
-    json: bool = typer.Option(False, "--json"),
+    json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Backfill the invoice-number search index from both billing systems (idempotent).
 
     Legacy invoices are listed through the legacy backend under the shared rate limit;
     users on the new system are read from their bundle. Exit 1 if some user failed.
+
+    \b
+    Examples:
+      twinbill users index-invoices --all
+      twinbill users index-invoices --user u_42 --json
     """
     from multiplexer.search_index import backfill
 
     if (user is None) == (not all_users):
-        err_console.print("[bold red]error[/]: choose --user ID or --all")
-        raise typer.Exit(EXIT_ERROR)
+        raise fail("choose --user ID or --all", "e.g. `twinbill users index-invoices --all`")
     with cli_errors():
         ctx = mux_context()
+        banner(settings=ctx.settings)
         result = backfill(ctx.sessions, ctx.legacy, ctx.new, user_id=user)
     if json:
         print_json(result.as_dict())
@@ -123,25 +165,17 @@ def _record(
                 reason=reason,
             )
         except DraftErrors as exc:
-            for field, message in exc.errors.items():
-                err_console.print(f"[bold red]{field}[/]: {message}")
-            err_console.print("nothing was written")
+            if json_requested():
+                print_json({"error": {"kind": "input", "fields": exc.errors, "written": False}})
+            else:
+                for field, message in exc.errors.items():
+                    err_console.print(f"[bold red]{field}[/]: {message}")
+                err_console.print("nothing was written")
             raise typer.Exit(EXIT_ERROR) from None
-        except Exception as exc:
-            from core.errors import TwinbillError
-
-            if isinstance(exc, TwinbillError):
-                err_console.print(f"[bold red]refused[/]: {refusal(exc)}")
-                raise typer.Exit(EXIT_ERROR) from None
-            raise
-        console.print(f"This {draft.sentence()}.", highlight=False)
-        if not yes:
-            if not sys.stdin.isatty():
-                err_console.print("not a terminal: pass --yes to confirm; nothing was written")
-                raise typer.Exit(EXIT_ERROR)
-            if not typer.confirm("Record it?", default=False):
-                err_console.print("aborted; nothing was written")
-                raise typer.Exit(EXIT_ERROR)
+        except TwinbillError as exc:
+            raise fail(f"refused: {refusal(exc)}", "nothing was written") from None
+        banner(with_legacy=draft.system == "legacy", settings=ctx.settings)
+        confirm(f"This {draft.sentence()}.", yes=yes, nothing="nothing was written")
         done = record(ctx, draft, actor=_actor())
     data = {**draft.as_dict(), "record_id": done.record_id, "duplicate": done.duplicate}
     if json:
@@ -153,42 +187,62 @@ def _record(
 
 @payments.command("record-offline")
 def payments_record(
-    user_id: str,
-    amount: str = typer.Option(..., "--amount", help='as typed, e.g. "12.50"'),
-    currency: str | None = typer.Option(None, "--currency"),
-    reference: str = typer.Option("", "--reference", help="bank transaction id"),
-    on: str | None = typer.Option(None, "--date", help="YYYY-MM-DD (default today)"),
-    reason: str | None = typer.Option(None, "--reason"),
-    yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
-    json: bool = typer.Option(False, "--json"),
+    user_id: str = USER,
+    amount: str = AMOUNT,
+    currency: str | None = CURRENCY,
+    reference: str = REFERENCE,
+    on: str | None = ON,
+    reason: str | None = REASON,
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
+    json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Record a payment made outside the billing system (idempotent per user + reference)."""
+    """Record a payment made outside the billing system (idempotent per user + reference).
+
+    Shows what will be written in which system and asks; `--yes` for scripts.
+
+    \b
+    Examples:
+      twinbill payments record-offline u_42 --amount 12.50 --currency EUR --reference BANK-123
+      twinbill payments record-offline u_42 --amount 1200 --reference TX9 --yes --json
+    """
     _record("payment", user_id, amount, currency, reference, on, reason, yes, json)
 
 
 @refunds.command("record-offline")
 def refunds_record(
-    user_id: str,
-    amount: str = typer.Option(..., "--amount"),
-    currency: str | None = typer.Option(None, "--currency"),
-    reference: str = typer.Option("", "--reference"),
-    on: str | None = typer.Option(None, "--date"),
-    reason: str | None = typer.Option(None, "--reason"),
-    yes: bool = typer.Option(False, "--yes"),
-    json: bool = typer.Option(False, "--json"),
+    user_id: str = USER,
+    amount: str = AMOUNT,
+    currency: str | None = CURRENCY,
+    reference: str = REFERENCE,
+    on: str | None = ON,
+    reason: str | None = REASON,
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
+    json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Record a refund paid outside the billing system (idempotent per user + reference)."""
+    """Record a refund paid outside the billing system (idempotent per user + reference).
+
+    \b
+    Example:
+      twinbill refunds record-offline u_42 --amount 5 --currency EUR --reference BANK-124 \\
+          --reason "double transfer"
+    """
     _record("refund", user_id, amount, currency, reference, on, reason, yes, json)
 
 
 @payments.command("list-offline")
 def payments_list(
     start: str | None = typer.Option(None, "--from", help="YYYY-MM-DD (default 30 days ago)"),
-    end: str | None = typer.Option(None, "--to", help="YYYY-MM-DD (default today)"),
-    csv_out: bool = typer.Option(False, "--csv"),
-    json: bool = typer.Option(False, "--json"),
+    end: str | None = typer.Option(None, "--to", help="YYYY-MM-DD (default today, UTC)"),
+    csv_out: bool = typer.Option(False, "--csv", help="CSV for a spreadsheet (finance export)"),
+    json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Offline payments and refunds recorded in a date range."""
+    """Offline payments and refunds recorded in a date range.
+
+    \b
+    Examples:
+      twinbill payments list-offline --from 2026-11-01 --to 2026-11-30 --csv > nov.csv
+      twinbill payments list-offline --json
+    """
     import csv
 
     from admin.web.offline import list_offline
@@ -196,14 +250,14 @@ def payments_list(
 
     with cli_errors():
         try:
-            lo = date.fromisoformat(start) if start else date.today() - timedelta(days=30)
-            hi = date.fromisoformat(end) if end else date.today()
+            today = utcnow().date()
+            lo = date.fromisoformat(start) if start else today - timedelta(days=30)
+            hi = date.fromisoformat(end) if end else today
         except ValueError:
-            err_console.print("[bold red]error[/]: dates must look like 2026-11-20")
-            raise typer.Exit(EXIT_ERROR) from None
+            raise fail("--from/--to must be dates", "write them like 2026-11-20") from None
         ctx = mux_context()
         with ctx.sessions() as session:
-            rows = [r.as_dict() for r in list_offline(session, lo, hi)]
+            rows = [_iso_row(r.as_dict()) for r in list_offline(session, lo, hi)]
     if csv_out:
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -220,10 +274,16 @@ def payments_list(
 @audit_app.command("show")
 def audit_show(
     resource: str | None = typer.Option(None, "--resource", help="TYPE:ID, e.g. route:u_1"),
-    limit: int = typer.Option(50, "--limit", min=1, max=10_000),
-    json: bool = typer.Option(False, "--json"),
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="newest N entries"),
+    json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """The activity log (newest first), optionally for one resource, with before/after."""
+    """The activity log (newest first), optionally for one resource, with before/after.
+
+    \b
+    Examples:
+      twinbill audit show --resource route:u_42
+      twinbill audit show --limit 200 --json
+    """
     from admin.web.filters import version_diff
     from core.audit import AuditEntry
 
@@ -240,7 +300,7 @@ def audit_show(
             [
                 {
                     "id": e.id,
-                    "at": e.at,
+                    "at": iso(e.at),
                     "actor": e.actor,
                     "action": e.action,
                     "resource": f"{e.resource_type}:{e.resource_id}",
@@ -254,7 +314,7 @@ def audit_show(
         return
     for e in entries:
         console.print(
-            f"[bold]{e.at:%Y-%m-%d %H:%M:%S}[/] {e.action} {e.resource_type}:"
+            f"[bold]{iso(e.at)}[/] {e.action} {e.resource_type}:"
             f"{e.resource_id} by {e.actor}" + (f" — {e.reason}" if e.reason else ""),
             highlight=False,
         )
@@ -267,16 +327,26 @@ def audit_show(
 
 @admin_app.command("create-user")
 def create_user_cmd(
-    email: str,
+    email: str = typer.Argument(..., help="the person's email (their login)"),
     role: str = typer.Option(..., "--role", help="support | finance | developer | admin"),
 ) -> None:
-    """Create an admin UI account. The password comes from TWINBILL_ADMIN_PASSWORD or a prompt."""
+    """Create an admin UI account. The password comes from TWINBILL_ADMIN_PASSWORD or a prompt.
+
+    \b
+    Example:
+      twinbill admin create-user ops@example.com --role admin
+    """
     from admin.web.auth import create_user, mask_email
 
     password = os.environ.get("TWINBILL_ADMIN_PASSWORD") or ""
     if not password:
+        from admin.cli.guard import stdin_is_tty
+
+        if not stdin_is_tty():
+            raise fail("no password: not a terminal", "set TWINBILL_ADMIN_PASSWORD")
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with cli_errors():
         ctx = mux_context()
+        banner(with_legacy=False, settings=ctx.settings)
         create_user(ctx.sessions, email, role, password, actor=_actor())
     console.print(f"admin user {mask_email(email.strip().lower())} created with role {role}")

@@ -38,12 +38,13 @@ from core.canonical import (
     RefundMode,
     Subscription,
 )
-from core.errors import BackendRejected, NotFound
+from core.errors import BackendRejected, NotFound, TransformError
 from core.money import Money
 from multiplexer.backends import stripe_bulk
 from multiplexer.backends.base import InventoryEntry, RawSnapshot, Throttle, UserRef, no_throttle
 from multiplexer.backends.stripe_fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe_mapping import (
+    customer_balance,
     customer_currency,
     map_customer,
     map_objects,
@@ -112,8 +113,19 @@ class StripeLegacyBackend:
             for s in subs
             if wants_preview(s, dialect=self.dialect, now=now)
         }
+        try:
+            own_currency: str | None = customer_currency(customer, subs)
+        except TransformError:  # never billed and no currency recorded anywhere
+            own_currency = None
         return map_next_charges(
-            ref.user_id, customer, subs, previews, dialect=self.dialect, now=now
+            ref.user_id,
+            customer,
+            subs,
+            previews,
+            dialect=self.dialect,
+            now=now,
+            balance=customer_balance(customer, dialect=self.dialect),
+            currency=own_currency,
         )
 
     def get_history(self, ref: UserRef) -> BillingHistory:

@@ -228,8 +228,15 @@ def map_next_charges(
     *,
     dialect: Dialect,
     now: datetime,
+    balance: int,
+    currency: str | None,
 ) -> NextCharges:
-    """The legacy side of ``prove``: every subscription, each with its server preview."""
+    """The legacy side of ``prove``: every subscription, each with its server preview.
+
+    ``balance`` and ``currency`` are the customer's own (stripe_mapping's readings, the
+    localstripe sign already handled); a preview's starting balance wins over the
+    customer's, and a user with nothing left to charge keeps the customer's currency.
+    """
     charges = [
         map_upcoming(s, previews.get(rid(s)), dialect=dialect, now=now)
         for s in sorted(subscriptions, key=lambda s: (s.get("created") or 0, rid(s)))
@@ -237,11 +244,6 @@ def map_next_charges(
     first = next((p for p in previews.values() if p is not None), None)
     if first is not None:
         balance = balance_of_preview(first, dialect=dialect, record=f"preview of {rid(customer)}")
-    elif "balance" in customer:
-        balance = amount(customer, "balance", record=rid(customer))
-    else:  # localstripe: only a sign-flipped account_balance (docs/legacy-gaps.md)
-        raw = amount(customer, "account_balance", default=0, record=rid(customer))
-        balance = -raw if dialect == "localstripe" else raw
     charges = list(settle_in_order(charges, balance))
     currencies = {c.currency for c in charges}
     endpoint = (
@@ -252,7 +254,7 @@ def map_next_charges(
     return NextCharges(
         user_id=user_id,
         system=System.LEGACY,
-        currency=currencies.pop() if len(currencies) == 1 else None,
+        currency=currencies.pop() if len(currencies) == 1 else (None if currencies else currency),
         balance=balance,
         charges=tuple(charges),
         source={

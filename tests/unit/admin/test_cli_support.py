@@ -38,8 +38,9 @@ def test_record_offline_payment_asks_then_records_once(cli, admin):
     assert result.exit_code == 2 and admin.new.payments == {}
     result = cli.invoke(app, [*args, "--yes", "--json"])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["record_id"]  # stdout is the JSON document, nothing else
     assert "will record 12.50 EUR as an offline payment in the NEW system for user u_1" in (
-        result.stdout
+        result.stderr
     )
     again = cli.invoke(app, [*args, "--yes"])
     assert "already recorded" in again.stdout and len(admin.new.payments) == 1
@@ -82,3 +83,9 @@ def test_create_user_password_from_env(cli, admin, monkeypatch):
     assert "e***@example.test" in result.stdout
     bad = cli.invoke(app, ["admin", "create-user", "x@example.test", "--role", "root"])
     assert bad.exit_code == 2 and "role must be one of" in bad.output
+
+
+def test_create_user_without_password_or_terminal_is_exit_2(cli, monkeypatch):
+    monkeypatch.delenv("TWINBILL_ADMIN_PASSWORD", raising=False)
+    result = cli.invoke(app, ["admin", "create-user", "x@example.test", "--role", "support"])
+    assert result.exit_code == 2 and "TWINBILL_ADMIN_PASSWORD" in result.stderr
