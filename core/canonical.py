@@ -160,6 +160,9 @@ class Subscription(_Priced):
     trial_start: UtcDateTime | None = None
     trial_end: UtcDateTime | None = None
     cancel_at_period_end: bool = False
+    cancel_at: UtcDateTime | None = None  # a dated cancellation (Stripe ``cancel_at``)
+    collection_paused: str | None = None  # Stripe ``pause_collection.behavior`` while paused
+    collection_resumes_at: UtcDateTime | None = None
     canceled_at: UtcDateTime | None = None
     ended_at: UtcDateTime | None = None
     items: tuple[SubscriptionItem, ...] = ()
@@ -168,8 +171,11 @@ class Subscription(_Priced):
 
     @property
     def next_renewal_at(self) -> datetime | None:
-        """When billing next happens; None when it will not renew."""
-        if not self.status.billing or self.cancel_at_period_end:
+        """When billing next happens; None when it will not renew (or collection is paused:
+        Stripe keeps cutting invoices then but collects none of them)."""
+        if not self.status.billing or self.cancel_at_period_end or self.collection_paused:
+            return None
+        if self.cancel_at is not None and self.cancel_at <= self.current_period_end:
             return None
         if self.status is SubscriptionStatus.TRIALING and self.trial_end:
             return self.trial_end

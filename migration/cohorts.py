@@ -354,7 +354,21 @@ EXPECTED_WAITS = frozenset(
         "renewal inside safety window",
         "pending scheduled change",
         "subscription past due",
+        # Stripe features the new service cannot carry yet (docs/legacy-gaps.md, Part 3):
+        # deliberate, documented deferrals that last until the subscription changes
+        "collection paused",
+        "scheduled cancellation",
+        "items on different periods",
+        "tiered or metered price",
     }
+)
+
+_FEATURES = (
+    ("collection paused", "collection paused"),
+    ("scheduled to cancel", "scheduled cancellation"),
+    ("different billing periods", "items on different periods"),
+    ("tiered or custom-amount", "tiered or metered price"),
+    ("metered usage", "tiered or metered price"),
 )
 
 
@@ -365,6 +379,9 @@ def _reason_class(reason: str | None) -> str:
     for prefix in ("open invoice", "pending invoice item", "subscription", "legacy keeps"):
         if reason.startswith(prefix):
             if prefix == "subscription":
+                for marker, kind in _FEATURES:
+                    if marker in reason:
+                        return kind
                 if "safety window" in reason:
                     return "renewal inside safety window"
                 if "scheduled change" in reason:

@@ -22,7 +22,7 @@ from core.errors import (
 )
 from migration import records
 from migration.deps import Deferred, Restart, Result, SagaDeps, Step
-from migration.preflight import defer_reason
+from migration.preflight import defer_reason, unsupported_reason
 from migration.transform import build_payload
 from multiplexer import routing
 from multiplexer.backends.base import UserRef
@@ -71,6 +71,9 @@ def step_preflight(deps: SagaDeps, mig: Migration) -> Result:
             raise IllegalTransition(f"user {mig.user_id!r} is {route.state}, not legacy")
     advance, detail = _take_snapshot(deps, mig)
     snap = records.load_snapshot(deps.sessions, advance["snapshot_id"])
+    unsupported = unsupported_reason(snap.objects)  # before mapping, which would refuse it
+    if unsupported:
+        raise Deferred(unsupported)
     history = deps.legacy.map_snapshot(snap)
     reason = defer_reason(
         history,

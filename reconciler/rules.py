@@ -134,6 +134,10 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
         "trial_start": TIMESTAMP,
         "trial_end": TIMESTAMP,
         "cancel_at_period_end": EQUAL,
+        # preflight defers paused / dated-cancel users: both sides must agree on "none"
+        "cancel_at": TIMESTAMP,
+        "collection_paused": EQUAL,
+        "collection_resumes_at": TIMESTAMP,
         "canceled_at": TIMESTAMP,
         "ended_at": TIMESTAMP,
         "items": nested("subscription_item"),

@@ -89,6 +89,37 @@ _PROCESSOR = "processor-side detail that stays in Stripe with the charge"
 _BACKPOINTER = "back-pointer to a parent object the snapshot already places"
 _CHARGE_AUTO = {"collection_method": "charge_automatically", "billing": "charge_automatically"}
 
+_CURRENT_SUBSCRIPTION = {  # current API (2026-10-28) shapes
+    "automatic_tax": "tax computation setting; migrated invoices carry their own taxes",
+    "billing_cycle_anchor_config": "implied by current_period_end, which is migrated",
+    "billing_mode": "how Stripe computes prorations; the new system prorates its own way",
+    "billing_schedules": "legacy billing schedule settings, implied by the item periods",
+    "invoice_settings": _LEGACY_DOCS,
+    "payment_settings": _DUNNING,
+    "trial_settings": "what Stripe does when a trial ends without a card; the new system "
+    "has its own rule",
+    "pending_invoice_item_interval": "legacy batching of pending items; preflight defers "
+    "users with pending items",
+    "cancellation_details": "free-text feedback of a cancellation",
+    "status_details": "detail of the status, which is migrated",
+}
+_CURRENT_INVOICE = {
+    "account_country": "the legacy account's country, not the user's",
+    "automatic_tax": "tax computation setting; the computed taxes are migrated",
+    "customer_tax_exempt": "copy of the customer's tax_exempt",
+    "effective_at": "accounting date of finalisation; created and paid_at are migrated",
+    "issuer": "Connect issuer of the legacy account",
+    "payment_settings": _DUNNING,
+    "post_payment_credit_notes_amount": "credit notes after payment are read themselves "
+    "(refunds, out-of-band refunds, customer balance)",
+    "rendering": _LEGACY_DOCS,
+    "total_pretax_credit_amounts": "credits are migrated through the customer balance",
+}
+_REST_CREDIT_NOTE = (
+    "credit note details: its out-of-band part is migrated as an offline refund, its refund "
+    "part through the refunds list, its credit part through the customer balance"
+)
+
 KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
     "customer": _known(
         "id email name currency balance default_source sources "
@@ -119,8 +150,10 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
     "subscription": _known(
         "id customer status currency created current_period_start "
         "current_period_end trial_start trial_end cancel_at_period_end canceled_at ended_at "
-        "items metadata discount default_tax_rates",
+        "items metadata discount default_tax_rates discounts cancel_at pause_collection "
+        "pending_update schedule",
         {
+            **_CURRENT_SUBSCRIPTION,
             "latest_invoice": "a pointer; invoices are migrated themselves",
             "trial_period_days": "creation parameter; the resulting trial dates are migrated",
             "trial_from_plan": "creation parameter; the resulting trial dates are migrated",
@@ -139,7 +172,7 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
         _same(_CATALOGUE, "created active description metadata tax_type state"),
     ),
     "subscription_item": _known(
-        "id plan price quantity",
+        "id plan price quantity current_period_start current_period_end discounts",
         {
             "created": "the subscription's created is migrated",
             "subscription": _BACKPOINTER,
@@ -168,12 +201,13 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "metadata": _CATALOGUE,
             "lookup_key": _CATALOGUE,
             "unit_amount_decimal": "string twin of unit_amount",
+            "tax_behavior": "how the legacy catalogue taxes the price; migrated invoices carry "
+            "their own taxes (total_taxes, inclusive or exclusive)",
         },
         {
             "type": "recurring",
             "billing_scheme": "per_unit",
             "recurring.usage_type": "licensed",
-            "tax_behavior": "unspecified",
         },
     ),
     "product": _known(
@@ -181,12 +215,15 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
         _same(
             _CATALOGUE,
             "created updated active description caption attributes images metadata "
-            "shippable statement_descriptor type url unit_label package_dimensions",
+            "shippable statement_descriptor type url unit_label package_dimensions "
+            "default_price marketing_features tax_code",
         ),
     ),
     "discount": _known(
-        "id coupon start end subscription",
+        "id coupon source.coupon start end subscription",
         {
+            "source.type": "always coupon at this API version",
+            "subscription_item": "an item-level discount is placed on its subscription",
             "customer": "implied by the snapshot's owner",
             "promotion_code": "how the coupon was redeemed; the coupon itself is migrated",
             "invoice": _BACKPOINTER,
@@ -203,8 +240,10 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
         "due_date status_transitions.paid_at subtotal total tax amount_paid amount_due "
         "amount_remaining starting_balance paid_out_of_band lines total_discount_amounts "
         "parent.type parent.subscription_details.subscription metadata "
-        "discount discounts paid total_tax_amounts total_taxes",
+        "discount discounts paid total_tax_amounts total_taxes payments "
+        "amount_paid_off_stripe ending_balance pre_payment_credit_notes_amount",
         {
+            **_CURRENT_INVOICE,
             "customer_email": "copy of the customer's email",
             "customer_name": "copy of the customer's name",
             "status_transitions.finalized_at": "status history; the current status is migrated",
@@ -220,14 +259,14 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "invoice_pdf": _LEGACY_DOCS,
             "receipt_number": _LEGACY_DOCS,
             "statement_descriptor": _LEGACY_DOCS,
-            "ending_balance": "customer balance is migrated on the customer",
             "_draft": "localstripe-internal flag",
             "_voided": "localstripe-internal flag",
         },
         {
             **_CHARGE_AUTO,
             "post_payment_credit_notes_amount": 0,
-            "pre_payment_credit_notes_amount": 0,
+            "amount_overpaid": 0,
+            "amount_shipping": 0,
             "application_fee": None,
         },
         derived={
@@ -240,8 +279,25 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
         },
     ),
     "line_item": _known(
-        "id amount description quantity period.start period.end proration plan price",
+        "id amount description quantity period.start period.end proration plan price "
+        "parent.type parent.subscription_item_details.proration "
+        "parent.invoice_item_details.proration pricing.price_details.price taxes",
         {
+            "parent.subscription_item_details.subscription": _BACKPOINTER,
+            "parent.subscription_item_details.subscription_item": _BACKPOINTER,
+            "parent.subscription_item_details.invoice_item": _BACKPOINTER,
+            "parent.subscription_item_details.proration_details": "which lines a proration "
+            "credits; the proration flag and amount are migrated",
+            "parent.invoice_item_details.invoice_item": _BACKPOINTER,
+            "parent.invoice_item_details.subscription": _BACKPOINTER,
+            "parent.invoice_item_details.proration_details": "which lines a proration credits",
+            "pricing.type": "always price_details for subscription lines",
+            "pricing.price_details.product": "the price's product, read on the subscription item",
+            "pricing.unit_amount_decimal": "string twin of the unit amount",
+            "subtotal": "the line before discounts; the line amount and invoice totals are "
+            "migrated",
+            "discounts": _BACKPOINTER,
+            "pretax_credit_amounts": "credits are migrated on the invoice and customer balance",
             "currency": "always the invoice's currency, which is read",
             "created": "line creation time; the invoice's created is migrated",
             "metadata": "copied from the invoice item; the invoice's metadata is migrated",
@@ -265,6 +321,8 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "metadata": _NO_PAYMENT_METADATA,
             "balance_transaction": _PROCESSOR,
             "captured": "implied by status",
+            "amount_captured": "equals amount for a succeeded charge",
+            "transfer_data": "Connect routing of the legacy account",
             "paid": "implied by status",
             "refunded": "implied by amount_refunded",
             "failure_code": _PROCESSOR,
@@ -304,6 +362,23 @@ KNOWN_LEGACY_FIELDS: Mapping[str, KnownFields] = {
             "date": "older-API alias of created",
             "destination_details": _PROCESSOR,
         },
+    ),
+    "credit_note": _known(
+        "id amount currency out_of_band_amount created status metadata invoice",
+        rest=_REST_CREDIT_NOTE,
+    ),
+    "customer_balance_transaction": _known(
+        "id amount currency metadata created",
+        rest="balance movements are reflected in customer.balance, which is migrated; only "
+        "twinbill's tagged offline payments are payments",
+    ),
+    "invoice_payment": _known(
+        "id invoice payment amount_paid currency status status_transitions.paid_at created",
+        rest="how the invoice was paid is read through payment (charge, intent or record)",
+    ),
+    "payment_record": _known(
+        "id amount_guaranteed amount metadata created processor_details",
+        rest="reported-payment details; the amount, date and reference are migrated",
     ),
     "list": _known(
         "data",

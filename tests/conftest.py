@@ -73,3 +73,7 @@ def redis_url() -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+# every request the legacy backend sends is checked against the stripe SDK's params types
+from tests.stripe_current.plugin import stripe_conformance  # noqa: E402, F401

@@ -13,6 +13,7 @@ from admin.cli import (
     cohort,
     db,
     inventory,
+    legacy,
     migrate,
     reconcile,
     routes,
@@ -55,6 +56,7 @@ def _root(
 
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(legacy.app, name="legacy")
 routes.users.command("find")(support.users_find)
 routes.users.command("index-invoices")(support.users_index_invoices)
 app.add_typer(routes.users, name="users")

@@ -44,7 +44,9 @@ def page(request: Request, template: str, *, status: int = 200, **context: Any) 
     web: AdminWeb = request.app.state.admin
     principal: Principal | None = getattr(request.state, "principal", None)
     nav = [(label, url) for label, url, key in NAV if allowed(principal, key)]
-    flashes = web.auth.take_flash(principal) if principal and status < 300 else []
+    flashes = (
+        web.auth.take_flash(principal) if principal and principal.has_flash and status < 300 else []
+    )
     return web.templates.TemplateResponse(
         request,
         template,

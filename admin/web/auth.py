@@ -93,6 +93,7 @@ class Principal:
     session_id: str
     csrf_token: str
     expires_at: datetime
+    has_flash: bool = False  # a banner waits in the session (read once by the next page)
 
     @property
     def actor(self) -> str:
@@ -248,7 +249,13 @@ class Authenticator:
                 return None, True
             row.last_seen_at = now
             return Principal(
-                user.id, user.email, user.role, row.id, row.csrf_token, row.expires_at
+                user.id,
+                user.email,
+                user.role,
+                row.id,
+                row.csrf_token,
+                row.expires_at,
+                has_flash=bool(row.flash),
             ), False
 
     # -- one-shot banners (flash), kept in the session row, never in a URL ---------------

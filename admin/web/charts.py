@@ -36,12 +36,13 @@ def _nice_max(value: float) -> float:
     return float(value)
 
 
-def _x_label(seconds: float, start: datetime | None) -> str:
+def _x_label(seconds: float, start: datetime | None, span: float) -> str:
     if start is None:
         return f"{seconds:.0f}s"
     from datetime import timedelta
 
-    return (start + timedelta(seconds=seconds)).strftime("%H:%M")
+    fmt = "%H:%M:%S" if span < 600 else "%H:%M" if span < 2 * 86400 else "%m-%d %H:%M"
+    return (start + timedelta(seconds=seconds)).strftime(fmt)
 
 
 def line_chart(
@@ -52,11 +53,15 @@ def line_chart(
     y_max: float | None = None,
     start: datetime | None = None,
     chart_id: str = "",
+    integer: bool = False,
 ) -> Markup:
+    """A line chart; ``integer``: counts, so the y axis has whole-number ticks only."""
     xs = [x for s in series for x, _ in s.points]
     ys = [y for s in series for _, y in s.points]
     x_hi = max(xs) if xs and max(xs) > 0 else 1.0
     top = y_max if y_max is not None else _nice_max(max(ys) if ys else 0.0)
+    if integer:
+        top = float(max(4, -(-int(max(ys or [0])) // 4) * 4))
     iw, ih = W - PAD_L - PAD_R, H - PAD_T - PAD_B
 
     def px(x: float) -> float:
@@ -84,7 +89,7 @@ def line_chart(
         x = x_hi * i / 4
         parts.append(
             f'<text class="axis" x="{px(x):.1f}" y="{H - 8}" text-anchor="middle">'
-            f"{escape(_x_label(x, start))}</text>"
+            f"{escape(_x_label(x, start, x_hi))}</text>"
         )
     if not ys:
         parts.append(

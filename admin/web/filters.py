@@ -37,6 +37,7 @@ STATE_TONES = {
     "running": "info",
     "pending": "neutral",
     "deferred": "warn",
+    "retrying": "warn",
     "compensated": "warn",
     "dry_run": "neutral",
     "done": "good",

@@ -71,7 +71,7 @@ def cohorts_page(
 
 
 def _charts(series: stats.CohortSeries, limits: list[dict[str, Any]]) -> dict[str, Any]:
-    pct = "{:.0f}%".format
+    pct = "{:.3g}%".format
     return {
         "progress": line_chart(
             "Users finished over time",
@@ -82,6 +82,7 @@ def _charts(series: stats.CohortSeries, limits: list[dict[str, Any]]) -> dict[st
             y_format=lambda v: number(round(v)),
             start=series.start,
             chart_id="chart-progress",
+            integer=True,
         ),
         "rate": line_chart(
             "Throughput (users per second)",
@@ -124,6 +125,7 @@ def cohort_page(
         history = list(reversed(audit.history(session, "cohort", name)))
         series = stats.series(session, name, now=stats.now_if_running(progress.status))
         members, next_after = stats.members(session, name, status=member_status, after=after)
+        dry_run = bool(getattr(session.get(Cohort, name), "dry_run", False))
     return page(
         request,
         "cohort.html",
@@ -136,6 +138,7 @@ def cohort_page(
         member_status=member_status,
         members_next=next_after,
         after=after,
+        dry_run=dry_run,
     )
 
 

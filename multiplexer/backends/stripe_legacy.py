@@ -5,12 +5,13 @@ passed in; nothing here touches the global ``stripe.api_key``. Every request goe
 through ``StripeCalls.call`` (stripe_transport): the throttle first (each page of a
 list counts), then the SDK, then the error translation into ``core.errors``.
 
-``dialect`` says which request parameters the server understands: ``"current"``
-(real Stripe at the SDK's pinned API version: Prices, ``proration_behavior``,
-customer balance transactions, ``paid_out_of_band``) or ``"localstripe"`` (the
-older Plans API: ``plan`` in items, ``prorate``, no balance transactions, no
-out-of-band payments; see docs/legacy-gaps.md). Reading does not depend on it:
-the mapping reads both generations of shapes.
+``dialect`` says which requests the server understands: ``"current"`` (real
+Stripe at the SDK's pinned API version: Prices, ``proration_behavior``, payment
+records, credit notes, balance transactions, ``create_preview``) or
+``"localstripe"`` (the older Plans API: ``plan`` in items, ``prorate``, no offline
+money; see docs/legacy-gaps.md). What each sends is one frozen value,
+``stripe_transport.WIRES[dialect]``; the mapping reads both generations of shapes
+and takes the dialect only for localstripe's quirks.
 
 Idempotency: every write sends an ``idempotency_key``; a write made of several
 requests derives one key per step (``<key>:<step>``) so a retry replays each
@@ -51,7 +52,11 @@ from multiplexer.backends.stripe_mapping import (
     map_plan,
     map_subscription,
 )
-from multiplexer.backends.stripe_offline import record_offline_payment, record_offline_refund
+from multiplexer.backends.stripe_offline import (
+    record_offline_payment,
+    record_offline_refund,
+    refuse_on_localstripe,
+)
 from multiplexer.backends.stripe_payments import map_refund
 from multiplexer.backends.stripe_preview import map_next_charges, wants_preview
 from multiplexer.backends.stripe_transport import Dialect, StripeCalls, to_plain
@@ -82,6 +87,16 @@ class StripeLegacyBackend:
         if not ref.legacy_customer_id:
             raise NotFound(f"user {ref.user_id!r} has no legacy customer id", backend=self.name)
         return ref.legacy_customer_id
+
+    # -- account facts (``twinbill legacy check``) ----------------------------------
+    @property
+    def api_version(self) -> str:
+        """The version every request is pinned to (the SDK sends it on each request)."""
+        return str(stripe.api_version)
+
+    def webhook_endpoints(self) -> list[dict[str, Any]]:
+        """Webhook endpoints registered on the account (none on localstripe: 404)."""
+        return list(self._t.pages("list webhook endpoints", self.client.v1.webhook_endpoints.list))
 
     # -- reads -----------------------------------------------------------------
     def snapshot(self, ref: UserRef) -> RawSnapshot:
@@ -153,13 +168,15 @@ class StripeLegacyBackend:
         )
 
     def iter_customers(self, page_size: int = 100) -> Iterator[Customer]:
-        params = {"expand": ["data.subscriptions"]} if self.dialect == "current" else {}
+        wire = self._t.wire
+        params = {"expand": ["data.subscriptions"]} if wire.customers_embed_subscriptions else {}
         for cus in self._t.pages(
             "list customers", self.client.v1.customers.list, params=params, page_size=page_size
         ):
             # localstripe embeds no subscriptions and invents customer.currency = eur
             # (docs/legacy-gaps.md): one extra call reads the real billing currency
-            subs = self._t.newest_subscription(cus["id"]) if self.dialect == "localstripe" else []
+            embedded = wire.customers_embed_subscriptions
+            subs = [] if embedded else self._t.newest_subscription(cus["id"])
             yield map_customer(cus, subscriptions=subs, dialect=self.dialect)
 
     def read_inventory(
@@ -220,7 +237,7 @@ class StripeLegacyBackend:
         return plan.id
 
     def _item(self, code: str, **extra: Any) -> dict[str, Any]:
-        return {"plan" if self.dialect == "localstripe" else "price": code, **extra}
+        return {self._t.wire.item_key: code, **extra}
 
     def create_subscription(
         self,
@@ -264,7 +281,8 @@ class StripeLegacyBackend:
         cus = to_plain(self._t.call("retrieve customer", v1.customers.retrieve, cid))
         item_id = sub["items"]["data"][0]["id"]
         params: dict[str, Any] = {"items": [self._item(self._check_plan(cus, plan), id=item_id)]}
-        if self.dialect == "localstripe":
+        invoice_it = self._t.wire.proration == "prorate_then_invoice"
+        if invoice_it:
             params["prorate"] = prorate
         else:
             params["proration_behavior"] = "always_invoice" if prorate else "none"
@@ -275,7 +293,7 @@ class StripeLegacyBackend:
             key=f"{idempotency_key}:update",
             params=params,
         )
-        if self.dialect == "localstripe" and prorate:
+        if invoice_it and prorate:
             inv = self._t.write(
                 "invoice proration",
                 v1.invoices.create,
@@ -390,7 +408,7 @@ class StripeLegacyBackend:
             params["amount"] = amount.amount
         if reason:
             params["metadata"] = {META_REASON: reason}
-            if reason in STRIPE_REFUND_REASONS and self.dialect == "current":
+            if reason in STRIPE_REFUND_REASONS and self._t.wire.refund_reason:
                 params["reason"] = reason
         rf = self._t.write(
             "refund payment", self.client.v1.refunds.create, key=idempotency_key, params=params
@@ -430,9 +448,10 @@ class StripeLegacyBackend:
         reason: str | None,
         idempotency_key: str,
     ) -> Refund:
+        refuse_on_localstripe(self._t, "an offline refund")
         return record_offline_refund(
             self._t,
-            self._customer_id(ref),
+            self.get_history(ref),
             amount,
             reference=reference,
             refunded_at=refunded_at,

@@ -23,23 +23,16 @@ and the field, never a ``KeyError``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
 from core.canonical import (
     BillingHistory,
     Customer,
     Discount,
-    Interval,
     Payment,
-    Plan,
     Refund,
-    Subscription,
-    SubscriptionItem,
-    SubscriptionStatus,
     System,
-    TaxRate,
 )
 from core.errors import TransformError
 from multiplexer.backends.stripe_fields import (
@@ -49,66 +42,35 @@ from multiplexer.backends.stripe_fields import (
     amount,
     build,
     currency,
-    enum,
     list_data,
     metadata,
-    percent_to_bp,
     ref_id,
-    req,
     rid,
     ts,
+)
+from multiplexer.backends.stripe_offline_map import (
+    map_balance_transaction,
+    map_credit_note,
+    map_out_of_band,
+    map_payment_record,
 )
 from multiplexer.backends.stripe_payments import (
     charge_invoice_index,
     is_live_refund,
-    map_balance_transaction,
     map_charge,
     map_invoice,
-    map_out_of_band,
     map_refund,
 )
-
-#: ``current``: real Stripe at the SDK's API version; ``localstripe``: the emulator's
-#: older API *and its quirks* (docs/legacy-gaps.md). Only the readings that differ take it.
-Dialect = Literal["current", "localstripe"]
-
-# --- catalogue -----------------------------------------------------------------
-
-
-def map_plan(obj: Obj) -> Plan:
-    """A Plan (old API, localstripe) or a recurring Price (current API)."""
-    record = rid(obj)
-    product = obj.get("product")
-    product_name = product.get("name") if isinstance(product, Mapping) else obj.get("name")
-    if obj.get("object") == "price" or "recurring" in obj:
-        recurring = req(obj, "recurring")
-        unit = obj.get("unit_amount")
-        if unit is None:  # tiered / custom-amount prices have no single unit amount
-            raise TransformError(
-                "price has no unit_amount (tiered or custom prices are not supported)",
-                record=record,
-                field="unit_amount",
-            )
-        interval, count = recurring.get("interval"), recurring.get("interval_count") or 1
-    else:
-        if obj.get("billing_scheme", "per_unit") != "per_unit":
-            raise TransformError(
-                "tiered plans are not supported", record=record, field="billing_scheme"
-            )
-        unit = amount(obj, "amount")
-        interval, count = obj.get("interval"), obj.get("interval_count") or 1
-    return build(
-        Plan,
-        record,
-        id=record,
-        legacy_id=record,
-        currency=currency(obj.get("currency"), record),
-        product_name=product_name,
-        unit_amount=unit,
-        interval=enum(Interval, interval, record, "interval"),
-        interval_count=count,
-    )
-
+from multiplexer.backends.stripe_subscriptions import (  # noqa: F401 - one mapping API
+    Dialect,
+    _first_item_price,
+    map_discount,
+    map_item,
+    map_plan,
+    map_subscription,
+    map_tax_rate,
+    raw_discounts,
+)
 
 # --- customer ------------------------------------------------------------------
 
@@ -191,199 +153,6 @@ def map_customer(
     )
 
 
-# --- subscriptions and discounts -------------------------------------------------
-
-
-def _first_item_price(sub: Obj) -> Obj:
-    items = sub.get("items")
-    data = items.get("data") if isinstance(items, Mapping) else items
-    if data:
-        return _price_of(data[0])
-    return sub.get("plan") or {}
-
-
-def _price_of(item: Obj) -> Obj:
-    """Prefer ``price`` (current); ``plan`` is the old name and a compat echo today."""
-    price = item.get("price")
-    if isinstance(price, Mapping):
-        return price
-    plan = item.get("plan")
-    if isinstance(plan, Mapping):
-        return plan
-    raise TransformError(
-        "item has neither an expanded price nor plan", record=rid(item), field="price"
-    )
-
-
-def map_item(item: Obj) -> SubscriptionItem:
-    record = rid(item)
-    plan = map_plan(_price_of(item))
-    return build(
-        SubscriptionItem,
-        record,
-        id=record,
-        legacy_id=record,
-        plan_code=plan.id,
-        product_name=plan.product_name,
-        unit_amount=plan.unit_amount,
-        quantity=item.get("quantity") if item.get("quantity") is not None else 1,
-        interval=plan.interval,
-        interval_count=plan.interval_count,
-    )
-
-
-def map_tax_rate(obj: Any, record: str) -> TaxRate:
-    """A ``tax_rate`` object (expanded; localstripe always expands ``default_tax_rates``)."""
-    if not isinstance(obj, Mapping):
-        raise TransformError(
-            f"tax rate is not expanded: {obj!r}", record=record, field="default_tax_rates"
-        )
-    tr = rid(obj)
-    try:
-        pct = Decimal(str(req(obj, "percentage")))
-    except InvalidOperation:
-        raise TransformError(
-            f"not a percentage: {obj.get('percentage')!r}", record=tr, field="percentage"
-        ) from None
-    return build(
-        TaxRate,
-        tr,
-        id=tr,
-        legacy_id=tr,
-        display_name=obj.get("display_name") or tr,
-        percentage=pct,
-        inclusive=bool(obj.get("inclusive")),
-        jurisdiction=obj.get("jurisdiction"),
-        country=obj.get("country"),
-    )
-
-
-def _localstripe_trial(sub: Obj, now: datetime) -> bool:
-    """localstripe keeps a trial ``incomplete`` with a future ``trial_end`` (legacy-gaps)."""
-    end = ts(sub, "trial_end")
-    return sub.get("status") == "incomplete" and end is not None and end > now
-
-
-def map_subscription(
-    sub: Obj, *, dialect: Dialect = "current", now: datetime | None = None
-) -> Subscription:
-    """Period dates: on the subscription (old) or the items' span (current API).
-
-    localstripe dialect: an ``incomplete`` subscription with ``trial_end`` in the future
-    is ``trialing`` (its period runs to ``trial_end``, as on Stripe), so the next renewal
-    is the trial's end and the renewal guard covers it.
-
-    Not mapped: ``cancel_at`` (a dated cancellation other than period end; the
-    canonical model has no field for it), billing anchors, collection settings.
-    """
-    record = rid(sub)
-    status = req(sub, "status")
-    trial = dialect == "localstripe" and _localstripe_trial(sub, now or datetime.now(UTC))
-    raw_items = list_data(sub, "items", record)
-    items = tuple(map_item(i) for i in raw_items)
-    start, end = ts(sub, "current_period_start"), ts(sub, "current_period_end")
-    if start is None or end is None:
-        starts = [ts(i, "current_period_start", required=True, record=rid(i)) for i in raw_items]
-        ends = [ts(i, "current_period_end", required=True, record=rid(i)) for i in raw_items]
-        if not starts:
-            raise TransformError(
-                "no period dates on the subscription nor its items",
-                record=record,
-                field="current_period_start",
-            )
-        start, end = min(starts), max(ends)
-    cur = sub.get("currency") or _first_item_price(sub).get("currency")
-    trial_start, trial_end = ts(sub, "trial_start"), ts(sub, "trial_end")
-    if trial:
-        status = SubscriptionStatus.TRIALING.value
-        trial_start = trial_start or ts(sub, "start_date") or ts(sub, "created")
-        start, end = trial_start, trial_end
-    rates = sub.get("default_tax_rates") or []
-    return build(
-        Subscription,
-        record,
-        id=record,
-        legacy_id=record,
-        currency=currency(cur, record),
-        status=enum(SubscriptionStatus, status, record, "status"),
-        created_at=ts(sub, "created", required=True),
-        current_period_start=start,
-        current_period_end=end,
-        trial_start=trial_start,
-        trial_end=trial_end,
-        tax_rates=tuple(map_tax_rate(r, record) for r in rates),
-        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
-        canceled_at=ts(sub, "canceled_at"),
-        ended_at=ts(sub, "ended_at"),
-        items=items,
-        metadata=metadata(sub),
-    )
-
-
-def raw_discounts(owner: Obj) -> list[Any]:
-    """Discount objects of a subscription/customer: ``discounts`` (current) or ``discount``."""
-    found: list[Any] = []
-    if isinstance(owner.get("discounts"), list):
-        found.extend(owner["discounts"])
-    single = owner.get("discount")
-    if isinstance(single, Mapping) and not any(
-        isinstance(d, Mapping) and d.get("id") and d.get("id") == single.get("id") for d in found
-    ):
-        found.append(single)
-    return found
-
-
-def map_discount(
-    disc: Any, *, subscription_id: str | None, coupons: Mapping[str, Obj] | None = None
-) -> Discount:
-    """Old discounts embed ``coupon`` and may lack an id; current ones use ``source.coupon``.
-
-    An old-API discount without an id gets ``di_<owner>_<coupon>`` (stable across
-    snapshots) so the reconciler can pair it.
-    """
-    if not isinstance(disc, Mapping):
-        raise TransformError(
-            "discount is not expanded (snapshot must expand discounts)",
-            record=str(disc),
-            field="discounts",
-        )
-    coupon = disc.get("coupon")
-    field = "coupon"
-    if coupon is None and isinstance(disc.get("source"), Mapping):
-        coupon, field = disc["source"].get("coupon"), "source.coupon"
-    if isinstance(coupon, str):
-        coupon = (coupons or {}).get(coupon, coupon)
-    owner = subscription_id or ref_id(disc.get("customer")) or "unknown"
-    record = str(
-        disc.get("id")
-        or f"di_{owner}_{coupon.get('id') if isinstance(coupon, Mapping) else coupon}"
-    )
-    if not isinstance(coupon, Mapping):
-        raise TransformError("coupon is missing or not expanded", record=record, field=field)
-    c_id = rid(coupon)
-    pct = coupon.get("percent_off")
-    off = coupon.get("amount_off")
-    if pct is None and off is None:
-        raise TransformError(
-            "coupon has neither percent_off nor amount_off", record=c_id, field="percent_off"
-        )
-    return build(
-        Discount,
-        record,
-        id=record,
-        legacy_id=record,
-        subscription_id=subscription_id,
-        coupon_code=c_id,
-        percent_off_bp=None if pct is None else percent_to_bp(pct, c_id),
-        amount_off=off,
-        currency=currency(coupon["currency"], c_id) if off is not None else None,
-        duration=req(coupon, "duration"),
-        duration_in_months=coupon.get("duration_in_months"),
-        starts_at=ts(disc, "start"),
-        ends_at=ts(disc, "end"),
-    )
-
-
 def map_objects(
     user_id: str,
     objects: Mapping[str, Any],
@@ -403,14 +172,20 @@ def map_objects(
     subs: list[Obj] = list(objects.get("subscriptions") or [])
     invoices: list[Obj] = list(objects.get("invoices") or [])
     coupons: Mapping[str, Obj] = objects.get("coupons") or {}
+    products: Mapping[str, Obj] = objects.get("products") or {}
     discounts: dict[str, Discount] = {}
-    for owner, sub_id in [*((s, rid(s)) for s in subs), (cus, None)]:
+    owners: list[tuple[Obj, str | None]] = [(cus, None)]
+    for s in subs:  # item-level discounts belong to their subscription; each read once (by id)
+        owners += [(s, rid(s))] + [(i, rid(s)) for i in list_data(s, "items", rid(s))]
+    for owner, sub_id in owners:
         for raw in raw_discounts(owner):
             d = map_discount(raw, subscription_id=sub_id, coupons=coupons)
             discounts.setdefault(d.id, d)
     index = charge_invoice_index(invoices)
     payments: list[Payment] = [map_charge(c, index) for c in objects.get("charges") or []]
-    payments += [p for p in (map_out_of_band(i) for i in invoices) if p is not None]
+    recorded = [map_payment_record(ip) for ip in objects.get("invoice_payments") or []]
+    payments += [p for p in recorded if p is not None]
+    payments += [p for p in (map_out_of_band(i, payments) for i in invoices) if p is not None]
     refunds_raw: dict[str, Obj] = {}
     for ch in objects.get("charges") or []:
         for rf in list_data(ch, "refunds") if isinstance(ch.get("refunds"), Mapping | list) else []:
@@ -418,6 +193,7 @@ def map_objects(
     for rf in objects.get("refunds") or []:
         refunds_raw.setdefault(rid(rf), rf)
     refunds = [map_refund(r) for r in refunds_raw.values() if is_live_refund(r)]
+    refunds += [r for r in map(map_credit_note, objects.get("credit_notes") or []) if r]
     for tx in objects.get("balance_transactions") or []:
         mapped = map_balance_transaction(tx)
         if isinstance(mapped, Payment):
@@ -432,7 +208,7 @@ def map_objects(
         ),
         subscriptions=tuple(
             sorted(
-                (map_subscription(s, dialect=dialect, now=now) for s in subs),
+                (map_subscription(s, products, dialect=dialect, now=now) for s in subs),
                 key=lambda s: (s.created_at, s.id),
             )
         ),

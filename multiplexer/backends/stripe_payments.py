@@ -15,12 +15,7 @@ from typing import Any
 from core.canonical import Invoice, InvoiceLine, InvoiceStatus, Payment, PaymentStatus, Refund
 from core.errors import TransformError
 from multiplexer.backends.stripe_fields import (
-    META_INVOICE,
-    META_OFFLINE_PAYMENT,
-    META_OFFLINE_REFUND,
-    META_PAYMENT,
     META_REASON,
-    META_REFERENCE,
     Obj,
     amount,
     build,
@@ -58,7 +53,20 @@ def _line_plan(line: Obj) -> str | None:
     return plan or ref_id(details.get("price"))
 
 
+def _inclusive_tax(line: Obj) -> int:
+    """VAT already inside a tax-inclusive line's amount (current API ``taxes[]``)."""
+    taxes = line.get("taxes") or []
+    return sum(
+        int(t.get("amount") or 0)
+        for t in taxes
+        if isinstance(t, Mapping) and t.get("tax_behavior") == "inclusive"
+    )
+
+
 def map_line(line: Obj) -> InvoiceLine:
+    """Canonical line amounts are net of tax, so that lines add up to the canonical
+    subtotal and subtotal - discounts + tax = total holds for tax-inclusive prices too
+    (Stripe's line amount includes inclusive VAT; it is taken out here, once)."""
     record = rid(line)
     period = line.get("period") or {}
     return build(
@@ -67,7 +75,7 @@ def map_line(line: Obj) -> InvoiceLine:
         id=record,
         legacy_id=record,
         description=line.get("description"),
-        amount=amount(line, "amount"),
+        amount=amount(line, "amount") - _inclusive_tax(line),
         quantity=line.get("quantity") if line.get("quantity") is not None else 1,
         period_start=ts(period, "start", record=record),
         period_end=ts(period, "end", record=record),
@@ -95,9 +103,10 @@ def balance_applied(inv: Obj, expected_total: int) -> int:
     """Customer credit that settled part of the invoice.
 
     Current Stripe keeps ``total`` = subtotal - discounts + tax and lowers
-    ``amount_due`` by the credit; localstripe lowers ``total`` itself (and flips the
-    sign of ``starting_balance``). Both come out as the same canonical invoice:
-    ``total`` is the invoice's value, ``balance_applied`` the credit used.
+    ``amount_due`` by the credit (``starting_balance`` -> ``ending_balance``);
+    localstripe lowers ``total`` itself (and flips the sign of
+    ``starting_balance``). Both come out as the same canonical invoice: ``total``
+    is the invoice's value, ``balance_applied`` the credit used.
     """
     stripe_total = amount(inv, "total")
     if stripe_total != expected_total:  # localstripe: credit taken off the total
@@ -110,19 +119,49 @@ def balance_applied(inv: Obj, expected_total: int) -> int:
                 field="total",
             )
         return applied
+    start, end = inv.get("starting_balance"), inv.get("ending_balance")
+    if isinstance(start, int) and isinstance(end, int):  # current API, finalised invoice
+        return max(end - start, 0) if start < 0 else 0
     due = amount(inv, "amount_due", default=0)
-    return max(stripe_total - due, 0) if stripe_total > 0 else 0
+    credited = amount(inv, "pre_payment_credit_notes_amount", default=0)
+    return max(stripe_total - due - credited, 0) if stripe_total > 0 else 0
+
+
+def invoice_amounts(inv: Obj) -> tuple[int, int, int, int]:
+    """(subtotal, discount_total, tax, total) with total = subtotal - discounts + tax.
+
+    Old API (``tax``): Stripe's own subtotal and tax, discounts from
+    ``total_discount_amounts``. Current API (``total_taxes``): Stripe's ``subtotal``
+    already has item-level discounts taken off and includes *inclusive* tax, so it
+    is not the canonical subtotal; the canonical one is derived from Stripe's
+    ``total`` (subtotal - invoice-level discounts + exclusive tax): every discount
+    is subtracted once and inclusive VAT is not added again.
+    """
+    discount_total = _sum(inv.get("total_discount_amounts"))
+    if "total_taxes" not in inv:  # old API (localstripe): ``tax``, no item discounts
+        tax = inv["tax"] if inv.get("tax") is not None else 0
+        subtotal = amount(inv, "subtotal")
+        return subtotal, discount_total, tax, subtotal - discount_total + tax
+    taxes = [t for t in inv["total_taxes"] or [] if isinstance(t, Mapping)]
+    for t in taxes:
+        if t.get("tax_behavior") not in ("inclusive", "exclusive"):
+            raise TransformError(
+                f"unknown tax_behavior {t.get('tax_behavior')!r}",
+                record=rid(inv),
+                field="total_taxes.tax_behavior",
+            )
+    tax = _sum(taxes)
+    total = amount(inv, "total")
+    return total + discount_total - tax, discount_total, tax, total
 
 
 def map_invoice(inv: Obj) -> Invoice:
-    """Not mapped: ``starting_balance``/``ending_balance`` (customer credit shows up in
-    ``total`` vs ``subtotal`` and in the customer balance), hosted URLs, tax details
-    beyond the total, collection settings."""
+    """Not mapped: hosted URLs, tax details beyond the total, collection settings.
+    Out-of-band money: the old ``paid_out_of_band`` flag or the current
+    ``amount_paid_off_stripe`` (an includable field the snapshot asks for)."""
     record = rid(inv)
-    tax = inv["tax"] if inv.get("tax") is not None else _sum(inv.get("total_taxes"))
-    discount_total = _sum(inv.get("total_discount_amounts"))
+    subtotal, discount_total, tax, expected_total = invoice_amounts(inv)
     transitions = inv.get("status_transitions") or {}
-    expected_total = amount(inv, "subtotal") - discount_total + tax
     applied = balance_applied(inv, expected_total)
     return build(
         Invoice,
@@ -138,7 +177,7 @@ def map_invoice(inv: Obj) -> Invoice:
         period_end=ts(inv, "period_end"),
         due_at=ts(inv, "due_date"),
         paid_at=ts(transitions, "paid_at", record=record),
-        subtotal=amount(inv, "subtotal"),
+        subtotal=subtotal,
         discount_total=discount_total,
         tax=tax,
         tax_breakdown=tax_breakdown(inv, record),
@@ -146,7 +185,7 @@ def map_invoice(inv: Obj) -> Invoice:
         amount_paid=amount(inv, "amount_paid", default=0),
         amount_due=remaining_due(inv),
         balance_applied=applied,
-        paid_out_of_band=bool(inv.get("paid_out_of_band")),
+        paid_out_of_band=bool(inv.get("paid_out_of_band") or inv.get("amount_paid_off_stripe")),
         metadata=metadata(inv),
         lines=tuple(map_line(li) for li in list_data(inv, "lines", record)),
     )
@@ -222,68 +261,3 @@ def map_refund(rf: Obj) -> Refund:
 def is_live_refund(rf: Obj) -> bool:
     """Failed/canceled refunds moved no money: left out of the history on purpose."""
     return rf.get("status") not in ("failed", "canceled")
-
-
-def map_balance_transaction(tx: Obj) -> Payment | Refund | None:
-    """Offline money twinbill recorded as a customer balance transaction (current API).
-
-    Only transactions twinbill marked are payments/refunds; any other balance
-    movement (credit notes, invoice application, manual adjustments) is already
-    reflected in ``customer.balance`` and is deliberately not a payment.
-    """
-    record = rid(tx)
-    meta = metadata(tx)
-    cur = currency(tx.get("currency"), record)
-    created = ts(tx, "created", required=True)
-    if meta.get(META_OFFLINE_PAYMENT):
-        return build(
-            Payment,
-            record,
-            id=record,
-            legacy_id=record,
-            currency=cur,
-            invoice_id=meta.get(META_INVOICE) or None,
-            amount=-amount(tx, "amount"),
-            status=PaymentStatus.SUCCEEDED,
-            method="offline",
-            reference=meta.get(META_REFERENCE),
-            paid_at=created,
-        )
-    if meta.get(META_OFFLINE_REFUND):
-        return build(
-            Refund,
-            record,
-            id=record,
-            legacy_id=record,
-            currency=cur,
-            payment_id=meta.get(META_PAYMENT) or None,
-            amount=amount(tx, "amount"),
-            reason=meta.get(META_REASON),
-            method="offline",
-            reference=meta.get(META_REFERENCE),
-            created_at=created,
-        )
-    return None
-
-
-def map_out_of_band(inv: Obj) -> Payment | None:
-    """An invoice paid outside Stripe has no charge: it becomes an ``oob_<invoice>`` payment."""
-    if not inv.get("paid_out_of_band") or inv.get("status") != "paid":
-        return None
-    record = f"oob_{rid(inv)}"
-    meta = metadata(inv)
-    paid = amount(inv, "amount_paid", default=0) or amount(inv, "total")
-    when = ts(inv.get("status_transitions") or {}, "paid_at", record=rid(inv))
-    return build(
-        Payment,
-        record,
-        id=record,
-        legacy_id=record,
-        currency=currency(inv.get("currency"), rid(inv)),
-        invoice_id=rid(inv),
-        amount=paid,
-        status=PaymentStatus.SUCCEEDED,
-        method="offline",
-        reference=meta.get(META_REFERENCE),
-        paid_at=when or ts(inv, "created", required=True),
-    )

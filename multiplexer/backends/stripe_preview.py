@@ -171,6 +171,11 @@ def map_upcoming(sub: Obj, inv: Obj | None, *, dialect: Dialect, now: datetime) 
         exclusive = amount(inv, "tax", record=inv_record)
     discount = _discount(inv, inv_record)
     total = subtotal - discount + exclusive
+    if dialect == "current":
+        # Stripe's subtotal has item-level discounts taken off already: its total is the
+        # charge, and the subtotal is put back before every discount, subtracted once
+        total = amount(inv, "total", record=inv_record)
+        subtotal = total + discount - exclusive
     due = amount(inv, "amount_due", record=inv_record)
     charge_at = _charge_at(inv, sub, inv_record, dialect=dialect)
     if state is BillingState.TRIALING and until is not None and dialect == "localstripe":

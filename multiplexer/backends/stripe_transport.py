@@ -11,6 +11,8 @@ failing that way must be re-read and retried under a fresh key by the caller
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 import stripe
@@ -19,6 +21,46 @@ from core.errors import BackendError, BackendRejected, BackendUnavailable, NotFo
 from multiplexer.backends.base import Throttle
 
 Dialect = Literal["current", "localstripe"]
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """What one dialect *sends*: every request-side difference in one frozen value,
+    instead of ``if dialect == ...`` checks spread over the adapter. (What each
+    dialect's answers *mean* is the mapping's ``dialect`` argument.)"""
+
+    name: Dialect
+    item_key: str  # subscription items name their price: "price" (current) | "plan"
+    proration: str  # "proration_behavior" (Stripe invoices it) | "prorate_then_invoice"
+    list_expansions: bool  # expand[] on lists (localstripe: 400 "Bad expand")
+    customers_embed_subscriptions: bool  # else one call per customer reads the currency
+    refund_reason: bool  # Stripe's refund ``reason`` (localstripe: 400)
+    offline_money: bool  # payment records, credit notes, balance transactions
+    preview: str  # "create_preview" | "upcoming" (removed from the current API)
+
+
+WIRES: dict[str, Wire] = {
+    "current": Wire(
+        name="current",
+        item_key="price",
+        proration="proration_behavior",
+        list_expansions=True,
+        customers_embed_subscriptions=True,
+        refund_reason=True,
+        offline_money=True,
+        preview="create_preview",
+    ),
+    "localstripe": Wire(  # docs/legacy-gaps.md, Part 1
+        name="localstripe",
+        item_key="plan",
+        proration="prorate_then_invoice",
+        list_expansions=False,
+        customers_embed_subscriptions=False,
+        refund_reason=False,
+        offline_money=False,
+        preview="upcoming",
+    ),
+}
 
 
 def translate(exc: stripe.StripeError, what: str) -> BackendError:
@@ -50,8 +92,24 @@ def translate(exc: stripe.StripeError, what: str) -> BackendError:
 
 
 def to_plain(obj: Any) -> dict[str, Any]:
-    """stripe 16 objects are not dicts: JSON-ready plain data, recursively."""
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    """stripe 16 objects are not dicts: JSON-ready plain data, recursively.
+
+    ``to_dict`` turns the current API's ``*_decimal`` fields (``unit_amount_decimal``,
+    ``pricing.unit_amount_decimal``, ``quantity_decimal``) into ``Decimal``, which no
+    JSON column stores: they go back to the decimal strings Stripe sent.
+    """
+    plain = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return _jsonable(plain)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
 
 
 class StripeCalls:
@@ -68,6 +126,10 @@ class StripeCalls:
         self.throttle = throttle
         self.page_size = page_size
         self.dialect = dialect
+        self.wire = WIRES[dialect]
+        # catalogue objects (products) are shared by every customer of a plan: read once
+        # per process, not once per snapshot (bounded; a restart re-reads them)
+        self._products: dict[str, dict[str, Any]] = {}
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.throttle()
@@ -114,7 +176,7 @@ class StripeCalls:
         localstripe and 400 ``invoice_upcoming_none`` on Stripe.
         """
         try:
-            if self.dialect == "localstripe":
+            if self.wire.preview == "upcoming":
                 response = self.call(
                     "upcoming invoice",
                     self.client.raw_request,
@@ -151,7 +213,7 @@ class StripeCalls:
     def fetch_snapshot(self, cid: str) -> dict[str, Any]:
         v1 = self.client.v1
         customer = to_plain(self.call("retrieve customer", v1.customers.retrieve, cid))
-        current = self.dialect == "current"
+        current = self.wire.list_expansions
         subs = list(
             self.pages(
                 "list subscriptions",
@@ -159,7 +221,11 @@ class StripeCalls:
                 params={
                     "customer": cid,
                     "status": "all",
-                    **({"expand": ["data.discounts.source.coupon"]} if current else {}),
+                    **(
+                        {"expand": ["data.discounts.source.coupon", "data.items.data.discounts"]}
+                        if current
+                        else {}
+                    ),
                 },
             )
         )
@@ -180,7 +246,14 @@ class StripeCalls:
             self.pages(
                 "list invoices",
                 v1.invoices.list,
-                params={"customer": cid, **({"expand": ["data.payments"]} if current else {})},
+                params={
+                    "customer": cid,
+                    **(
+                        {"expand": ["data.payments", "data.amount_paid_off_stripe"]}
+                        if current
+                        else {}
+                    ),
+                },
             )
         )
         for inv in invoices:
@@ -227,7 +300,93 @@ class StripeCalls:
             },
         }
         if current:
-            objects["balance_transactions"] = list(
-                self.pages("list balance transactions", v1.customers.balance_transactions.list, cid)
-            )
+            objects.update(self._current_extras(cid, customer, subs, invoices))
         return objects
+
+    def _product(self, pid: str) -> dict[str, Any]:
+        if pid not in self._products:
+            if len(self._products) >= PRODUCT_CACHE_SIZE:
+                self._products.clear()
+            v1 = self.client.v1
+            self._products[pid] = to_plain(self.call("retrieve product", v1.products.retrieve, pid))
+        return self._products[pid]
+
+    def _current_extras(
+        self, cid: str, customer: dict[str, Any], subs: list[Any], invoices: list[Any]
+    ) -> dict[str, Any]:
+        """What the current API keeps out of reach of one list call's expansions.
+
+        * invoice payments that are Payment Records (offline money) or that do not fit
+          the embedded page: ``/v1/invoice_payments`` with the record expanded;
+        * coupons that stay ids (a customer's ``discount.source.coupon``, an item's
+          discounts), products of Prices (``data.items.data.price.product`` is deeper
+          than Stripe's four expansion levels): retrieved once each;
+        * credit notes (offline refunds) and customer balance transactions.
+        """
+        v1 = self.client.v1
+        payments: list[dict[str, Any]] = []
+        for inv in invoices:
+            embedded = inv.get("payments") or {}
+            data = embedded.get("data") or []
+            if embedded.get("has_more") or any(
+                (ip.get("payment") or {}).get("type") == "payment_record" for ip in data
+            ):
+                payments += self.pages(
+                    "list invoice payments",
+                    v1.invoice_payments.list,
+                    params={"invoice": inv["id"], "expand": ["data.payment.payment_record"]},
+                )
+                inv["payments"] = {"object": "list", "has_more": False, "data": []}
+        coupons = {
+            cid_: to_plain(self.call("retrieve coupon", v1.coupons.retrieve, cid_))
+            for cid_ in sorted(coupon_ids([customer, *subs]))
+        }
+        products = {pid: self._product(pid) for pid in sorted(product_ids(subs))}
+        return {
+            "invoice_payments": payments,
+            "coupons": coupons,
+            "products": products,
+            "credit_notes": list(
+                self.pages("list credit notes", v1.credit_notes.list, params={"customer": cid})
+            ),
+            "balance_transactions": list(
+                self.pages("list balance transactions", v1.customers.balance_transactions.list, cid)
+            ),
+        }
+
+
+PRODUCT_CACHE_SIZE = 10_000
+
+
+def _walk(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        yield value
+        for v in value.values():
+            yield from _walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk(v)
+
+
+def coupon_ids(owners: list[Any]) -> set[str]:
+    """Coupon ids left unexpanded in discounts anywhere under these objects."""
+    found: set[str] = set()
+    for obj in _walk(owners):
+        if obj.get("object") == "discount":
+            source = obj.get("source") or {}
+            coupon = source.get("coupon") if "coupon" not in obj else obj["coupon"]
+            if isinstance(coupon, str):
+                found.add(coupon)
+    return found
+
+
+def product_ids(subs: list[Any]) -> set[str]:
+    """Products of the subscriptions' Prices and Plans that are ids, not objects."""
+    found: set[str] = set()
+    for sub in subs:
+        for item in (sub.get("items") or {}).get("data") or []:
+            for key in ("price", "plan"):
+                price = item.get(key)
+                if isinstance(price, dict) and isinstance(price.get("product"), str):
+                    found.add(price["product"])
+    return found

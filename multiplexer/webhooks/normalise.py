@@ -180,9 +180,13 @@ def _period_end(obj: dict[str, Any]) -> str | None:
         return iso(obj.get("current_period_end"))
     items = obj.get("items")
     rows = items.get("data") if isinstance(items, dict) else None
-    if isinstance(rows, list) and rows and isinstance(rows[0], dict):
-        return iso(rows[0].get("current_period_end"))
-    return None
+    ends = [
+        r["current_period_end"]
+        for r in rows or []
+        if isinstance(r, dict) and isinstance(r.get("current_period_end"), int)
+    ]
+    # current API: the item period that ends first is the next billing (as the mapping reads)
+    return iso(min(ends)) if ends else None
 
 
 def _sub_currency(obj: dict[str, Any]) -> str | None:

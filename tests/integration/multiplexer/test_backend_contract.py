@@ -1,4 +1,6 @@
-"""One contract, three backends: the in-memory fake, legacy on localstripe, new on newbilling.
+"""One contract, four backends: the in-memory fake, legacy on localstripe (its dialect),
+legacy in the current Stripe dialect on the in-process Stripe double
+(tests/stripe_current), and new on newbilling.
 
 The same assertions run against each (alisaifee/limits style). Where localstripe
 cannot do something the legacy parameter is a strict xfail naming the gap
@@ -166,6 +168,29 @@ def _legacy_kit(ls: Any) -> Kit:
     return Kit(backend, System.LEGACY, prepare=attach_card)
 
 
+def _current_kit() -> Kit:
+    """The legacy backend in the current dialect (the production default) on the double."""
+    from multiplexer.backends.stripe_legacy import StripeLegacyBackend
+    from tests.stripe_current import shapes
+    from tests.stripe_current.double import StripeDouble, client_for
+
+    double = StripeDouble()
+    for (cur, tier), (amount, product) in PLANS.items():
+        double.put("product", shapes.product(f"prod_tb_{tier}", product))
+        double.put(
+            "price",
+            shapes.price(plan(cur, tier).id, amount, cur.lower(), product_id=f"prod_tb_{tier}"),
+        )
+
+    def attach_card(customer: Customer) -> None:
+        double.get("customer", customer.id)["invoice_settings"]["default_payment_method"] = (
+            f"pm_{customer.id}"
+        )
+
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    return Kit(backend, System.LEGACY, prepare=attach_card, extra={"double": double})
+
+
 def _new_kit(url: str) -> Kit:
     from multiplexer.backends.http_new import HttpNewBackend
 
@@ -181,6 +206,8 @@ def kit(request: pytest.FixtureRequest) -> Kit:
         return Kit(FakeBillingBackend(), System.NEW)
     if name == "legacy":
         return _legacy_kit(request.getfixturevalue("localstripe"))
+    if name == "current":
+        return _current_kit()
     return _new_kit(request.getfixturevalue("newbilling"))
 
 
@@ -191,6 +218,7 @@ def backends(**legacy_gap: str) -> list[Any]:
     return [
         pytest.param("fake", id="fake"),
         pytest.param("legacy", id="legacy", marks=legacy_marks),
+        pytest.param("current", id="current"),
         pytest.param("new", id="new", marks=pytest.mark.newbilling),
     ]
 
@@ -359,3 +387,107 @@ def test_plan_in_another_currency_is_rejected(kit: Kit) -> None:
             trial_days=None,
             idempotency_key=f"{ref.user_id}:bad",
         )
+
+
+# --- legacy-only capabilities, in both dialects (localstripe and the current API) ---------
+
+LEGACY_DIALECTS = [
+    pytest.param("legacy", id="localstripe", marks=pytest.mark.localstripe),
+    pytest.param("current", id="current"),
+]
+
+
+@pytest.mark.parametrize(
+    "kit",
+    [
+        pytest.param(
+            "legacy",
+            id="localstripe",
+            marks=[
+                pytest.mark.localstripe,
+                pytest.mark.xfail(
+                    reason="localstripe drops subscription metadata updates", strict=True
+                ),
+            ],
+        ),
+        pytest.param("current", id="current"),
+    ],
+    indirect=True,
+)
+def test_cancel_for_migration_marks_then_cancels_once(kit: Kit) -> None:
+    ref, sub_id = subscribed(kit, "EUR")
+    backend: Any = kit.backend
+    first = backend.cancel_for_migration(
+        ref, sub_id, migration_id="mig_1", idempotency_key=f"{ref.user_id}:mig"
+    )
+    again = backend.cancel_for_migration(
+        ref, sub_id, migration_id="mig_1", idempotency_key=f"{ref.user_id}:mig"
+    )
+    assert first.status is again.status is SubscriptionStatus.CANCELED
+    [listed] = kit.backend.list_subscriptions(ref)
+    assert listed.status is SubscriptionStatus.CANCELED
+    assert listed.metadata.get("twinbill_migration") == "mig_1"  # the webhook layer's marker
+
+
+@pytest.mark.parametrize("kit", LEGACY_DIALECTS, indirect=True)
+def test_inventory_reads_each_customer_with_its_currency(kit: Kit) -> None:
+    eur, _ = subscribed(kit, "EUR")
+    jpy, _ = subscribed(kit, "JPY")
+    backend: Any = kit.backend
+    seen = {c.user_id: c.currency for c in backend.iter_customers(page_size=1)}
+    assert seen[eur.user_id] == "EUR" and seen[jpy.user_id] == "JPY"
+
+
+@pytest.mark.parametrize("kit", LEGACY_DIALECTS, indirect=True)
+def test_snapshot_maps_to_the_same_history(kit: Kit) -> None:
+    ref, sub_id = subscribed(kit, "EUR")
+    backend: Any = kit.backend
+    snap = backend.snapshot(ref)
+    history = backend.map_snapshot(snap)
+    assert history == kit.backend.get_history(ref)
+    assert [s.id for s in history.subscriptions] == [sub_id]
+
+
+@pytest.mark.parametrize("kit", LEGACY_DIALECTS, indirect=True)
+def test_next_charge_preview_is_the_plan_price(kit: Kit) -> None:
+    ref, sub_id = subscribed(kit, "EUR")
+    backend: Any = kit.backend
+    previews = backend.preview_next_charges(ref)
+    [charge] = previews.charges
+    assert (charge.id, charge.total, charge.amount_due) == (sub_id, 1250, 1250)
+    assert charge.charge_at is not None
+
+
+@pytest.mark.parametrize(
+    "kit",
+    [
+        pytest.param(
+            "legacy",
+            id="localstripe",
+            marks=[
+                pytest.mark.localstripe,
+                pytest.mark.xfail(reason="localstripe has no payment records", strict=True),
+            ],
+        ),
+        pytest.param("current", id="current"),
+    ],
+    indirect=True,
+)
+def test_offline_refund_is_an_out_of_band_record(kit: Kit) -> None:
+    ref, _ = subscribed(kit, "EUR")
+    [card] = kit.backend.list_payments(ref)
+    when = datetime(2026, 1, 10, tzinfo=UTC)
+    refund = kit.backend.record_offline_refund(
+        ref,
+        Money("EUR", 250),
+        reference="BACK-9",
+        refunded_at=when,
+        payment_id=card.id,
+        reason=None,
+        idempotency_key=f"{ref.user_id}:rf",
+    )
+    history = kit.backend.get_history(ref)
+    assert [(r.id, r.amount, r.method, r.created_at) for r in history.refunds] == [
+        (refund.id, 250, "offline", when)
+    ]
+    assert history.customer is not None and history.customer.balance == 0

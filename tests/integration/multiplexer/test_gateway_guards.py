@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - `world` is the fixture imported from test_gateway_mixed
 """Ownership, locks, money guards and edge hygiene of the gateway, on the real sandbox
 (issue 11): localstripe + newbilling, a served ``create_app``, state read back through
 each service's own API (``World.both``), never through twinbill's adapters.
@@ -17,8 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from test_gateway_mixed import World, _error, _ok
-from test_gateway_mixed import world as _world  # noqa: F401 - the module fixture `world`
+from test_gateway_mixed import World, _error, _ok, world  # noqa: F401 - the module fixture
 
 from core.audit import AuditEntry
 from core.db import transaction

@@ -166,6 +166,7 @@ def test_cohort_page_has_charts_and_lists_members(admin):
     for chart in ("chart-progress", "chart-rate", "chart-rates", "chart-budget"):
         assert f'id="{chart}"' in page
     assert "<polyline" in page and "https://" not in page.split("<main", 1)[1]
+    assert 'id="dry-run"' not in page
     members = page[page.index('id="member-table"') :]
     assert 'href="/admin/users/u_5"' in members and 'href="/admin/users/u_2"' in members
 
@@ -266,3 +267,10 @@ def test_environment_says_live_for_a_live_key():
     )
     assert env.live and "secret" not in env.text and "abc" not in env.text
     assert env.text == "legacy: live key · database: postgresql billing@db:5432"
+
+
+def test_a_dry_run_cohort_is_marked_as_such(admin):
+    cohorts.create(admin.ctx.sessions, "dry", ["u_2"], actor="test", dry_run=True)
+    c = admin.login("developer")
+    assert 'id="dry-run"' in c.get("/admin/cohorts/dry").text
+    assert "dry run" in c.get("/admin/cohorts").text

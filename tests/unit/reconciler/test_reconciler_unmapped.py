@@ -96,10 +96,10 @@ def test_nested_plain_objects_use_dotted_paths_and_typed_children_their_own_type
 
 
 def test_unknown_object_type_is_reported() -> None:
-    raw = {"extras": [{"id": "cn_1", "object": "credit_note", "amount": 5}]}
+    raw = {"extras": [{"id": "qt_1", "object": "quote", "amount": 5}]}
     (d,) = find_unmapped("u1", raw)
     assert (d.record_type, d.field, d.rule) == (
-        "credit_note",
+        "quote",
         "object",
         "unknown legacy object type",
     )

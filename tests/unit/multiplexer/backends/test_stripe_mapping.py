@@ -13,6 +13,7 @@ import pytest
 from core.canonical import Interval, InvoiceStatus, SubscriptionStatus
 from core.errors import TransformError
 from multiplexer.backends import stripe_mapping as sm
+from multiplexer.backends import stripe_offline_map as so
 from multiplexer.backends import stripe_payments as sp
 from multiplexer.backends.stripe_fields import percent_to_bp
 
@@ -121,9 +122,9 @@ def test_refund_and_credit_balance_transaction(ex: dict[str, Any]) -> None:
     r = sp.map_refund(ex["refund"])
     assert (r.payment_id, r.amount, r.currency) == ("ch_1PgafuB7WZ01zgkWXYmPNZs8", 100, "USD")
     tx = ex["customer_balance_transaction"]
-    assert sp.map_balance_transaction(tx) is None  # untagged adjustment: not a payment
+    assert so.map_balance_transaction(tx) is None  # untagged adjustment: not a payment
     tx["metadata"] = {"twinbill_offline_payment": "1", "twinbill_reference": "SEPA-1"}
-    pay = sp.map_balance_transaction(tx)
+    pay = so.map_balance_transaction(tx)
     assert pay is not None and (pay.amount, pay.method) == (500, "offline")
 
 

@@ -58,6 +58,24 @@ def test_legacy_subscription_old_and_current_shapes_give_the_same_canonical_data
     assert a["items"] == [{"plan": "gold", "quantity": 2, "unit_amount": 1500}]
 
 
+def test_current_multi_item_subscription_event_renews_at_the_first_item_end():
+    sub = {
+        "id": "sub_2",
+        "object": "subscription",
+        "customer": "cus_1",
+        "status": "active",
+        "currency": "eur",
+        "items": {
+            "data": [
+                {"price": {"id": "yearly", "unit_amount": 9900}, "current_period_end": 1749643200},
+                {"price": {"id": "monthly", "unit_amount": 900}, "current_period_end": 1718107200},
+            ]
+        },
+    }
+    data = nz.normalise_legacy(ev("customer.subscription.updated", sub)).data
+    assert data["current_period_end"] == "2024-06-11T12:00:00Z"  # not the yearly item's
+
+
 def test_charge_and_payment_intent_of_one_payment_share_a_canonical_id():
     charge = nz.normalise_legacy(
         ev(

@@ -1,0 +1,152 @@
+"""An in-process Stripe double at the pinned API version, behind the SDK's HTTP client seam.
+
+``StripeDouble`` is a ``stripe.HTTPClient``: a real ``stripe.StripeClient`` talks to it
+through the SDK's whole request path (encoding, idempotency headers, errors), so the
+backend under test is exactly the one production runs. Objects are the current-shape
+ones of ``shapes`` (Stripe's published examples + the SDK's fields); tests seed
+configurations with ``put`` and the double answers reads consistently after writes:
+
+* writes are recorded (``writes``) and replayed under the same ``Idempotency-Key``
+  (Stripe keeps the first answer, errors included);
+* subscribing cuts and pays the first invoice (charge + invoice payment); plan changes
+  with ``always_invoice`` invoice the proration; cancel ends the subscription;
+* offline money: Payment Records attached to invoices move ``amount_paid`` /
+  ``amount_remaining`` / ``amount_paid_off_stripe`` (includable, as on Stripe);
+  credit notes with ``out_of_band_amount`` touch neither the invoice nor the balance;
+  balance transactions move ``customer.balance``;
+* lists page (``limit``/``starting_after``), ``/v1/invoice_payments`` included.
+
+What it does not model is refused with a 400 naming the route, never guessed.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import stripe
+from stripe._http_client import HTTPClient
+
+from tests.stripe_current import shapes
+from tests.stripe_current.conformance import decode
+
+Handler = Callable[..., Any]
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def client_for(double: StripeDouble) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_double", http_client=double, max_network_retries=0)
+
+
+class StripeDouble(HTTPClient):
+    name = "stripe-double"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {}
+        self.writes: list[tuple[str, str, dict[str, Any]]] = []
+        self.reads: list[str] = []  # "GET /path" of every read, in order
+        self.replies: dict[str, tuple[str, int]] = {}
+        self.now = shapes.T0
+        self._ids = itertools.count(1)
+        self.fail_next: dict[str, int] = {}  # route -> HTTP status to answer once
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        from tests.stripe_current import double_routes
+
+        double_routes.register(self)
+
+    # -- store ----------------------------------------------------------------------
+    def put(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self.objects.setdefault(kind, {})[obj["id"]] = obj
+        return obj
+
+    def get(self, kind: str, oid: str) -> dict[str, Any]:
+        try:
+            return self.objects[kind][oid]
+        except KeyError:
+            raise Refused(404, f"No such {kind}: '{oid}'", "resource_missing") from None
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return list(self.objects.get(kind, {}).values())
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_dbl{next(self._ids):06d}"
+
+    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+        def deco(fn: Handler) -> Handler:
+            entry = (method, re.compile(f"^{pattern}$"), fn)
+            # literal paths first: /v1/invoices/create_preview is not /v1/invoices/{id}
+            self._routes.insert(0, entry) if "(" not in pattern else self._routes.append(entry)
+            return fn
+
+        return deco
+
+    # -- the HTTP seam ------------------------------------------------------------------
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[str, int, dict[str, str]]:
+        parts = urlsplit(url)
+        body = post_data.decode() if isinstance(post_data, bytes) else post_data or ""
+        params = decode(body if method == "post" else parts.query)
+        key = {k.lower(): v for k, v in (headers or {}).items()}.get("idempotency-key")
+        if method != "get" and key:
+            replay_id = f"{method} {parts.path} {key}"
+            if replay_id in self.replies:
+                text, status = self.replies[replay_id]
+                return text, status, {"request-id": "req_replay", "idempotent-replayed": "true"}
+        if method == "get":
+            self.reads.append(f"GET {parts.path}")
+        text, status = self._answer(method, parts.path, params)
+        if method != "get":
+            if status < 500 or key:
+                self.writes.append((method.upper(), parts.path, params))
+            if key:
+                self.replies[f"{method} {parts.path} {key}"] = (text, status)
+        return text, status, {"request-id": f"req_{next(self._ids)}"}
+
+    def _answer(self, method: str, path: str, params: dict[str, Any]) -> tuple[str, int]:
+        for m, pattern, fn in self._routes:
+            found = pattern.match(path)
+            if m == method and found:
+                injected = self.fail_next.pop(f"{method.upper()} {pattern.pattern[1:-1]}", None)
+                if injected:
+                    return _error(injected, "injected failure"), injected
+                try:
+                    return json.dumps(fn(params, *found.groups())), 200
+                except Refused as exc:
+                    return _error(exc.status, str(exc), exc.code), exc.status
+        return _error(400, f"the double does not model {method.upper()} {path}"), 400
+
+    def request_stream(self, method: str, url: str, headers: Any, post_data: Any = None) -> Any:
+        raise NotImplementedError("streaming is not modelled")
+
+    def close(self) -> None:
+        pass
+
+
+def _error(status: int, message: str, code: str | None = None) -> str:
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    return json.dumps({"error": {"type": kind, "message": message, "code": code}})
+
+
+def page(objs: list[dict[str, Any]], params: dict[str, Any], url: str) -> dict[str, Any]:
+    """Stripe's list page: newest first, ``limit`` (default 10) and ``starting_after``."""
+    ordered = sorted(objs, key=lambda o: (o.get("created") or 0, o["id"]), reverse=True)
+    after = params.get("starting_after")
+    if after:
+        ids = [o["id"] for o in ordered]
+        if after not in ids:
+            raise Refused(400, f"starting_after {after} is not in this list")
+        ordered = ordered[ids.index(after) + 1 :]
+    limit = int(params.get("limit") or 10)
+    return shapes.listed(copy.deepcopy(ordered[:limit]), url, len(ordered) > limit)
