@@ -190,10 +190,6 @@ def _cancel_one(deps: SagaDeps, mig: Migration, ref: UserRef, sub_id: str) -> No
         try:
             deps.legacy.cancel_for_migration(ref, sub_id, migration_id=mig.id, idempotency_key=key)
             return
-        except (BackendRejected, NotFound):  # no read before the cancel: check only now
-            if _legacy_canceled(deps, ref, sub_id):
-                return
-            raise
         except BackendUnavailable:
             if _legacy_canceled(deps, ref, sub_id):
                 return

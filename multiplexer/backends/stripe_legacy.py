@@ -364,33 +364,30 @@ class StripeLegacyBackend:
     def cancel_for_migration(
         self, ref: UserRef, subscription_id: str, *, migration_id: str, idempotency_key: str
     ) -> Subscription:
-        """Cancel now, no proration, no refund, marked so the webhook layer can tell the
-        resulting ``customer.subscription.deleted`` from a real cancellation.
+        """Cancel now, no proration, no refund; marked first so the webhook layer can
+        tell the resulting ``customer.subscription.deleted`` from a real cancellation.
 
-        Current API: **one request** — the mark rides on the cancel itself
-        (``cancellation_details.comment``). localstripe's DELETE ignores every
-        parameter (docs/legacy-gaps.md), so there the mark is a metadata write first:
-        two requests. No read before: a re-run under the same key is replayed by
-        Stripe, and the caller checks "already canceled" only when the cancel fails.
+        Re-running after a crash is safe: an already canceled subscription is returned.
         """
         v1 = self.client.v1
-        params: dict[str, Any] = {"invoice_now": False, "prorate": False}
-        if self.dialect == "localstripe":
-            self._t.write(
-                "mark migration",
-                v1.subscriptions.update,
-                subscription_id,
-                key=f"{idempotency_key}:mark",
-                params={"metadata": {MIGRATION_META: migration_id}},
-            )
-        else:
-            params["cancellation_details"] = {"comment": f"{MIGRATION_META}:{migration_id}"}
+        sub = to_plain(
+            self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
+        )
+        if sub.get("status") in ("canceled", "incomplete_expired"):
+            return map_subscription(sub, dialect=self.dialect)
+        self._t.write(
+            "mark migration",
+            v1.subscriptions.update,
+            subscription_id,
+            key=f"{idempotency_key}:mark",
+            params={"metadata": {MIGRATION_META: migration_id}},
+        )
         sub = self._t.write(
             "cancel for migration",
             v1.subscriptions.cancel,
             subscription_id,
             key=f"{idempotency_key}:cancel",
-            params=params,
+            params={"invoice_now": False, "prorate": False},
         )
         return map_subscription(sub, dialect=self.dialect)
 

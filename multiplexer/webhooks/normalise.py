@@ -161,11 +161,6 @@ def legacy_migration_flagged(event: dict[str, Any]) -> bool:
     """Did twinbill's cancel step mark the subscription this event is about?"""
     obj = obj_of(event)
     if obj.get("object") == "subscription":
-        # current API: the mark rides on the cancel (cancellation_details.comment)
-        details = obj.get("cancellation_details")
-        comment = details.get("comment") if isinstance(details, dict) else None
-        if isinstance(comment, str) and comment.startswith(f"{MIGRATION_FLAG}:"):
-            return True
         return bool(metadata_of(obj).get(MIGRATION_FLAG))
     for holder in (obj.get("subscription_details"), (obj.get("parent") or {})):
         if isinstance(holder, dict):
