@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from core.queue import TwinbillCelery, create_celery
+from core.queue import CONTROL_QUEUE, DEFAULT_QUEUE, TwinbillCelery, create_celery
 from core.settings import Settings
 from migration.bootstrap import default_verifier, saga_deps
 from migration.deps import SagaDeps, Verifier
@@ -53,6 +53,12 @@ class App(MuxContext):
     def enqueue_migration(self, migration_id: str) -> None:
         """Hand one migration to a worker, through *this* app's broker."""
         self.celery.send_task(MIGRATE, args=(migration_id,))
+
+    def enqueue_resumed(self, migration_id: str) -> None:
+        """The reaper's hand-over: a migration whose worker died holds its user's route
+        (`migrating`), so it goes ahead of the cohort's queue (the control queue)."""
+        queue = DEFAULT_QUEUE if self.celery.embedded else CONTROL_QUEUE
+        self.celery.send_task(MIGRATE, args=(migration_id,), queue=queue)
 
 
 def bootstrap(

@@ -492,14 +492,17 @@ class Waiting:
 
 def waiting_on(session: Session, name: str) -> Waiting:
     rows = session.execute(
-        sa.select(CohortMember.user_id, Migration.status)
+        sa.select(CohortMember.user_id, CohortMember.status, Migration.status)
         .outerjoin(Migration, Migration.id == CohortMember.migration_id)
         .where(CohortMember.cohort == name, CohortMember.status.in_(UNSETTLED))
         .order_by(CohortMember.user_id)
     )
     movable, stranded = [], []
-    for user_id, mig_status in rows:
-        (movable if mig_status in ("pending", "running") else stranded).append(user_id)
+    for user_id, member_status, mig_status in rows:
+        # a running member is a saga under way (the reaper moves it if its worker died);
+        # a pending/queued one moves only if its migration is still pending or running
+        moves = member_status == "running" or mig_status in ("pending", "running")
+        (movable if moves else stranded).append(user_id)
     return Waiting(movable, stranded)
 
 

@@ -286,7 +286,7 @@ def load_snapshot(sessions: sessionmaker[Session], snapshot_id: int) -> RawSnaps
                 "it was altered after it was taken, so it no longer proves what legacy held; "
                 "restore it from a backup (runbook: tampered snapshot)"
             )
-        return RawSnapshot(row.user_id, row.customer_id, row.body)
+        return RawSnapshot(row.user_id, row.customer_id, row.body, taken_at=row.taken_at)
 
 
 def snapshot_hash(sessions: sessionmaker[Session], snapshot_id: int) -> str:

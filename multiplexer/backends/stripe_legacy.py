@@ -103,11 +103,16 @@ class StripeLegacyBackend:
         """The customer's complete state, every page of every list, as plain dicts."""
         cid = self._customer_id(ref)
         return RawSnapshot(
-            user_id=ref.user_id, customer_id=cid, objects=self._t.fetch_snapshot(cid)
+            user_id=ref.user_id,
+            customer_id=cid,
+            objects=self._t.fetch_snapshot(cid),
+            taken_at=datetime.now(UTC),
         )
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
-        return map_objects(snapshot.user_id, snapshot.objects, dialect=self.dialect)
+        return map_objects(
+            snapshot.user_id, snapshot.objects, dialect=self.dialect, now=snapshot.taken_at
+        )
 
     def preview_next_charges(self, ref: UserRef, *, now: datetime | None = None) -> NextCharges:
         """What Stripe itself will charge next: every subscription as the server lists it,

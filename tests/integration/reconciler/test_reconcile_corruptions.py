@@ -350,20 +350,34 @@ def test_reactivated_legacy_subscription(reconcile_world: World) -> None:
     _assert_clean(world, uid)
 
 
-def test_unmapped_legacy_field(reconcile_world: World) -> None:
-    """A legacy field no mapping reads: ``tax_percent`` on a live legacy subscription.
+def test_unmapped_legacy_field(reconcile_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A legacy field no mapping reads: ``billing_thresholds`` on a legacy subscription.
 
-    The stored snapshot is hashed (editing it is the bad-input case), so the
-    field is set on the live legacy subscription of a fresh, not yet migrated
-    user (``subscription.tax_percent`` is not declared in
-    ``reconciler/unmapped.py``); the user is then migrated by the real saga and
-    reconciled from the snapshot the saga stored. This extra user stays in the
-    world with its finding (the clean baseline was taken before).
+    The stored snapshot is hashed (editing it is the bad-input case), and localstripe
+    cannot set such a field, so the legacy server's *answer* carries it: a fresh, not
+    yet migrated user's subscriptions come back with ``billing_thresholds`` (as a newer
+    API version would return them; the field is not declared in
+    ``reconciler/unmapped.py``). The user is migrated by the real saga (the field
+    changes nothing the next-charge previews show, so ``prove`` passes) and reconciled
+    from the snapshot the saga stored. This extra user stays in the world with its
+    finding (the clean baseline was taken before). ``tax_percent``, used here before,
+    changes the legacy's next charge: ``prove`` now stops such a user before the cancel.
     """
     world = reconcile_world
     user = migrate_extra_user(world, index=EXTRA_USER_INDEX, seed_value=8)
     sub_id = user.subscription_ids[0]
-    world.legacy_client.v1.subscriptions.update(sub_id, {"tax_percent": 20.0})  # type: ignore[typeddict-unknown-key]
+    legacy = world.deps.legacy
+    answer = legacy.snapshot
+
+    def with_thresholds(ref):  # type: ignore[no-untyped-def]
+        snap = answer(ref)
+        if ref.user_id == user.app_user_id:  # every copy of the subscription in the answer
+            embedded = (snap.objects["customer"].get("subscriptions") or {}).get("data") or []
+            for sub in [*snap.objects["subscriptions"], *embedded]:
+                sub["billing_thresholds"] = {"amount_gte": 5000}
+        return snap
+
+    monkeypatch.setattr(legacy, "snapshot", with_thresholds)
     mig = services.migrate_user(world.deps, user.app_user_id)
     assert mig.status == "succeeded", mig.status
     world.migrations[user.app_user_id] = mig
@@ -374,11 +388,11 @@ def test_unmapped_legacy_field(reconcile_world: World) -> None:
         kind="unmapped_field",
         record_type="subscription",
         record_id=sub_id,
-        field="tax_percent",
+        field="billing_thresholds.amount_gte",
     )
     assert (d.user_id, d.legacy_value, d.new_value, d.rule) == (
         user.app_user_id,
-        20.0,
+        5000,
         None,
         "unmapped",
     )

@@ -71,6 +71,11 @@ def changed(kind: str, name: str, rule: Rule, value: Any) -> Any:
         return value - 1 if name == "percent_off_bp" and value >= 10_000 else value + 1
     if isinstance(value, dict):
         return {**value, "zz": "changed"}
+    if isinstance(value, list):  # tax_breakdown: one more (valid) tax line
+        return [
+            *value,
+            {"tax_rate_id": "txr_x", "amount": 1, "inclusive": False, "percentage": None},
+        ]
     return value + "x"
 
 
