@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from core.queue import TwinbillCelery, create_celery
+from core.queue import CONTROL_QUEUE, DEFAULT_QUEUE, TwinbillCelery, create_celery
 from core.settings import Settings
 from migration.bootstrap import default_verifier, saga_deps
 from migration.deps import SagaDeps, Verifier
@@ -40,6 +40,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "sweep-webhook-outbox": {"task": "twinbill.sweep_outbox", "schedule": 30.0},
         "reconcile-recent": {"task": "twinbill.reconcile_recent", "schedule": 300.0},
         "purge-admin-sessions": {"task": "twinbill.purge_admin_sessions", "schedule": 3600.0},
+        "recover-offline-money": {"task": "twinbill.recover_offline", "schedule": 300.0},
     }
 
 
@@ -53,6 +54,12 @@ class App(MuxContext):
     def enqueue_migration(self, migration_id: str) -> None:
         """Hand one migration to a worker, through *this* app's broker."""
         self.celery.send_task(MIGRATE, args=(migration_id,))
+
+    def enqueue_resumed(self, migration_id: str) -> None:
+        """The reaper's hand-over: a migration whose worker died holds its user's route
+        (`migrating`), so it goes ahead of the cohort's queue (the control queue)."""
+        queue = DEFAULT_QUEUE if self.celery.embedded else CONTROL_QUEUE
+        self.celery.send_task(MIGRATE, args=(migration_id,), queue=queue)
 
 
 def bootstrap(

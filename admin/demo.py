@@ -22,7 +22,10 @@ from rich.console import Console
 if TYPE_CHECKING:
     from admin.bootstrap import App
 
-SIMPLE = ("simple_monthly", "yearly", "multi_seat", "trialing")
+#: The pilot: plain subscriptions (complexity 0, read from the data by `users sync`).
+PILOT_MAX_COMPLEXITY = 0
+#: The second cohort covers ground: one user per value of each of these facets first.
+COVER = ("status", "dunning", "trial", "scheduled_cancel", "subscriptions", "refunds", "currency")
 
 
 @dataclass
@@ -67,20 +70,20 @@ def plan_cohorts(
 
     simple = select_users(
         candidates,
-        where={"configuration": set(SIMPLE)},
+        max_complexity=PILOT_MAX_COMPLEXITY,
         size=pilot,
-        stratify=("configuration", "currency"),
+        stratify=("interval", "currency"),
     )
     rest = [c for c in candidates if c.user_id not in set(simple)]
     complex_users = select_users(
-        [c for c in rest if c.facets.get("configuration") not in SIMPLE],
+        [c for c in rest if (c.facets.get("complexity") or 0) > PILOT_MAX_COMPLEXITY],
         size=complex_,
-        stratify=("configuration", "currency"),
+        stratify=COVER,
     )
     remaining = sorted(c.user_id for c in rest if c.user_id not in set(complex_users))
     plan = [
-        ("pilot", simple, {"picked": "simple configurations", "configs": list(SIMPLE)}),
-        ("complex", complex_users, {"picked": "stratified by configuration, currency"}),
+        ("pilot", simple, {"picked": "complexity 0", "stratify": ["interval", "currency"]}),
+        ("complex", complex_users, {"picked": "complexity > 0", "stratify": list(COVER)}),
         ("rest", remaining, {"picked": "everyone else"}),
     ]
     return [p for p in plan if p[1]]
@@ -139,7 +142,7 @@ def _run(
     from core.queue import embedded_worker
     from core.settings import load_settings
     from migration import cohorts
-    from multiplexer.inventory import sync_customers
+    from migration.readiness import sync_legacy
     from sandbox.legacy.launcher import make_client
     from sandbox.legacy.population import seed as seed_population
 
@@ -158,10 +161,11 @@ def _run(
     )
 
     ctx = bootstrap(settings)  # the process's one root
-    report = sync_customers(
-        ctx.sessions, ctx.legacy.iter_customers(), actor="demo", cache=ctx.cache
+    report = sync_legacy(ctx, actor="demo")
+    console.print(
+        f"inventory: {report.created} routes created from legacy customers "
+        f"({len(report.conflicts)} conflicts); `twinbill inventory report` says who is ready"
     )
-    console.print(f"inventory: {report.created} routes created from legacy customers")
     with ctx.sessions() as session:
         plan = plan_cohorts(cohorts.candidates(session))
     with embedded_worker(ctx.celery, concurrency=4):

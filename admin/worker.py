@@ -24,6 +24,7 @@ import logging
 from admin.bootstrap import App
 from core.errors import ConfigurationError
 from core.observability import configure_logging
+from core.queue import CONTROL_QUEUE, DEFAULT_QUEUE
 
 log = logging.getLogger("twinbill.worker")
 
@@ -76,6 +77,7 @@ def run_worker(
             f"--pool={pool}",
             f"--concurrency={concurrency}",
             f"--loglevel={loglevel}",
+            f"--queues={CONTROL_QUEUE},{DEFAULT_QUEUE}",
             "--task-events",
         ]
     )

@@ -33,6 +33,13 @@ from celery import Celery, Task
 from core.errors import ConfigurationError
 from core.settings import Settings
 
+#: Beat's housekeeping (reaper, outbox sweep, session purge) and migrations the reaper
+#: resumes go to their own queue, which every worker consumes next to the default one: a
+#: cohort of thousands queued in ``celery`` must not delay the reaper behind all of them.
+CONTROL_QUEUE = "twinbill.control"
+DEFAULT_QUEUE = "celery"
+CONTROL_TASKS = ("twinbill.reap", "twinbill.sweep_outbox", "twinbill.purge_admin_sessions")
+
 #: Far above any countdown/ETA we schedule (max 10 minutes), so Redis never
 #: re-delivers a task that is merely waiting for its ETA.
 VISIBILITY_TIMEOUT = 6 * 3600
@@ -103,6 +110,8 @@ def create_celery(
         worker_send_task_events=True,
         task_send_sent_event=True,
         imports=task_modules,
+        task_default_queue=DEFAULT_QUEUE,
+        task_routes={name: {"queue": CONTROL_QUEUE} for name in CONTROL_TASKS},
         beat_schedule=beat_schedule or {},
         beat_schedule_filename=beat_schedule_path(settings),
         twinbill_embedded=embedded,
@@ -117,6 +126,7 @@ def embedded_worker(app: Celery, concurrency: int = 4, **kwargs: Any) -> Iterato
 
     for module in app.conf.imports or ():
         __import__(module)
+    kwargs.setdefault("queues", [CONTROL_QUEUE, DEFAULT_QUEUE])
     with start_worker(
         app,
         pool="threads",

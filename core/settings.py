@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -49,7 +47,7 @@ class Settings(BaseSettings):
     #: a migration whose heartbeat is older than this is handed to another worker; the
     #: saga heartbeats every third of it; worst-case handover = lease + reaper period
     lease_seconds: int = Field(default=30, ge=3)
-    reaper_every: float = Field(default=15.0, gt=0)  # seconds between beat's reaper runs
+    reaper_every: float = Field(default=10.0, gt=0)  # seconds between beat's reaper runs
     beat_schedule_file: str | None = None  # default: <tmpdir>/twinbill-celerybeat-schedule
     metrics_port: int | None = Field(default=None, ge=1, le=65535)  # worker/beat /metrics
 
@@ -89,8 +87,3 @@ def load_settings(**overrides: object) -> Settings:
             var = field if field.startswith("TWINBILL_") else f"TWINBILL_{field.upper()}"
             parts.append(f"{var}: {err['msg']}")
         raise ConfigurationError("invalid settings: " + "; ".join(parts)) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return load_settings()

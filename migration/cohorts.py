@@ -21,6 +21,7 @@ from core import audit
 from core.db import transaction, utcnow
 from core.errors import InvalidInput
 from migration.models import Cohort, CohortMember, Migration
+from multiplexer import facets as facets_of
 from multiplexer.models import Route
 
 MIN_SAMPLE_FOR_HALT = 1  # one failure in a 10-user pilot is 10%: that *should* stop it
@@ -47,11 +48,12 @@ def select_users(
     stratify: Sequence[str] = (),
     seed: int = 0,
 ) -> list[str]:
-    """Filter, then sample ``size`` users covering every value of each stratify field."""
+    """Filter (``where``: facet -> wanted values, ``multiplexer.facets.matches``), then
+    sample ``size`` users covering every value of each stratify field."""
     pool = [
         c
         for c in candidates
-        if all(str(_facet(c, k)) in v for k, v in (where or {}).items())
+        if all(facets_of.matches(k, _facet(c, k), v) for k, v in (where or {}).items())
         and (min_complexity is None or (_facet(c, "complexity") or 0) >= min_complexity)
         and (max_complexity is None or (_facet(c, "complexity") or 0) <= max_complexity)
     ]
@@ -76,7 +78,9 @@ def select_users(
 
 
 def candidates(session: Session) -> list[Candidate]:
-    """Users still on legacy and not in any unfinished cohort."""
+    """Users still on legacy and not in any unfinished cohort, with their inventory facets
+    (``multiplexer.facets``; the clock-bound ones computed now)."""
+    now = utcnow()
     busy = sa.select(CohortMember.user_id).where(CohortMember.status.notin_(FINISHED))
     rows = session.execute(
         sa.select(Route.user_id, Route.facets, Route.currency).where(
@@ -85,7 +89,10 @@ def candidates(session: Session) -> list[Candidate]:
             Route.user_id.notin_(busy),
         )
     )
-    return [Candidate(r.user_id, {"currency": r.currency, **(r.facets or {})}) for r in rows]
+    return [
+        Candidate(r.user_id, facets_of.live({"currency": r.currency, **(r.facets or {})}, now))
+        for r in rows
+    ]
 
 
 def create(
@@ -485,14 +492,17 @@ class Waiting:
 
 def waiting_on(session: Session, name: str) -> Waiting:
     rows = session.execute(
-        sa.select(CohortMember.user_id, Migration.status)
+        sa.select(CohortMember.user_id, CohortMember.status, Migration.status)
         .outerjoin(Migration, Migration.id == CohortMember.migration_id)
         .where(CohortMember.cohort == name, CohortMember.status.in_(UNSETTLED))
         .order_by(CohortMember.user_id)
     )
     movable, stranded = [], []
-    for user_id, mig_status in rows:
-        (movable if mig_status in ("pending", "running") else stranded).append(user_id)
+    for user_id, member_status, mig_status in rows:
+        # a running member is a saga under way (the reaper moves it if its worker died);
+        # a pending/queued one moves only if its migration is still pending or running
+        moves = member_status == "running" or mig_status in ("pending", "running")
+        (movable if moves else stranded).append(user_id)
     return Waiting(movable, stranded)
 
 

@@ -7,13 +7,14 @@ from collections.abc import Iterable, Sequence
 
 from core.errors import InvalidInput
 from migration.cohorts import Candidate
+from multiplexer import facets as facets_of
 
-#: Facets every synced route has; others come from what the inventory recorded.
-FACETS = ("configuration", "currency")
+#: The inventory's facets: one definition, in ``multiplexer.facets``.
+FACETS = facets_of.NAMES
 
 
 def known_fields(pool: Sequence[Candidate]) -> set[str]:
-    return {*FACETS, "complexity", *(k for c in pool for k in c.facets)}
+    return set(FACETS)
 
 
 def check_fields(pool: Sequence[Candidate], fields: Iterable[str], *, option: str) -> None:
@@ -33,5 +34,6 @@ def by_facet(pool: Sequence[Candidate], user_ids: Iterable[str]) -> dict[str, di
     for c in pool:
         if c.user_id in chosen:
             for k, v in c.facets.items():
-                out[k][str(v)] += 1
+                if k in FACETS:  # not the raw inputs (next_renewal_at, reasons...)
+                    out[k][facets_of.bucket(k, v)] += 1
     return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}

@@ -24,6 +24,8 @@ class MigrationRoot(Protocol):
 
     def enqueue_migration(self, migration_id: str) -> None: ...
 
+    def enqueue_resumed(self, migration_id: str) -> None: ...
+
 
 def _root(task: RootTask) -> MigrationRoot:
     return task.root  # type: ignore[no-any-return]
@@ -44,7 +46,7 @@ def migrate(self: RootTask, migration_id: str) -> None:
 @shared_task(bind=True, base=RootTask, name="twinbill.reap", ignore_result=True)
 def reap(self: RootTask) -> None:
     root = _root(self)
-    services.reap(root.saga, root.enqueue_migration)
+    services.reap(root.saga, root.enqueue_resumed)
 
 
 @shared_task(bind=True, base=RootTask, name="twinbill.reconcile_recent", ignore_result=True)

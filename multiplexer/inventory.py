@@ -1,13 +1,17 @@
 """Inventory: create/update routing rows from the legacy system or an explicit CSV.
 
 Both paths are idempotent: a row is only touched (version bumped, audited)
-when something actually changed, so re-running a sync changes nothing.
+when a routing field actually changed, so re-running a sync changes nothing.
+Facets (``multiplexer.facets``) are refreshed in place without a version bump.
+A customer that conflicts with the routing table (two customers claiming one
+user, a customer re-labelled to another user) is skipped and reported; it never
+aborts the sync of everyone else.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,53 +23,99 @@ from core import audit
 from core.canonical import Customer
 from core.db import transaction
 from core.errors import InvalidInput
+from multiplexer import facets as facets_of
 from multiplexer import routing
+from multiplexer.backends.base import InventoryEntry
 from multiplexer.cache import RouteCache
 from multiplexer.models import Route
 
-CONFIG_KEY = "twinbill_config"
+#: extra facets from a higher layer (preflight verdict, unmapped features): the sync
+#: itself knows nothing of migrations
+Assess = Callable[[InventoryEntry], dict[str, Any]]
 
 
 @dataclass
 class SyncReport:
     created: int = 0
-    updated: int = 0
+    updated: int = 0  # routing fields changed (version bumped, audited)
+    refreshed: int = 0  # only facets changed: a cache of legacy data, no version bump
     unchanged: int = 0
     skipped: list[str] = field(default_factory=list)  # customer ids without an app user id
+    #: customers that could not be given a route, with the reason; the sync went on
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+    #: customers the mapping could not read: routed, with ``readable=false`` facets
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def seen(self) -> int:
+        return (
+            self.created + self.updated + self.refreshed + self.unchanged
+            + len(self.skipped) + len(self.conflicts)
+        )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "created": self.created,
             "updated": self.updated,
+            "refreshed": self.refreshed,
             "unchanged": self.unchanged,
             "skipped": len(self.skipped),
+            "conflicts": self.conflicts,
+            "unreadable": self.unreadable,
         }
 
 
-def _facets(customer: Customer) -> dict[str, Any]:
-    facets: dict[str, Any] = {"currency": customer.currency}
-    if customer.metadata.get(CONFIG_KEY):
-        facets["configuration"] = customer.metadata[CONFIG_KEY]
-    return facets
+def _conflict(report: SyncReport, customer_id: str, user_id: str, reason: str) -> None:
+    report.conflicts.append({"customer_id": customer_id, "user_id": user_id, "reason": reason})
 
 
-def upsert_legacy_user(
+def upsert_entry(
     session: Session,
-    customer: Customer,
+    entry: InventoryEntry,
+    facets: dict[str, Any] | None,
     *,
     actor: str,
     cache: RouteCache | None,
     report: SyncReport,
 ) -> None:
+    """Create or update one user's route; a customer that conflicts with the routing
+    table is reported in ``report.conflicts`` and left alone (never raises for it)."""
+    customer = entry.customer
+    if customer is None:
+        _conflict(report, entry.customer_id, entry.user_id, entry.problem or "unreadable customer")
+        return
     user_id = customer.user_id
+    owner = session.scalar(sa.select(Route).where(Route.legacy_customer_id == customer.id))
     if not user_id:  # no app_user_id in metadata: known only if a CSV import linked it
-        linked = session.scalar(sa.select(Route).where(Route.legacy_customer_id == customer.id))
-        if linked is None:
+        if owner is None:
             report.skipped.append(customer.id)
             return
-        customer = customer.model_copy(update={"user_id": linked.user_id})
-        user_id = linked.user_id
+        user_id = owner.user_id
+    if owner is not None and owner.user_id != user_id:
+        _conflict(
+            report,
+            customer.id,
+            user_id,
+            f"legacy customer {customer.id} is linked to user {owner.user_id!r}, but its "
+            f"metadata app_user_id says {user_id!r}: fix one of them",
+        )
+        return
     route = session.get(Route, user_id)
+    if route is not None and route.legacy_customer_id not in (None, customer.id):
+        _conflict(
+            report,
+            customer.id,
+            user_id,
+            f"user {user_id!r} is linked to legacy customer {route.legacy_customer_id}, "
+            f"but {customer.id} also claims it (metadata app_user_id): fix one of them",
+        )
+        return
+    if entry.problem:
+        report.unreadable.append(
+            {"customer_id": customer.id, "user_id": user_id, "problem": entry.problem}
+        )
+    if facets is None:  # customers only: keep what a full inventory read found
+        facets = {**((route.facets or {}) if route else {}), "currency": customer.currency}
     wanted = {
         "legacy_customer_id": customer.id,
         "email": customer.email,
@@ -80,22 +130,20 @@ def upsert_legacy_user(
             actor=actor,
             reason="inventory sync",
             cache=cache,
-            facets=_facets(customer),
+            facets=facets,
             **wanted,
         )
+        session.flush()  # a later customer of this batch claiming the user must see it
         report.created += 1
         return
-    if route.legacy_customer_id not in (None, customer.id):
-        raise InvalidInput(
-            f"user {user_id!r} is linked to legacy customer {route.legacy_customer_id}, "
-            f"but {customer.id} also claims it (metadata app_user_id): fix one of them"
-        )
-    facets = {**(route.facets or {}), **_facets(customer)}
     changes = {k: v for k, v in wanted.items() if getattr(route, k) != v}
     if facets != route.facets:
-        changes["facets"] = facets
+        route.facets = facets
     if not changes:
-        report.unchanged += 1
+        if session.is_modified(route):
+            report.refreshed += 1
+        else:
+            report.unchanged += 1
         return
     before = {k: getattr(route, k) for k in changes}
     for k, v in changes.items():
@@ -116,6 +164,62 @@ def upsert_legacy_user(
     report.updated += 1
 
 
+def entry_facets(entry: InventoryEntry, assess: Assess | None) -> dict[str, Any] | None:
+    if entry.customer is None:
+        return None
+    out = facets_of.compute(
+        entry.history, entry.features, currency=entry.customer.currency, problem=entry.problem
+    )
+    if assess is not None:
+        out.update(assess(entry))
+    return out
+
+
+def _sync(
+    sessions: sessionmaker[Session],
+    pairs: Iterable[tuple[InventoryEntry, dict[str, Any] | None]],
+    *,
+    actor: str,
+    cache: RouteCache | None,
+    batch: int,
+    on_customer: Callable[[SyncReport], None] | None = None,
+) -> SyncReport:
+    report = SyncReport()
+    pending: list[tuple[InventoryEntry, dict[str, Any] | None]] = []
+
+    def flush() -> None:
+        with transaction(sessions) as session:
+            for entry, facets in pending:
+                upsert_entry(session, entry, facets, actor=actor, cache=cache, report=report)
+                if on_customer is not None:
+                    on_customer(report)
+        pending.clear()
+
+    for pair in pairs:
+        pending.append(pair)
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return report
+
+
+def sync_inventory(
+    sessions: sessionmaker[Session],
+    entries: Iterable[InventoryEntry],
+    *,
+    actor: str,
+    cache: RouteCache | None = None,
+    assess: Assess | None = None,
+    batch: int = 200,
+    on_customer: Callable[[SyncReport], None] | None = None,
+) -> SyncReport:
+    """Entries (``LegacyBillingBackend.read_inventory``) -> routes with facets, ``batch``
+    customers per transaction. Conflicts are reported and skipped, never fatal."""
+    pairs = ((e, entry_facets(e, assess)) for e in entries)
+    return _sync(sessions, pairs, actor=actor, cache=cache, batch=batch, on_customer=on_customer)
+
+
 def sync_customers(
     sessions: sessionmaker[Session],
     customers: Iterable[Customer],
@@ -124,23 +228,13 @@ def sync_customers(
     cache: RouteCache | None = None,
     batch: int = 200,
 ) -> SyncReport:
-    """Page through legacy customers (the backend throttles each page) into routes."""
-    report = SyncReport()
-    pending: list[Customer] = []
-
-    def flush() -> None:
-        with transaction(sessions) as session:
-            for c in pending:
-                upsert_legacy_user(session, c, actor=actor, cache=cache, report=report)
-        pending.clear()
-
-    for customer in customers:
-        pending.append(customer)
-        if len(pending) >= batch:
-            flush()
-    if pending:
-        flush()
-    return report
+    """Customers only (no billing data read): routes whose facets are just the currency.
+    ``users sync`` reads the whole inventory instead (``sync_inventory``)."""
+    pairs = (
+        (InventoryEntry(customer_id=c.id, user_id=c.user_id, customer=c, history=None), None)
+        for c in customers
+    )
+    return _sync(sessions, pairs, actor=actor, cache=cache, batch=batch)
 
 
 def read_mapping_csv(path: Path) -> list[tuple[str, str]]:

@@ -42,3 +42,10 @@ def deliver_outbox(self: RootTask, user_id: str) -> dict[str, Any]:
 def sweep_outbox(self: RootTask) -> int:
     ctx = _root(self)
     return outbox.sweep(ctx.sessions, ctx.schedule_delivery)
+
+
+@shared_task(bind=True, base=RootTask, acks_late=True, name="twinbill.recover_offline")
+def recover_offline(self: RootTask) -> dict[str, int]:
+    """Re-send offline payments/refunds whose backend answer was lost (still ``pending``
+    after 5 minutes) with their own key and body: the backend replays or records once."""
+    return _root(self).mux.recover_offline()

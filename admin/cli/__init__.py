@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import typer
 
-from admin.cli import cohort, db, legacy, migrate, reconcile, routes, sandbox, support, webhooks
+from admin.cli import (
+    cohort,
+    db,
+    inventory,
+    legacy,
+    migrate,
+    reconcile,
+    routes,
+    sandbox,
+    support,
+    webhooks,
+)
 from admin.cli.common import TwinbillGroup
 
 
@@ -49,6 +60,7 @@ app.add_typer(legacy.app, name="legacy")
 routes.users.command("find")(support.users_find)
 routes.users.command("index-invoices")(support.users_index_invoices)
 app.add_typer(routes.users, name="users")
+app.add_typer(inventory.inventory, name="inventory")
 app.add_typer(support.payments, name="payments")
 app.add_typer(support.refunds, name="refunds")
 app.add_typer(support.audit_app, name="audit")

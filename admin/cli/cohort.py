@@ -65,13 +65,15 @@ def cohort_create(
         None, "--from-file", exists=True, dir_okay=False, help="one user id per line"
     ),
     where: list[str] = typer.Option(
-        [], "--where", help="FACET=v1,v2 over the inventory (configuration, currency); repeatable"
+        [],
+        "--where",
+        help="FACET=v1,v2 over the `users sync` facets (trial=true, invoices=2+); repeatable",
     ),
     min_complexity: int | None = typer.Option(None, "--min-complexity", help="lowest complexity"),
     max_complexity: int | None = typer.Option(None, "--max-complexity", help="highest complexity"),
     size: int | None = typer.Option(None, "--size", min=1, help="take at most N users"),
     stratify: str = typer.Option(
-        "", "--stratify", help="FIELD,... : the sample covers every value of these fields"
+        "", "--stratify", help="FACET,... : the sample covers every value of these facets"
     ),
     halt_at: float = typer.Option(
         5.0, "--halt-at", min=0, max=100, help="halt when this percent of users fail or differ"
@@ -92,12 +94,13 @@ def cohort_create(
 
     \b
     Examples:
-      twinbill cohort create pilot --where configuration=simple_monthly --size 10 --preview
-      twinbill cohort create pilot --where currency=eur,usd --size 10 --stratify configuration
+      twinbill cohort create pilot --max-complexity 0 --size 10 --preview
+      twinbill cohort create pilot --where currency=eur,usd --size 10 --stratify interval,trial
       twinbill cohort create vip --users u_1,u_2 --halt-at 0
       twinbill cohort create rehearsal --from-file ids.txt --dry-run
     """
     from migration import cohorts, selection
+    from multiplexer import facets
 
     deps = _deps()
     with deps.sessions() as session:
@@ -113,6 +116,7 @@ def cohort_create(
         fields = [s for s in stratify.split(",") if s.strip()]
         selection.check_fields(pool, filters, option="--where")
         selection.check_fields(pool, fields, option="--stratify")
+        filters = facets.parse_where(where)  # values by the facet's kind: trial=true, invoices=2+
         ids = cohorts.select_users(
             pool,
             where=filters,

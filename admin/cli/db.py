@@ -17,7 +17,7 @@ from admin.cli.common import (
     print_json,
 )
 from admin.cli.guard import YES_HELP, banner, confirm
-from core.settings import get_settings
+from core.settings import load_settings
 
 app = group("Database schema (Alembic): upgrade, check, history, downgrade.")
 
@@ -59,7 +59,7 @@ def upgrade(
     """
     from core import dbschema
 
-    url = get_settings().database_url
+    url = load_settings().database_url
     banner(with_legacy=False)
     dbschema.upgrade(url, revision, MODEL_MODULES)
     now = dbschema.current(url)
@@ -79,7 +79,7 @@ def current(json: bool = JSON) -> None:
     """
     from core import dbschema
 
-    url = get_settings().database_url
+    url = load_settings().database_url
     rev = dbschema.current(url)
     if json:
         print_json({"database": _safe(url), "revision": rev})
@@ -97,7 +97,7 @@ def history(json: bool = JSON) -> None:
     """
     from core import dbschema
 
-    rev = dbschema.current(get_settings().database_url)
+    rev = dbschema.current(load_settings().database_url)
     rows = [
         {
             "revision": s.revision,
@@ -127,7 +127,7 @@ def check(json: bool = JSON) -> None:
     """
     from core import dbschema
 
-    url = get_settings().database_url
+    url = load_settings().database_url
     rev, head = dbschema.current(url), _script().get_current_head()
     problem = None
     if rev != head:
@@ -192,7 +192,7 @@ def downgrade(
 
     from core import dbschema
 
-    url = get_settings().database_url
+    url = load_settings().database_url
     revision = "-1" if revision == "previous" else revision
     if revision in ("base", ""):
         raise fail(

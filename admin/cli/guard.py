@@ -64,9 +64,9 @@ def environment(
     """Where this process points; with a legacy backend, also ask Stripe for the account."""
     from sqlalchemy.engine import make_url
 
-    from core.settings import get_settings
+    from core.settings import load_settings
 
-    s = settings or get_settings()
+    s = settings or load_settings()
     secret = s.legacy_api_key.get_secret_value() if s.legacy_api_key else None
     where = s.legacy_api_base or "https://api.stripe.com"
     return Environment(

@@ -18,6 +18,7 @@ from admin.cli.common import (
 )
 from admin.cli.context import mux_context
 from admin.cli.guard import banner
+from admin.cli.inventory import users_sync
 from core.db import transaction
 
 users = group(
@@ -34,35 +35,7 @@ JSON = typer.Option(False, "--json", help=JSON_HELP)
 ACTOR = "cli"
 
 
-@users.command("sync")
-def users_sync(json: bool = JSON) -> None:
-    """Page through every legacy customer and create/update routing rows (idempotent).
-
-    Each legacy customer must carry the app's user id in its metadata under the key
-    `app_user_id` (Stripe: customer.metadata["app_user_id"]); customers without it are
-    skipped and counted — link those with `twinbill users import FILE.csv`.
-
-    \b
-    Examples:
-      twinbill db upgrade && twinbill users sync
-      twinbill users sync --json
-    """
-    from multiplexer.inventory import sync_customers
-
-    with cli_errors():
-        ctx = mux_context()
-        banner(settings=ctx.settings)
-        require_schema(ctx.engine)
-        report = sync_customers(
-            ctx.sessions, ctx.legacy.iter_customers(), actor=ACTOR, cache=ctx.cache
-        )
-    if json:
-        print_json(report.as_dict())
-    else:
-        console.print(
-            f"created {report.created}, updated {report.updated}, unchanged "
-            f"{report.unchanged}, skipped {len(report.skipped)} (no app_user_id)"
-        )
+users.command("sync")(users_sync)
 
 
 @users.command("import")

@@ -27,6 +27,7 @@ from core.canonical import (
     Subscription,
 )
 from core.money import Money
+from multiplexer.facets import LegacyFeatures
 
 #: Called before every request a backend sends; the global rate limiter plugs in here.
 Throttle = Callable[[], None]
@@ -55,6 +56,24 @@ class RawSnapshot:
     #: when it was read: readings that depend on time (a localstripe trial is one while its
     #: trial_end is ahead) are made as of then, so a stored snapshot maps the same later
     taken_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryEntry:
+    """One legacy customer as the bulk inventory read saw it.
+
+    ``history`` is None when the mapping could not read the customer's objects
+    (``problem`` says why); ``customer`` is None when not even the customer could be
+    read. ``user_id`` is the customer's ``app_user_id`` metadata or ``""``.
+    """
+
+    customer_id: str
+    user_id: str
+    customer: Customer | None
+    history: BillingHistory | None
+    features: LegacyFeatures = field(default_factory=LegacyFeatures)
+    snapshot: RawSnapshot | None = None
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +168,12 @@ class BillingBackend(Protocol):
 class LegacyBillingBackend(BillingBackend, Protocol):
     def get_plan(self, plan_code: str) -> Plan: ...
     def iter_customers(self, page_size: int = 100) -> Iterator[Customer]: ...
+    def read_inventory(
+        self, *, on_page: Callable[[str, int], None] | None = None
+    ) -> tuple[int, Iterator[InventoryEntry]]:
+        """Every customer with its billing shape, from account-wide lists: (count, entries)."""
+        ...
+
     def snapshot(self, ref: UserRef) -> RawSnapshot: ...
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory: ...
     def cancel_for_migration(

@@ -32,7 +32,8 @@ from core.canonical import (
 )
 from core.errors import BackendRejected, NotFound
 from core.money import Money
-from multiplexer.backends.base import ImportResult, RawSnapshot, UserRef
+from multiplexer.backends.base import ImportResult, InventoryEntry, RawSnapshot, UserRef
+from multiplexer.facets import LegacyFeatures
 
 _STEP = {Interval.DAY: 1, Interval.WEEK: 7, Interval.MONTH: 30, Interval.YEAR: 365}
 
@@ -169,6 +170,27 @@ class FakeBillingBackend:
 
     def iter_customers(self, page_size: int = 100) -> Iterator[Customer]:
         yield from list(self.customers.values())
+
+    def read_inventory(
+        self, *, on_page: Callable[[str, int], None] | None = None
+    ) -> tuple[int, Iterator[InventoryEntry]]:
+        """Every customer with its history (the fake has no raw objects: card, no tax)."""
+        self.calls.append("read_inventory")
+        customers = list(self.customers.items())
+
+        def entries() -> Iterator[InventoryEntry]:
+            for user_id, cus in customers:
+                ref = UserRef(user_id, cus.id)
+                yield InventoryEntry(
+                    customer_id=cus.id,
+                    user_id=cus.user_id,
+                    customer=cus,
+                    history=self.get_history(ref),
+                    features=LegacyFeatures(payment_method="card"),
+                    snapshot=self.snapshot(ref),
+                )
+
+        return len(customers), entries()
 
     def snapshot(self, ref: UserRef) -> RawSnapshot:
         history = self.get_history(ref)

@@ -22,7 +22,7 @@ caller (the migration engine does re-read-then-retry), not hammered here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +41,8 @@ from core.canonical import (
 )
 from core.errors import BackendRejected, NotFound, TransformError
 from core.money import Money
-from multiplexer.backends.base import RawSnapshot, Throttle, UserRef, no_throttle
+from multiplexer.backends.base import InventoryEntry, RawSnapshot, Throttle, UserRef, no_throttle
+from multiplexer.backends.stripe import bulk
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe.mapping import (
@@ -183,6 +184,13 @@ class StripeLegacyBackend:
             embedded = wire.customers_embed_subscriptions
             subs = [] if embedded else self._t.newest_subscription(cus["id"])
             yield map_customer(cus, subscriptions=subs, dialect=self.dialect)
+
+    def read_inventory(
+        self, *, on_page: Callable[[str, int], None] | None = None
+    ) -> tuple[int, Iterator[InventoryEntry]]:
+        """Account-wide lists, 100 per page, grouped per customer (bulk)."""
+        lists = bulk.read_account(self._t, on_page=on_page)
+        return lists.total, bulk.entries(lists, self.map_snapshot, dialect=self.dialect)
 
     # -- writes ------------------------------------------------------------------
 

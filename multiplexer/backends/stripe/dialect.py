@@ -28,6 +28,11 @@ class Dialect:
     offline_money: bool  # payment records, credit notes, balance transactions
     preview: str  # "create_preview" | "upcoming" (removed from the current API)
     preview_endpoint: str  # how a prove answer names where the preview came from
+    #: smaller pages for some account-wide lists (list name, page size). localstripe
+    #: recomputes every invoice's lines and totals from a scan of its whole store on
+    #: export: a page of 100 invoices outlasts the client's timeout on a few thousand
+    #: customers (docs/legacy-gaps.md), so it reads invoices 10 per page
+    page_caps: tuple[tuple[str, int], ...]
     # --- how its answers read ------------------------------------------------------
     #: ``account_balance`` is stored as *minus* the balance given (localstripe)
     account_balance_negated: bool
@@ -54,6 +59,7 @@ DIALECTS: dict[str, Dialect] = {
         offline_money=True,
         preview="create_preview",
         preview_endpoint="POST /v1/invoices/create_preview",
+        page_caps=(),
         account_balance_negated=False,
         incomplete_trial_is_trialing=False,
         preview_dated_by_lines=True,
@@ -71,6 +77,7 @@ DIALECTS: dict[str, Dialect] = {
         offline_money=False,
         preview="upcoming",
         preview_endpoint="GET /v1/invoices/upcoming",
+        page_caps=(("invoices", 10),),
         account_balance_negated=True,
         incomplete_trial_is_trialing=True,
         preview_dated_by_lines=False,

@@ -281,6 +281,7 @@ def worker_command(script: str, *, pool: str = "solo", concurrency: int = 1) -> 
     return [
         sys.executable,
         str(HERE / f"{script}.py"),
+        "--queues=twinbill.control,celery",  # as `twinbill worker`
         f"--pool={pool}",
         f"--concurrency={concurrency}",
         "--loglevel=INFO",

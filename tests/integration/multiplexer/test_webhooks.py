@@ -225,6 +225,7 @@ def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 str(HERE / "webhook_worker.py"),
+                "--queues=twinbill.control,celery",  # as `twinbill worker` (the sweep's queue)
                 "--pool=threads",
                 "--concurrency=4",
                 "--loglevel=INFO",

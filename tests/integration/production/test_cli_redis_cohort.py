@@ -60,7 +60,7 @@ def test_cohort_run_from_the_cli_reaches_a_separate_worker_over_redis(
             )
             assert create.returncode == 0, create.stderr
             run = subprocess.run(
-                twinbill("cohort", "run", "pilot"),
+                twinbill("cohort", "run", "pilot", "--yes"),
                 cwd=ROOT,
                 env=env,
                 capture_output=True,
@@ -68,7 +68,7 @@ def test_cohort_run_from_the_cli_reaches_a_separate_worker_over_redis(
                 timeout=60,
             )
             assert run.returncode == 0, run.stderr
-            assert "enqueued 3" in run.stdout, run.stdout
+            assert "enqueued 3" in run.stdout + run.stderr, (run.stdout, run.stderr)
 
             def done() -> bool:
                 with world.ctx.sessions() as session:

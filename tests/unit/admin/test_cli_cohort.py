@@ -166,14 +166,18 @@ def test_preview_selects_by_facet_and_writes_nothing(world, cli):
         world.user(u)
         with transaction(world.sessions) as s:
             route = s.get(cohorts.Route, u)
-            route.currency, route.facets = cur, {"configuration": "simple_monthly"}
+            route.currency, route.facets = cur, {"trial": False, "next_renewal_at": None}
     result = cli.invoke(
         app, ["cohort", "create", "p", "--where", "currency=EUR", "--preview", "--json"]
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["users"] == ["u1", "u2"]
-    assert doc["by_facet"] == {"configuration": {"simple_monthly": 2}, "currency": {"EUR": 2}}
+    assert doc["by_facet"] == {
+        "currency": {"EUR": 2},
+        "renewal_days": {"none": 2},
+        "trial": {"no": 2},
+    }
     assert _cohort(world, "p") is None
     text = cli.invoke(app, ["cohort", "create", "p", "--where", "currency=JPY", "--preview"])
     assert "1 users (nothing was written)" in text.stdout and "currency: JPY 1" in text.stdout

@@ -23,7 +23,7 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 
 @pytest.fixture
 def cli(admin, monkeypatch):
-    for module in ("routes", "support", "webhooks"):
+    for module in ("routes", "support", "webhooks", "inventory"):
         monkeypatch.setattr(f"admin.cli.{module}.mux_context", lambda: admin.ctx)
     return CliRunner()
 
@@ -39,7 +39,7 @@ def empty_db_cli(tmp_path, monkeypatch):
             "new": FakeBillingBackend("new", System.NEW),
         },
     )
-    for module in ("routes", "support", "webhooks"):
+    for module in ("routes", "support", "webhooks", "inventory"):
         monkeypatch.setattr(f"admin.cli.{module}.mux_context", lambda: ctx)
     yield CliRunner()
     ctx.close()

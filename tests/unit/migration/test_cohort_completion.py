@@ -120,17 +120,15 @@ def test_a_member_whose_route_is_not_legacy_is_not_waited_for(world):
 
 def test_ctrl_c_while_waiting_exits_130_with_a_resume_hint(monkeypatch):
     from admin import cli, progress
-    from admin.cli import migrate
+    from admin.cli import cohort as migrate
 
     monkeypatch.setattr(migrate, "_deps", lambda: type("D", (), {"sessions": None})())
+    monkeypatch.setattr(migrate, "_start", lambda name, **kw: migrate._wait(name, json=False))
 
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(progress, "watch_cohort", interrupted)
-    monkeypatch.setattr(
-        migrate, "_enqueue_and_maybe_wait", lambda name, wait, retry_failed: migrate._wait(name)
-    )
     result = CliRunner().invoke(cli.app, ["cohort", "run", "pilot", "--wait"])
     assert result.exit_code == 130
     assert "`twinbill cohort resume pilot --wait`" in " ".join(result.output.split())

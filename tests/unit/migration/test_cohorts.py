@@ -135,3 +135,27 @@ def test_continuous_reconciliation_halts_a_cohort_and_links_the_report(world):
         p = cohorts.progress(s, "c")
     assert p.status == "halted" and "reports #" in p.halt_reason
     assert verify.resolve_scope(world.sessions, cohort="c").user_ids == ["u1", "u2"]
+
+
+def test_filters_and_strata_read_data_facets_by_kind():
+    """`--where trial=true` must match a stored JSON true (str(True) is "True")."""
+    from multiplexer.facets import parse_where
+
+    pool = [
+        Candidate("u1", {"trial": True, "invoices": 1, "currency": "EUR", "complexity": 1}),
+        Candidate("u2", {"trial": False, "invoices": 7, "currency": "EUR", "complexity": 0}),
+        Candidate("u3", {"trial": False, "invoices": 3, "currency": "JPY", "complexity": 4}),
+    ]
+    assert select_users(pool, where=parse_where(["trial=true"])) == ["u1"]
+    assert select_users(pool, where=parse_where(["invoices=2+", "currency=eur"])) == ["u2"]
+    assert select_users(pool, max_complexity=0) == ["u2"]
+    assert select_users(pool, size=2, stratify=("currency",)) in (["u1", "u3"], ["u2", "u3"])
+
+
+def test_candidates_carry_the_live_renewal_days(world):
+    world.user("u1")
+    in_three_days = (utcnow() + timedelta(days=3, hours=1)).isoformat()
+    _facets(world.sessions, u1={"next_renewal_at": in_three_days, "complexity": 0})
+    with world.sessions() as s:
+        (c,) = cohorts.candidates(s)
+    assert c.facets["renewal_days"] == 3 and c.facets["currency"] == "EUR"

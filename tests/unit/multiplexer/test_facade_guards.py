@@ -177,3 +177,13 @@ def test_a_refused_write_frees_the_reference(world):
     assert world.writes() == before
     with world.sessions() as s:
         assert offline_ledger.find(s, "payment", "u_a", "BANK-10") is None
+
+
+def test_lost_offline_answers_are_recovered_by_beat():
+    from admin.bootstrap import beat_schedule
+    from core.settings import load_settings
+    from multiplexer.tasks import recover_offline
+
+    assert recover_offline.name == "twinbill.recover_offline"
+    tasks = {e["task"] for e in beat_schedule(load_settings()).values()}
+    assert "twinbill.recover_offline" in tasks

@@ -1,0 +1,132 @@
+"""`twinbill users sync` (bulk account-wide lists) against the per-customer read path.
+
+Seeds ``--customers`` legacy customers into a private localstripe (every
+configuration, round-robin; timed separately: seeding is not syncing), then in one
+run:
+
+* **bulk**: ``migration.readiness.sync_legacy`` — the account-wide lists, 100 per
+  page, facets and preflight verdicts, routes written (SQLite);
+* **per customer**: for ``--sample`` customers, the per-user snapshot
+  (``snapshot`` + ``map_snapshot``: one set of lists per customer) and the same
+  facets — what an inventory built on the per-user read path would cost.
+
+Legacy calls are counted at the client (slots taken from the legacy limiter).
+Prints calls per customer, customers/s and the ratios bulk/per-customer, plus the
+projected time for 600,000 customers at Stripe's live limit of 100 req/s (calls
+bound). localstripe scans its whole store on every list call, so its wall-clock
+numbers favour neither path much; the call ratio is what carries to real Stripe.
+Asserts nothing.
+
+    .venv/bin/python bench/inventory_sync.py --customers 10000 --sample 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PROJECT_USERS, LIVE_LIMIT = 600_000, 100.0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--sample", type=int, default=300, help="customers read one by one")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    os.environ.pop("TWINBILL_REDIS_URL", None)
+
+    from core import dbschema
+    from core.settings import load_settings
+    from migration.readiness import sync_legacy
+    from multiplexer.backends.base import UserRef
+    from multiplexer.backends.stripe.bulk import features
+    from multiplexer.bootstrap import build
+    from multiplexer.facets import compute
+    from sandbox.legacy.launcher import LocalStripe
+    from sandbox.legacy.population import seed
+
+    with tempfile.TemporaryDirectory(prefix="twinbill-bench-") as tmp, LocalStripe() as server:
+        t0 = time.perf_counter()
+
+        def tick(n: int, total: int) -> None:
+            if n % 500 == 0:
+                print(f"  seeded {n}/{total}", file=sys.stderr, flush=True)
+
+        seeded = seed(server.client(), args.customers, args.seed, progress=tick)
+        seed_s = time.perf_counter() - t0
+        settings = load_settings(
+            database_url=f"sqlite:///{Path(tmp) / 'twinbill.db'}",
+            redis_url=None,
+            legacy_backend="localstripe",
+            legacy_api_base=server.url,
+            legacy_api_key=server.api_key,
+            new_base_url="http://127.0.0.1:9",
+            new_api_token="unused",
+            legacy_rate_limit=100_000,
+        )
+        dbschema.upgrade(settings.database_url)
+        ctx = build(settings)
+        limiter = ctx.limiters["legacy"]
+
+        before = limiter.stats()["acquired"]
+        t0 = time.perf_counter()
+        report = sync_legacy(ctx, actor="bench")
+        bulk_s = time.perf_counter() - t0
+        bulk_calls = limiter.stats()["acquired"] - before
+        bulk_n = report.created + report.updated + report.refreshed + report.unchanged
+
+        sample = seeded[: args.sample]
+        before = limiter.stats()["acquired"]
+        t0 = time.perf_counter()
+        for u in sample:
+            snap = ctx.legacy.snapshot(UserRef(u.app_user_id, u.customer_id))
+            compute(ctx.legacy.map_snapshot(snap), features(snap.objects))
+        one_s = time.perf_counter() - t0
+        one_calls = limiter.stats()["acquired"] - before
+        ctx.close()
+
+    bulk_cpc, one_cpc = bulk_calls / bulk_n, one_calls / len(sample)
+    bulk_rate, one_rate = bulk_n / bulk_s, len(sample) / one_s
+
+    def projection(cpc: float) -> str:
+        hours = PROJECT_USERS * cpc / LIVE_LIMIT / 3600
+        return f"{hours:.2f} h" if hours >= 1 else f"{hours * 60:.1f} min"
+
+    print(
+        f"\nusers sync — {args.customers} legacy customers on localstripe "
+        f"(seeded in {seed_s:.0f}s), per-customer sample {len(sample)}\n"
+    )
+    header = (
+        f"{'path':<13} {'customers':>9} {'calls':>7} {'calls/cust':>10} {'seconds':>8} "
+        f"{'cust/s':>8} {'600k @100 r/s':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, n, calls, cpc, secs, rate in (
+        ("bulk", bulk_n, bulk_calls, bulk_cpc, bulk_s, bulk_rate),
+        ("per customer", len(sample), one_calls, one_cpc, one_s, one_rate),
+    ):
+        print(
+            f"{name:<13} {n:>9} {calls:>7} {cpc:>10.3f} {secs:>8.1f} {rate:>8.1f} "
+            f"{projection(cpc):>14}"
+        )
+    print(
+        f"\nratio bulk / per customer: calls per customer {bulk_cpc / one_cpc:.4f} "
+        f"({one_cpc / bulk_cpc:.0f}x fewer), customers/s {bulk_rate / one_rate:.1f}x"
+    )
+    print(
+        f"conflicts {len(report.conflicts)}, unreadable {len(report.unreadable)}, "
+        f"skipped {len(report.skipped)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The bulk inventory read in the *current* Stripe dialect: account-wide lists, 100 per page,
+grouped per customer and mapped by the adapter's own mapping (no localstripe needed)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from core.canonical import Subscription
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
+from multiplexer.facets import compute
+
+T0 = 1_764_000_000  # 2025-11-24
+DAY = 86_400
+
+
+class FakeList:
+    """One account-wide list endpoint with Stripe's paging (limit, starting_after)."""
+
+    def __init__(self, log: list[str], name: str, objects: list[dict]) -> None:
+        self.log, self.name, self.objects = log, name, objects
+
+    def __call__(self, params: dict) -> dict:
+        self.log.append(self.name)
+        start = 0
+        if params.get("starting_after"):
+            start = 1 + [o["id"] for o in self.objects].index(params["starting_after"])
+        page = self.objects[start : start + params["limit"]]
+        return {"object": "list", "data": page, "has_more": start + len(page) < len(self.objects)}
+
+
+def _price(interval="month"):
+    return {
+        "id": f"price_{interval}",
+        "object": "price",
+        "currency": "eur",
+        "unit_amount": 990,
+        "recurring": {"interval": interval, "interval_count": 1},
+        "product": "prod_1",
+    }
+
+
+def _sub(sid, cus, status="active", **extra):
+    return {
+        "id": sid,
+        "object": "subscription",
+        "customer": cus,
+        "status": status,
+        "currency": "eur",
+        "created": T0 - 40 * DAY,
+        "cancel_at_period_end": False,
+        "discounts": [],
+        "automatic_tax": {"enabled": False},
+        "items": {
+            "object": "list",
+            "has_more": False,
+            "data": [
+                {
+                    "id": f"si_{sid}",
+                    "object": "subscription_item",
+                    "price": _price(),
+                    "quantity": 1,
+                    "current_period_start": T0 - 10 * DAY,
+                    "current_period_end": T0 + 20 * DAY,
+                    "discounts": [],
+                }
+            ],
+        },
+        "metadata": {},
+        **extra,
+    }
+
+
+def _customer(i, pm_type="card"):
+    return {
+        "id": f"cus_{i:04d}",
+        "object": "customer",
+        "email": f"u{i}@example.test",
+        "name": None,
+        "balance": 0,
+        "created": T0 - 50 * DAY,
+        "currency": "eur",
+        "metadata": {"app_user_id": f"u{i}"},
+        "invoice_settings": {
+            "default_payment_method": {"id": f"pm_{i}", "object": "payment_method", "type": pm_type}
+        },
+    }
+
+
+@pytest.fixture
+def account():
+    customers = [_customer(i) for i in range(250)]
+    customers[1] = _customer(1, pm_type="sepa_debit")
+    customers[2]["balance"] = -700  # a credit, in Stripe's sign
+    subs = [_sub(f"sub_{i:04d}", f"cus_{i:04d}") for i in range(250)]
+    subs[0] = _sub("sub_0000", "cus_0000", "trialing", trial_start=T0 - DAY, trial_end=T0 + 5 * DAY)
+    subs[3] = _sub(
+        "sub_0003",
+        "cus_0003",
+        pause_collection={"behavior": "void", "resumes_at": None},
+        automatic_tax={"enabled": True},
+    )
+    subs[4] = _sub("sub_0004", "cus_0004", cancel_at=T0 + 9 * DAY)
+    subs.append(_sub("sub_gone", "cus_deleted"))  # a deleted customer's leftover
+    log: list[str] = []
+    v1 = SimpleNamespace(
+        customers=SimpleNamespace(list=FakeList(log, "customers", customers)),
+        subscriptions=SimpleNamespace(list=FakeList(log, "subscriptions", subs)),
+        invoices=SimpleNamespace(list=FakeList(log, "invoices", [])),
+        charges=SimpleNamespace(list=FakeList(log, "charges", [])),
+        invoice_items=SimpleNamespace(list=FakeList(log, "invoice items", [])),
+    )
+    backend = StripeLegacyBackend(SimpleNamespace(v1=v1), dialect="current")
+    return backend, log
+
+
+def _facets(account):
+    backend, log = account
+    total, entries = backend.read_inventory()
+    out = {e.user_id: compute(e.history, e.features) for e in entries}
+    return total, out, log
+
+
+def test_the_whole_account_costs_one_request_per_page_of_100(account):
+    total, facets, log = _facets(account)
+    assert total == 250 and len(facets) == 250
+    # 250 customers, 251 subscriptions: 3 pages each; empty lists: 1 page each
+    assert sorted(log) == sorted(["customers"] * 3 + ["subscriptions"] * 3 + ["invoices",
+                                  "charges", "invoice items"])  # fmt: skip
+
+
+def test_current_dialect_facets_are_read_through_the_mapping(account):
+    _, f, _ = _facets(account)
+    assert (f["u0"]["trial"], f["u0"]["status"], f["u0"]["subscriptions"]) == (
+        True,
+        "trialing",
+        1,
+    )
+    assert f["u1"]["payment_method"] == "sepa_debit" and f["u1"]["complexity"] == 1
+    assert f["u2"]["credit_balance"] == 700
+    assert f["u3"]["tax"] == "automatic"
+    assert f["u9"]["complexity"] == 0 and f["u9"]["interval"] == "month"
+
+
+@pytest.mark.skipif(
+    "collection_paused" not in Subscription.model_fields,
+    reason="the canonical model does not read pause_collection/cancel_at yet (issue 10)",
+)
+def test_paused_collection_and_dated_cancels_are_facets(account):
+    _, f, _ = _facets(account)
+    assert f["u3"]["paused"] is True
+    assert f["u4"]["scheduled_cancel"] == "dated"
+
+
+def test_a_customer_the_mapping_cannot_read_is_an_entry_with_a_problem(account):
+    backend, _ = account
+    tiered = backend.client.v1.subscriptions.list.objects[7]
+    tiered["items"]["data"][0]["price"]["unit_amount"] = None
+    _, entries = backend.read_inventory()
+    bad = next(e for e in entries if e.user_id == "u7")
+    assert bad.history is None and "unit_amount" in bad.problem
+    assert bad.customer is not None and bad.customer.id == "cus_0007"
+    f = compute(bad.history, bad.features, currency="EUR", problem=bad.problem)
+    assert f["readable"] is False
