@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from multiplexer.backends.stripe import shapes
+
 LEGACY, NEW = "legacy", "new"
 MIGRATION_FLAG = "twinbill_migration"  # set on legacy subscriptions by the saga's cancel step
 
@@ -149,12 +151,7 @@ def legacy_subscription_id(event: dict[str, Any]) -> str | None:
     obj = obj_of(event)
     if obj.get("object") == "subscription":
         return _ref(obj.get("id"))
-    sub = _ref(obj.get("subscription"))
-    if sub is None:  # current API: invoice.parent.subscription_details.subscription
-        parent = obj.get("parent")
-        details = parent.get("subscription_details") if isinstance(parent, dict) else None
-        sub = _ref(details.get("subscription")) if isinstance(details, dict) else None
-    return sub
+    return shapes.invoice_subscription(obj)  # current API: parent.subscription_details
 
 
 def legacy_migration_flagged(event: dict[str, Any]) -> bool:
@@ -170,27 +167,12 @@ def legacy_migration_flagged(event: dict[str, Any]) -> bool:
     return False
 
 
-def _period_end(obj: dict[str, Any]) -> str | None:
-    if obj.get("current_period_end") is not None:
-        return iso(obj.get("current_period_end"))
-    items = obj.get("items")
-    rows = items.get("data") if isinstance(items, dict) else None
-    ends = [
-        r["current_period_end"]
-        for r in rows or []
-        if isinstance(r, dict) and isinstance(r.get("current_period_end"), int)
-    ]
-    # current API: the item period that ends first is the next billing (as the mapping reads)
-    return iso(min(ends)) if ends else None
-
-
 def _sub_currency(obj: dict[str, Any]) -> str | None:
     """Current API: on the subscription; Plans API (localstripe): on the plan or price."""
     if obj.get("currency"):
         return _cur(obj.get("currency"))
-    items = obj.get("items")
-    rows = items.get("data") if isinstance(items, dict) else None
-    first = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
+    rows = shapes.item_rows(obj)
+    first = rows[0] if rows else {}
     for holder in (obj.get("plan"), first.get("price"), first.get("plan")):
         if isinstance(holder, dict) and holder.get("currency"):
             return _cur(holder.get("currency"))
@@ -198,14 +180,9 @@ def _sub_currency(obj: dict[str, Any]) -> str | None:
 
 
 def _legacy_items(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    items = obj.get("items")
-    rows = items.get("data") if isinstance(items, dict) else None
     out = []
-    for row in rows if isinstance(rows, list) else []:
-        if not isinstance(row, dict):
-            continue
-        price = row.get("price") if isinstance(row.get("price"), dict) else row.get("plan")
-        price = price if isinstance(price, dict) else {}
+    for row in shapes.item_rows(obj):
+        price = shapes.item_price(row) or {}
         out.append(
             {
                 "plan": _ref(price.get("id")),
@@ -225,7 +202,7 @@ def _legacy_data(ctype: str, obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
             "status": obj.get("status"),
             "currency": _sub_currency(obj),
             "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
-            "current_period_end": _period_end(obj),
+            "current_period_end": iso(shapes.period_end(obj)),
             "canceled_at": iso(obj.get("canceled_at")),
             "items": _legacy_items(obj),
         }, oid

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.canonical import Invoice, InvoiceLine, InvoiceStatus, Payment, PaymentStatus, Refund
 from core.errors import TransformError
+from multiplexer.backends.stripe import shapes
 from multiplexer.backends.stripe.fields import (
     META_REASON,
     Obj,
@@ -29,12 +30,6 @@ from multiplexer.backends.stripe.fields import (
     ts,
 )
 from multiplexer.backends.stripe.preview import tax_breakdown
-
-
-def invoice_subscription(inv: Obj) -> str | None:
-    parent = inv.get("parent") or {}
-    details = parent.get("subscription_details") or {}
-    return ref_id(inv.get("subscription")) or ref_id(details.get("subscription"))
 
 
 def _line_proration(line: Obj) -> bool:
@@ -170,7 +165,7 @@ def map_invoice(inv: Obj) -> Invoice:
         legacy_id=record,
         number=inv.get("number"),
         currency=currency(inv.get("currency"), record),
-        subscription_id=invoice_subscription(inv),
+        subscription_id=shapes.invoice_subscription(inv),
         status=enum(InvoiceStatus, req(inv, "status"), record, "status"),
         created_at=ts(inv, "created", required=True),
         period_start=ts(inv, "period_start"),

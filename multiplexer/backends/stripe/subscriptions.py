@@ -23,6 +23,7 @@ from core.canonical import (
     TaxRate,
 )
 from core.errors import TransformError
+from multiplexer.backends.stripe import shapes
 from multiplexer.backends.stripe.dialect import DIALECTS, DialectName
 from multiplexer.backends.stripe.fields import (
     Obj,
@@ -96,13 +97,9 @@ def _first_item_price(sub: Obj) -> Obj:
 
 
 def _price_of(item: Obj) -> Obj:
-    """Prefer ``price`` (current); ``plan`` is the old name and a compat echo today."""
-    price = item.get("price")
-    if isinstance(price, Mapping):
+    price = shapes.item_price(item)
+    if price is not None:
         return price
-    plan = item.get("plan")
-    if isinstance(plan, Mapping):
-        return plan
     raise TransformError(
         "item has neither an expanded price nor plan", record=rid(item), field="price"
     )

@@ -1,0 +1,61 @@
+"""One reading of Stripe object shapes, shared by the mapping and the webhook normaliser.
+
+Both generations of shapes (the Plans API localstripe speaks and the current API) are
+read here, once: where a subscription's items and their prices are, which period end
+is the next billing, which subscription an invoice belongs to. Lenient: an absent or
+malformed field reads as ``None`` / empty, so the webhook normaliser (which must never
+fail on an event) uses these as they are, and the mapping raises its own
+``TransformError`` (record + field) where a value is required.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def ref(value: Any) -> str | None:
+    """An expandable reference: an id string or an expanded object's id (else None)."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def item_rows(sub: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A subscription's items (``{"object": "list", "data": [...]}``), objects only."""
+    items = sub.get("items")
+    rows = items.get("data") if isinstance(items, Mapping) else None
+    return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+
+
+def item_price(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Prefer ``price`` (current); ``plan`` is the old name and a compat echo today."""
+    for key in ("price", "plan"):
+        price = row.get(key)
+        if isinstance(price, Mapping):
+            return price
+    return None
+
+
+def period_end(sub: Mapping[str, Any]) -> Any:
+    """The next billing, unix seconds: the subscription's period end (old API) as sent,
+    else the item period that ends first (current API: each item has its own period)."""
+    if sub.get("current_period_end") is not None:
+        return sub.get("current_period_end")
+    ends = [
+        r["current_period_end"]
+        for r in item_rows(sub)
+        if isinstance(r.get("current_period_end"), int)
+    ]
+    return min(ends) if ends else None
+
+
+def invoice_subscription(inv: Mapping[str, Any]) -> str | None:
+    """``invoice.subscription`` (old API), else ``parent.subscription_details.subscription``
+    (current API)."""
+    sub = ref(inv.get("subscription"))
+    if sub is None:
+        parent = inv.get("parent")
+        details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
+        sub = ref(details.get("subscription")) if isinstance(details, Mapping) else None
+    return sub
