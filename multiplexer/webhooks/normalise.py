@@ -211,7 +211,7 @@ def _legacy_data(ctype: str, obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
             "id": oid,
             "legacy_id": oid,
             "status": obj.get("status"),
-            "subscription_id": _ref(obj.get("subscription")),
+            "subscription_id": shapes.invoice_subscription(obj),
             "currency": _cur(obj.get("currency")),
             "total": _int(obj.get("total")),
             "amount_paid": _int(obj.get("amount_paid")),

@@ -63,3 +63,6 @@ def test_a_current_invoice_event_names_the_subscription_the_mapping_names():
 
     assert mapped.subscription_id == "sub_2"
     assert nz.legacy_subscription_id(event) == mapped.subscription_id
+    # the app is told the invoice's subscription (it read ``invoice.subscription`` only,
+    # which the current API no longer sends: every current invoice event said None)
+    assert nz.normalise_legacy(event).data["subscription_id"] == mapped.subscription_id
