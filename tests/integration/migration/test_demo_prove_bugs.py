@@ -1,7 +1,7 @@
 """``twinbill demo --inject-bug KIND`` for the misreadings ``prove`` exists for.
 
 Each of ``credit-sign``, ``trial-state`` and ``tax-rate`` is stopped at ``prove``,
-before the legacy cancel: the demo exits 1, the affected users are listed with the
+before the legacy cancel: the demo exits 1, the first affected user is listed with the
 field diff of their next charges (prove-failures report), and they are not among the
 migrated users the final reconciliation checks (they stayed on legacy). The three
 demos run side by side, each with its own sandbox, so they cost the time of one.
@@ -25,11 +25,11 @@ pytestmark = [pytest.mark.localstripe, pytest.mark.newbilling, pytest.mark.slow]
 USERS = 13  # every configuration once
 SEED = 7
 REPO = Path(__file__).resolve().parents[3]
-#: bug -> (configuration it hits, next-charge fields that must be named)
+#: bug -> (configurations it hits, next-charge fields that must be named)
 EXPECTED = {
-    "credit-sign": ("credit_balance", {"balance", "amount_due"}),
-    "trial-state": ("trialing", {"state", "charge_at"}),
-    "tax-rate": ("yearly", {"tax", "tax_breakdown", "total"}),
+    "credit-sign": ({"credit_balance"}, {"balance", "amount_due"}),
+    "trial-state": ({"trialing", "gifted"}, {"state", "charge_at"}),  # a gift is a trial
+    "tax-rate": ({"yearly"}, {"tax", "tax_breakdown", "total"}),
 }
 
 
@@ -64,13 +64,17 @@ def test_demo_bug_is_stopped_at_prove_before_the_legacy_cancel(demos, bug: str) 
     text = log.read_text(encoding="utf-8", errors="replace")
     assert code == 1, text
     assert "stopped at prove" in text
-    config, fields = EXPECTED[bug]
-    hit = {u.app_user_id for u in plan_users(USERS, SEED) if u.config == config}
+    configs, fields = EXPECTED[bug]
+    hit = {u.app_user_id for u in plan_users(USERS, SEED) if u.config in configs}
     [path] = sorted((workdir / "reports").glob("prove-failures-*.json"))
     report = json.loads(path.read_text(encoding="utf-8"))
     stopped = {u["user_id"]: u for u in report["users"]}
-    assert hit <= set(stopped), (hit, sorted(stopped))
-    for uid in hit:
+    # The first user the bug hits is stopped at prove; that failure halts the cohort
+    # (diff rate over its threshold), so later users of the same configuration may never
+    # start. None of them may be migrated (checked below).
+    caught = hit & set(stopped)
+    assert caught, (hit, sorted(stopped))
+    for uid in caught:
         named = {d["field"] for d in stopped[uid]["differences"]}
         assert fields <= named, (uid, named)
         assert all(d["record_type"] == "next_charge" for d in stopped[uid]["differences"])
