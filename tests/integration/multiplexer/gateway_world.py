@@ -266,7 +266,15 @@ def _contract_app() -> Any:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(database_url=f"sqlite:///{tmp}/c.db", secret_key=SECRET_KEY)
-        ctx = bootstrap(settings, backends={})
+        # The contract is the app's routes and schemas; no request reaches a backend.
+        from core.canonical import System
+        from tests.fakes.billing import FakeBillingBackend
+
+        backends = {
+            "legacy": FakeBillingBackend("legacy", System.LEGACY),
+            "new": FakeBillingBackend("new", System.NEW),
+        }
+        ctx = bootstrap(settings, backends=backends)
         try:
             return create_app(ctx)
         finally:
