@@ -268,6 +268,8 @@ def store_snapshot(
             customer_id=snap.customer_id,
             content_hash=digest,
             body=snap.objects,
+            # when the read *started*: the event-based re-check asks "any change after it?"
+            **({"taken_at": snap.taken_at} if snap.taken_at is not None else {}),
         )
         session.add(row)
         session.flush()

@@ -53,7 +53,8 @@ class RawSnapshot:
     user_id: str
     customer_id: str
     objects: dict[str, Any] = field(default_factory=dict)  # customer, subscriptions, invoices...
-    #: when it was read: readings that depend on time (a localstripe trial is one while its
+    #: when its read *started* (stored as the snapshot's ``taken_at``; a change after it may
+    #: be missing): readings that depend on time (a localstripe trial is one while its
     #: trial_end is ahead) are made as of then, so a stored snapshot maps the same later
     taken_at: datetime | None = None
 

@@ -103,11 +103,12 @@ class StripeLegacyBackend:
     def snapshot(self, ref: UserRef) -> RawSnapshot:
         """The customer's complete state, every page of every list, as plain dicts."""
         cid = self._customer_id(ref)
+        started = datetime.now(UTC)  # the read's start: any change after it may be missing
         return RawSnapshot(
             user_id=ref.user_id,
             customer_id=cid,
             objects=self._t.fetch_snapshot(cid),
-            taken_at=datetime.now(UTC),
+            taken_at=started,
         )
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
