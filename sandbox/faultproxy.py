@@ -4,7 +4,8 @@ The migration must survive what real billing APIs do under load: 429 bursts,
 500s, 500s *after* the write happened, reset connections, timeouts, slow
 answers. Neither localstripe nor newbilling does these on cue. This proxy does,
 deterministically for a given ``seed``, and counts every fault so a test can
-assert the client saw what was injected.
+assert the client saw what was injected (and every request per route, ``route_of``, so
+a test or bench counts calls at the server side).
 
 It is aiohttp (server and client) on its own event loop in a daemon thread, so
 a test can use it as a context manager. A subprocess user runs
@@ -19,6 +20,7 @@ import asyncio
 import collections
 import json
 import random
+import re
 import socket
 import struct
 import threading
@@ -62,9 +64,19 @@ class Faults:
     burst_429: tuple[int, int] | None = None
 
 
+_WORD = re.compile(r"[a-z_]*|v[0-9]+")  # a route word or version; anything else is an id
+
+
+def route_of(method: str, path: str) -> str:
+    """``DELETE /v1/subscriptions/{id}``: the request's route, ids folded."""
+    segments = [seg if _WORD.fullmatch(seg) else "{id}" for seg in path.split("/")]
+    return f"{method.upper()} {'/'.join(segments)}"
+
+
 class _Counters:
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
+        self.routes: collections.Counter[str] = collections.Counter()  # every request
         self.first_forward: float | None = None
         self.last_forward: float | None = None
         self.started = time.monotonic()
@@ -134,6 +146,7 @@ class FaultProxy:
             out["elapsed"] = time.monotonic() - c.started
             # forwarded-1 intervals between the first and the last forwarded request
             out["forwarded_per_second"] = (c.counts["forwarded"] - 1) / span if span > 0 else 0.0
+            out["routes"] = dict(c.routes)
             out["config"] = asdict(self.faults)
             return out
 
@@ -220,13 +233,14 @@ class FaultProxy:
 
     # -- the proxy ---------------------------------------------------------------------
 
-    def _decide(self) -> str:
+    def _decide(self, route: str) -> str:
         """Pick this request's fate under the lock, so the sequence depends only on seed."""
         f = self.faults
         with self._lock:
             c = self._counters
             index = c.counts["requests"]
             c.counts["requests"] += 1
+            c.routes[route] += 1
             if f.rate_limit is not None:
                 now = time.monotonic()
                 while self._window and self._window[0] <= now - 1.0:
@@ -255,7 +269,7 @@ class FaultProxy:
             return "forward"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        fate = self._decide()
+        fate = self._decide(route_of(request.method, request.path))
         if fate == "429":
             return web.json_response(
                 {
