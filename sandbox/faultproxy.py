@@ -25,6 +25,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -62,6 +63,9 @@ class Faults:
     timeout_seconds: float = 30.0
     # (every, length): of each `every` consecutive requests, the last `length` get 429.
     burst_429: tuple[int, int] | None = None
+    # (every, length) in seconds since the stats were reset: every request in the last
+    # `length` seconds of each `every` seconds gets 429 (a server shedding load for a while)
+    burst_429_period: tuple[float, float] | None = None
 
 
 _WORD = re.compile(r"[a-z_]*|v[0-9]+")  # a route word or version; anything else is an id
@@ -74,15 +78,16 @@ def route_of(method: str, path: str) -> str:
 
 
 class _Counters:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
         self.counts: collections.Counter[str] = collections.Counter()
         self.routes: collections.Counter[str] = collections.Counter()  # every request
         self.first_forward: float | None = None
         self.last_forward: float | None = None
-        self.started = time.monotonic()
+        self.started = clock()
 
     def forwarded(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.counts["forwarded"] += 1
         self.first_forward = self.first_forward or now
         self.last_forward = now
@@ -91,13 +96,21 @@ class _Counters:
 class FaultProxy:
     """``with FaultProxy(url, error_rate=0.1) as proxy: client(base_url=proxy.url)``."""
 
-    def __init__(self, upstream_url: str, *, seed: int = 0, **faults: Any) -> None:
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        seed: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        **faults: Any,
+    ) -> None:
         self.upstream = upstream_url.rstrip("/")
+        self._clock = clock
         self.faults = Faults()
         self.configure(**faults)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._counters = _Counters()
+        self._counters = _Counters(clock)
         self._window: collections.deque[float] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -118,6 +131,9 @@ class FaultProxy:
         if faults.get("burst_429") is not None:
             every, length = faults["burst_429"]
             faults["burst_429"] = (int(every), int(length))
+        if faults.get("burst_429_period") is not None:
+            every_s, length_s = faults["burst_429_period"]
+            faults["burst_429_period"] = (float(every_s), float(length_s))
         for name, value in faults.items():
             setattr(self.faults, name, value)
         f = self.faults
@@ -143,7 +159,7 @@ class FaultProxy:
                     "upstream_error",
                 )
             }
-            out["elapsed"] = time.monotonic() - c.started
+            out["elapsed"] = self._clock() - c.started
             # forwarded-1 intervals between the first and the last forwarded request
             out["forwarded_per_second"] = (c.counts["forwarded"] - 1) / span if span > 0 else 0.0
             out["routes"] = dict(c.routes)
@@ -152,7 +168,7 @@ class FaultProxy:
 
     def reset_stats(self) -> None:
         with self._lock:
-            self._counters = _Counters()
+            self._counters = _Counters(self._clock)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -241,8 +257,13 @@ class FaultProxy:
             index = c.counts["requests"]
             c.counts["requests"] += 1
             c.routes[route] += 1
+            now = self._clock()
+            if f.burst_429_period is not None:
+                every, length = f.burst_429_period
+                if every > 0 and (now - c.started) % every >= every - length:
+                    c.counts["injected_429"] += 1
+                    return "429"
             if f.rate_limit is not None:
-                now = time.monotonic()
                 while self._window and self._window[0] <= now - 1.0:
                     self._window.popleft()
                 if len(self._window) >= max(1, int(f.rate_limit)):
