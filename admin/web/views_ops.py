@@ -24,7 +24,7 @@ from admin.web.filters import number
 from core import audit
 from core.db import transaction
 from core.errors import TwinbillError
-from migration import cohorts, records, services
+from migration import cohort_progress, cohorts, records, services
 from migration.models import Cohort, Migration
 
 router = APIRouter(dependencies=[Depends(guard)])
@@ -57,7 +57,7 @@ def cohorts_page(
         if status:
             stmt = stmt.where(Cohort.status == status)
         rows = list(session.scalars(stmt.limit(200)))
-        counts = cohorts.stats_by_cohort(session)
+        counts = cohort_progress.stats_by_cohort(session)
     return page(
         request,
         "cohorts.html",
@@ -119,7 +119,7 @@ def cohort_page(
     limits = _limits(web)
     with web.ctx.sessions() as session:
         try:
-            progress = cohorts.progress(session, name)
+            progress = cohort_progress.progress(session, name)
         except TwinbillError as exc:
             return page(request, "error.html", status=404, title="Unknown cohort", message=str(exc))
         history = list(reversed(audit.history(session, "cohort", name)))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from migration_world import PLAIN_CONFIGS, ROOT, open_world, process_env, wait_until
 
-from migration import cohorts
+from migration import cohort_progress
 from sandbox.stack import Stack
 
 pytestmark = [
@@ -72,7 +72,7 @@ def test_cohort_run_from_the_cli_reaches_a_separate_worker_over_redis(
 
             def done() -> bool:
                 with world.ctx.sessions() as session:
-                    return cohorts.progress(session, "pilot").status == "done"
+                    return cohort_progress.progress(session, "pilot").status == "done"
 
             try:
                 wait_until(done, 90, "the separate worker to finish the cohort")
