@@ -40,6 +40,8 @@ from multiplexer.facets import LegacyFeatures
 
 #: ``(list name, objects read so far)`` after every page
 OnPage = Callable[[str, int], None]
+#: charges with more than a page of refunds listed one by one; beyond, one account-wide list
+REFUND_LISTS_PER_CHARGE = 10
 
 
 @dataclass
@@ -98,12 +100,16 @@ def read_account(
             cid = ref_id(obj.get("customer"))
             if cid in known:  # else another customer's, or a deleted customer's leftovers
                 grouped[cid][name].append(obj)
-    charges = {ch["id"] for g in grouped.values() for ch in g.get("charges", [])}
+    # charges embed a page of 10 refunds; more are listed per charge, or once account-wide
+    # when many charges have more
+    longer = {
+        ch["id"] for g in grouped.values() for ch in g["charges"] if snapshot.needs_refund_list(ch)
+    }
     refunds: dict[str, list[dict[str, Any]]] | None = None
-    if any(snapshot.needs_refund_list(ch) for g in grouped.values() for ch in g["charges"]):
-        refunds = defaultdict(list)  # one account-wide pass instead of one list per charge
+    if len(longer) > REFUND_LISTS_PER_CHARGE:
+        refunds = defaultdict(list)
         for rf in _pages(calls, "refunds", v1.refunds.list, {}, on_page):
-            if (charge := snapshot.charge_of(rf)) in charges:
+            if (charge := snapshot.charge_of(rf)) in longer:
                 refunds[charge].append(rf)
     coupons: dict[str, dict[str, Any]] = {}
     for cus in out.customers:
@@ -133,17 +139,14 @@ def estimate(calls: StripeCalls, members: int, account: Mapping[str, int]) -> tu
     ``"charges"``, ``"refunds"``, ``"invoice items"``, ``"credit notes"``)."""
     wire = calls.wire
     caps = dict(wire.page_caps)
-    lists = [name for name, _, _ in snapshot.lists(calls)]
-    names = ["customers", *lists] + ([] if wire.charges_embed_refunds else ["refunds"])
+    names = ["customers", *(name for name, _, _ in snapshot.lists(calls))]
     pages = sum(
         max(1, math.ceil(account.get(n, 0) / min(calls.page_size, caps.get(n, calls.page_size))))
         for n in names
     )
     per_customer = 1 if wire.list_expansions else 0  # balance transactions, in both reads
-    per_user = 1 + len(lists) + per_customer  # the customer, its lists
-    if not wire.charges_embed_refunds:  # and one refunds list per charge
-        per_user += account.get("charges", 0) / max(1, account.get("customers", 0))
-    return pages + members * per_customer, math.ceil(members * per_user)
+    per_user = len(names) + per_customer  # retrieve the customer, then each of its lists
+    return pages + members * per_customer, members * per_user
 
 
 def features(objects: Mapping[str, Any]) -> LegacyFeatures:

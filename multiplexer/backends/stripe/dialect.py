@@ -24,9 +24,6 @@ class Dialect:
     proration: str  # "proration_behavior" (Stripe invoices it) | "prorate_then_invoice"
     list_expansions: bool  # expand[] on lists (localstripe: 400 "Bad expand")
     customers_embed_subscriptions: bool  # else one call per customer reads the currency
-    #: charges carry a page of their refunds (``expand=data.refunds``); localstripe's have
-    #: no ``refunds``: they are listed (per charge, or once account-wide in bulk)
-    charges_embed_refunds: bool
     refund_reason: bool  # Stripe's refund ``reason`` (localstripe: 400)
     offline_money: bool  # payment records, credit notes, balance transactions
     preview: str  # "create_preview" | "upcoming" (removed from the current API)
@@ -58,7 +55,6 @@ DIALECTS: dict[str, Dialect] = {
         proration="proration_behavior",
         list_expansions=True,
         customers_embed_subscriptions=True,
-        charges_embed_refunds=True,
         refund_reason=True,
         offline_money=True,
         preview="create_preview",
@@ -77,7 +73,6 @@ DIALECTS: dict[str, Dialect] = {
         proration="prorate_then_invoice",
         list_expansions=False,
         customers_embed_subscriptions=False,
-        charges_embed_refunds=False,
         refund_reason=False,
         offline_money=False,
         preview="upcoming",

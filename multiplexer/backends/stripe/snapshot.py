@@ -12,9 +12,8 @@ tests/integration/multiplexer/test_inventory_localstripe.py).
 
 * pages the embedded lists a page truncated (more than 10 subscription items,
   invoice lines) for that object only;
-* adds the refunds of charges that do not embed them (localstripe never does;
-  Stripe embeds a page of 10): from the account-wide refunds list when the bulk read
-  passes it in, else one list per such charge;
+* adds the refunds of charges whose embedded page of 10 has more: from the
+  account-wide refunds list when the bulk read passes it in, else one list per charge;
 * keeps only the one-off invoice items still waiting for an invoice (localstripe has
   no ``pending`` filter);
 * trims the expanded default payment method to ``id``/``object``/``type``: the
