@@ -30,6 +30,7 @@ from multiplexer.webhooks.outbox import DeliveryPolicy
 #: modules whose ``@shared_task``s every worker registers
 TASK_MODULES = ("migration.tasks", "multiplexer.tasks", "admin.tasks")
 MIGRATE = "twinbill.migrate"
+PREFETCH = "twinbill.prefetch"
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -54,6 +55,25 @@ class App(MuxContext):
     def enqueue_migration(self, migration_id: str) -> None:
         """Hand one migration to a worker, through *this* app's broker."""
         self.celery.send_task(MIGRATE, args=(migration_id,))
+
+    def start_cohort(self, name: str, *, actor: str, retry_failed: bool = False) -> int:
+        """Run a cohort through this app's queue: members go to the workers, their
+        snapshots read in bulk first where that is cheaper (``migration.prefetch``)."""
+        from migration import services
+
+        return services.start_cohort(
+            self.saga,
+            name,
+            self.enqueue_migration,
+            actor=actor,
+            retry_failed=retry_failed,
+            prefetch=self.enqueue_prefetch,
+        )
+
+    def enqueue_prefetch(self, cohort: str, migration_ids: list[str]) -> None:
+        """A cohort chunk's bulk snapshot read (``migration.prefetch``), on the cohort's own
+        queue: a worker reads it, then enqueues its members behind the ones ahead."""
+        self.celery.send_task(PREFETCH, args=(cohort, migration_ids))
 
     def enqueue_resumed(self, migration_id: str) -> None:
         """The reaper's hand-over: a migration whose worker died holds its user's route

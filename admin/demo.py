@@ -193,12 +193,11 @@ def _run(
 
 def _run_cohort(ctx: App, name: str, size: int, console: Console) -> CohortOutcome:
     from admin.progress import watch_cohort
-    from migration import services
 
     legacy = ctx.limiters["legacy"]
     calls_before = legacy.stats()["acquired"]
     started = time.monotonic()
-    services.start_cohort(ctx.saga, name, ctx.enqueue_migration, actor="demo")
+    ctx.start_cohort(name, actor="demo")
     p = watch_cohort(ctx.sessions, name, console)
     return CohortOutcome(
         name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -33,6 +35,14 @@ class Settings(BaseSettings):
     renewal_guard_seconds: int = Field(default=7200, ge=0, alias="TWINBILL_RENEWAL_GUARD")
     # after the pivot a transient failure is retried for ever, the wait doubling up to this
     post_pivot_backoff_max: float = Field(default=3600.0, gt=0)
+
+    # -- bulk snapshot reads (docs/architecture.md "Bulk reads") --
+    #: a cohort's snapshots from one account-wide legacy read instead of one per user:
+    #: auto (when cheaper by estimate) | on | off
+    bulk_reads: Literal["auto", "on", "off"] = "auto"
+    #: seconds a prefetched snapshot stays good; an older one is re-read per user
+    snapshot_max_age: float = Field(default=300.0, ge=0)
+    bulk_chunk: int = Field(default=1000, ge=1)  # cohort members per bulk read
 
     app_webhook_url: str | None = None
     app_webhook_secret: SecretStr | None = None

@@ -31,5 +31,8 @@ def saga_deps(ctx: MuxContext, *, verifier: Verifier | None = None, **overrides:
         stale_after=float(ctx.settings.lease_seconds),
         steps=STEPS,
         post_pivot_backoff_max=ctx.settings.post_pivot_backoff_max,
+        bulk_reads=ctx.settings.bulk_reads,
+        snapshot_max_age=ctx.settings.snapshot_max_age,
+        bulk_chunk=ctx.settings.bulk_chunk,
     )
     return dataclasses.replace(deps, **overrides) if overrides else deps

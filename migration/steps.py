@@ -54,10 +54,24 @@ def _ref(deps: SagaDeps, user_id: str) -> UserRef:
 def _take_snapshot(deps: SagaDeps, mig: Migration) -> Result:
     snap = deps.legacy.snapshot(_ref(deps, mig.user_id))
     snapshot_id, digest = records.store_snapshot(deps.sessions, mig.id, snap)
-    return {"snapshot_id": snapshot_id}, {
-        "content_hash": digest,
-        "objects": {k: len(v) if isinstance(v, list) else 1 for k, v in snap.objects.items()},
-    }
+    return {"snapshot_id": snapshot_id}, _snapshot_detail(digest, snap.objects)
+
+
+def _snapshot_detail(digest: str, objects: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    counts = {k: len(v) if isinstance(v, list) else 1 for k, v in objects.items()}
+    return {"content_hash": digest, "objects": counts, **extra}
+
+
+def _prefetched(deps: SagaDeps, mig: Migration) -> Result | None:
+    """The snapshot the cohort's bulk read stored for this migration (migration.prefetch),
+    unless it is older than ``snapshot_max_age``: then the user is read again."""
+    if mig.snapshot_id is None:
+        return None
+    snap = records.fresh_snapshot(deps.sessions, mig.snapshot_id, max_age=deps.snapshot_max_age)
+    if snap is None:
+        return None
+    digest = records.content_hash(snap.objects)
+    return {"snapshot_id": mig.snapshot_id}, _snapshot_detail(digest, snap.objects, prefetched=True)
 
 
 def step_preflight(deps: SagaDeps, mig: Migration) -> Result:
@@ -69,7 +83,7 @@ def step_preflight(deps: SagaDeps, mig: Migration) -> Result:
             raise IllegalTransition(f"user {mig.user_id!r} already lives in the new system")
         if route.state not in (routing.LEGACY, routing.MIGRATING):
             raise IllegalTransition(f"user {mig.user_id!r} is {route.state}, not legacy")
-    advance, detail = _take_snapshot(deps, mig)
+    advance, detail = _prefetched(deps, mig) or _take_snapshot(deps, mig)
     snap = records.load_snapshot(deps.sessions, advance["snapshot_id"])
     unsupported = unsupported_reason(snap.objects)  # before mapping, which would refuse it
     if unsupported:

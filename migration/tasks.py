@@ -26,6 +26,8 @@ class MigrationRoot(Protocol):
 
     def enqueue_resumed(self, migration_id: str) -> None: ...
 
+    def enqueue_prefetch(self, cohort: str, migration_ids: list[str]) -> None: ...
+
 
 def _root(task: RootTask) -> MigrationRoot:
     return task.root  # type: ignore[no-any-return]
@@ -41,6 +43,21 @@ def _root(task: RootTask) -> MigrationRoot:
 )
 def migrate(self: RootTask, migration_id: str) -> None:
     services.run_member(_root(self).saga, migration_id)
+
+
+@shared_task(
+    bind=True,
+    base=RootTask,
+    name="twinbill.prefetch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def prefetch(self: RootTask, cohort: str, migration_ids: list[str]) -> None:
+    root = _root(self)
+    services.prefetch_chunk(
+        root.saga, cohort, migration_ids, root.enqueue_migration, root.enqueue_prefetch
+    )
 
 
 @shared_task(bind=True, base=RootTask, name="twinbill.reap", ignore_result=True)

@@ -62,9 +62,22 @@ class Faults:
     burst_429: tuple[int, int] | None = None
 
 
+#: path segments after a resource that are actions, not ids (``/v1/invoices/upcoming``)
+_ACTIONS = frozenset({"upcoming", "create_preview", "search", "report_payment"})
+
+
+def route_of(method: str, path: str) -> str:
+    """``GET /v1/customers/cus_1/balance_transactions`` -> ``GET /v1/customers/{id}/...``:
+    requests counted per route, so a test can tell a list from a retrieve."""
+    parts = path.strip("/").split("/")
+    named = ["{id}" if i in (2, 4) and p not in _ACTIONS else p for i, p in enumerate(parts)]
+    return f"{method} /{'/'.join(named)}"
+
+
 class _Counters:
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
+        self.routes: collections.Counter[str] = collections.Counter()  # route_of each request
         self.first_forward: float | None = None
         self.last_forward: float | None = None
         self.started = time.monotonic()
@@ -131,6 +144,7 @@ class FaultProxy:
                     "upstream_error",
                 )
             }
+            out["routes"] = dict(c.routes)
             out["elapsed"] = time.monotonic() - c.started
             # forwarded-1 intervals between the first and the last forwarded request
             out["forwarded_per_second"] = (c.counts["forwarded"] - 1) / span if span > 0 else 0.0
@@ -256,6 +270,8 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         fate = self._decide()
+        with self._lock:
+            self._counters.routes[route_of(request.method, request.path)] += 1
         if fate == "429":
             return web.json_response(
                 {

@@ -193,13 +193,10 @@ def _start(name: str, *, wait: bool, yes: bool, json: bool, mode: str) -> None:
 
 def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool, json: bool) -> None:
     from admin.cli.context import app_root
-    from migration import services
 
     root = app_root()
     if not root.celery.embedded:  # real workers elsewhere pick the tasks up, over Redis
-        n = services.start_cohort(
-            root.saga, name, root.enqueue_migration, actor=ACTOR, retry_failed=retry_failed
-        )
+        n = root.start_cohort(name, actor=ACTOR, retry_failed=retry_failed)
         err_console.print(f"enqueued {n} migrations for cohort {name}")
         if wait:
             _wait(name, json=json)
@@ -209,9 +206,7 @@ def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool, json: 
     from core.queue import embedded_worker
 
     with embedded_worker(root.celery):
-        n = services.start_cohort(
-            root.saga, name, root.enqueue_migration, actor=ACTOR, retry_failed=retry_failed
-        )
+        n = root.start_cohort(name, actor=ACTOR, retry_failed=retry_failed)
         err_console.print(f"running {n} migrations for cohort {name} (embedded worker)")
         _wait(name, json=json)
 

@@ -158,12 +158,8 @@ def cohort_action(
             cohorts.set_status(web.ctx.sessions, name, "paused", actor=me.actor, reason=reason)
             notice = f"Cohort {name} paused: no new user starts."
         elif action in ("resume", "retry-failed"):
-            started = services.start_cohort(
-                web.ctx.saga,
-                name,
-                web.ctx.enqueue_migration,
-                actor=me.actor,
-                retry_failed=action == "retry-failed",
+            started = web.ctx.start_cohort(
+                name, actor=me.actor, retry_failed=action == "retry-failed"
             )
             notice = f"Cohort {name} running: {started} migrations queued."
         else:

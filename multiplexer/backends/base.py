@@ -10,7 +10,7 @@ idempotency key with every write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -176,6 +176,17 @@ class LegacyBillingBackend(BillingBackend, Protocol):
         ...
 
     def snapshot(self, ref: UserRef) -> RawSnapshot: ...
+    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+        """Several users' snapshots from one bulk read, by user id, each equal to what
+        ``snapshot`` returns and dated at the read's start; a user left out of the answer
+        is read with ``snapshot``."""
+        ...
+
+    def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
+        """Estimated legacy requests to snapshot ``members`` users of an account holding
+        ``account`` objects per list: (one bulk read, per-user reads)."""
+        ...
+
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory: ...
     def cancel_for_migration(
         self, ref: UserRef, subscription_id: str, *, migration_id: str, idempotency_key: str

@@ -8,7 +8,8 @@ Idempotency is honoured per key (same key -> same answer, no second record).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -199,6 +200,20 @@ class FakeBillingBackend:
             customer_id=ref.legacy_customer_id or "",
             objects={"history": history.model_dump(mode="json")},
         )
+
+    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+        """One "bulk read": the users the fake knows, dated at its start."""
+        self.calls.append("snapshots")
+        started = self.clock()
+        return {
+            r.user_id: replace(self.snapshot(r), taken_at=started)
+            for r in refs
+            if r.user_id in self.customers
+        }
+
+    def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
+        """As Stripe's: a page per 100 customers against 5 requests per user."""
+        return max(1, account.get("customers", 0) // 100), 5 * members
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
         return BillingHistory.model_validate(snapshot.objects["history"])

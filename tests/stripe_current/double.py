@@ -14,7 +14,8 @@ configurations with ``put`` and the double answers reads consistently after writ
   ``amount_remaining`` / ``amount_paid_off_stripe`` (includable, as on Stripe);
   credit notes with ``out_of_band_amount`` touch neither the invoice nor the balance;
   balance transactions move ``customer.balance``;
-* lists page (``limit``/``starting_after``), ``/v1/invoice_payments`` included.
+* lists page (``limit``/``starting_after``), ``/v1/invoice_payments`` included; a list
+  without its ``customer`` (or ``charge``, ``invoice``) filter is account-wide.
 
 What it does not model is refused with a 400 naming the route, never guessed.
 """

@@ -26,6 +26,11 @@ def _expands(params: dict[str, Any]) -> set[str]:
     return set(params.get("expand") or [])
 
 
+def _owned(obj: dict[str, Any], params: dict[str, Any], key: str = "customer") -> bool:
+    """A list filtered by ``key`` (e.g. ``customer``), or account-wide without it."""
+    return key not in params or obj.get(key) == params[key]
+
+
 def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     # -- customers ----------------------------------------------------------------
     @d.route("post", "/v1/customers")
@@ -118,7 +123,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/subscriptions")
     def list_subs(p: dict[str, Any]) -> Any:
-        subs = [s for s in d.all("subscription") if s["customer"] == p.get("customer")]
+        subs = [s for s in d.all("subscription") if _owned(s, p)]
         if p.get("status", "active") != "all":
             subs = [s for s in subs if s["status"] == p.get("status", "active")]
         out = page(subs, p, "/v1/subscriptions")
@@ -224,7 +229,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/invoiceitems")
     def list_invoice_items(p: dict[str, Any]) -> Any:
-        found = [i for i in d.all("invoiceitem") if i.get("customer") == p.get("customer")]
+        found = [i for i in d.all("invoiceitem") if _owned(i, p)]
         return page(found, p, "/v1/invoiceitems")
 
     from tests.stripe_current import double_money

@@ -22,7 +22,7 @@ caller (the migration engine does re-read-then-retry), not hammered here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ from core.canonical import (
 from core.errors import BackendRejected, NotFound, TransformError
 from core.money import Money
 from multiplexer.backends.base import InventoryEntry, RawSnapshot, Throttle, UserRef, no_throttle
-from multiplexer.backends.stripe import bulk
+from multiplexer.backends.stripe import bulk, snapshot
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe.mapping import (
@@ -107,9 +107,19 @@ class StripeLegacyBackend:
         return RawSnapshot(
             user_id=ref.user_id,
             customer_id=cid,
-            objects=self._t.fetch_snapshot(cid),
+            objects=snapshot.fetch(self._t, cid),
             taken_at=started,
         )
+
+    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+        """These users' snapshots from one account-wide read (bulk), each equal to its
+        per-user ``snapshot`` and dated at the read's start; a user missing from the
+        answer (no customer id, not in the account, gone mid-read) is read per user."""
+        return bulk.snapshots(self._t, refs)
+
+    def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
+        """Estimated requests to snapshot ``members`` users: (bulk, per user)."""
+        return bulk.estimate(self._t, members, account)
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
         return map_objects(
