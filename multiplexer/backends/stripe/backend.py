@@ -41,8 +41,15 @@ from core.canonical import (
 )
 from core.errors import BackendRejected, NotFound, TransformError
 from core.money import Money
-from multiplexer.backends.base import InventoryEntry, RawSnapshot, Throttle, UserRef, no_throttle
-from multiplexer.backends.stripe import bulk
+from multiplexer.backends.base import (
+    InventoryEntry,
+    LegacyChanges,
+    RawSnapshot,
+    Throttle,
+    UserRef,
+    no_throttle,
+)
+from multiplexer.backends.stripe import bulk, events
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe.mapping import (
@@ -110,6 +117,14 @@ class StripeLegacyBackend:
             objects=self._t.fetch_snapshot(cid),
             taken_at=started,
         )
+
+    @property
+    def events_gap(self) -> str | None:
+        return self._t.wire.events_gap
+
+    def list_changes(self, since: datetime) -> LegacyChanges:
+        """Who changed since ``since``, from the account's event stream (events)."""
+        return events.read_changes(self._t, since)
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
         return map_objects(
