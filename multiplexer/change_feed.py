@@ -158,8 +158,14 @@ class ChangeFeed:
                 continue
             self.sleep(_pause(st, now, ready_at, self.refresh_every))
         named = self._named(set(ids) | {ANY_CUSTOMER}, lo)
+        untold = [(t, at) for key, t, at in named if key == ANY_CUSTOMER]
+        if untold:
+            t, at = untold[0]
+            return Verdict(
+                False, f"gap: a {t} event at {at:%H:%M:%S}Z names no customer", st.horizon, read
+            )
         if named:
-            what = ", ".join(f"{t} at {at:%H:%M:%S}Z" for t, at in named[:3])
+            what = ", ".join(f"{t} at {at:%H:%M:%S}Z" for _, t, at in named[:3])
             return Verdict(False, f"changed: {what}", st.horizon, read, changed=True)
         return Verdict(True, "no event since the snapshot", st.horizon, read)
 
@@ -241,7 +247,7 @@ class ChangeFeed:
                 .values(lease_owner=None, lease_until=None)
             )
 
-    def _named(self, ids: set[str], lo: datetime) -> list[tuple[str, datetime]]:
+    def _named(self, ids: set[str], lo: datetime) -> list[tuple[str, str, datetime]]:
         with self.sessions() as session:
             rows = session.execute(
                 sa.select(
@@ -250,7 +256,7 @@ class ChangeFeed:
                 .where(LegacyChangeMark.changed_at >= lo)
                 .order_by(LegacyChangeMark.changed_at)
             )
-            return [(t, at) for key, t, at in rows if key in ids]
+            return [(key, t, at) for key, t, at in rows if key in ids]
 
 
 def _me() -> str:
