@@ -2,12 +2,13 @@
 
 Proved from the shared change feed (``multiplexer.change_feed``) when it can be:
 the account's event stream is complete from before the snapshot's read started
-until the re-check (after the import), and no event in that window names the user's customer or
-an object its snapshot holds — then no per-user call is made. Otherwise (an event
-names the user, or the stream has a gap) the user's whole legacy state is re-read
-and compared by content hash, as before; a change event that changed nothing (a
-webhook echo, ``invoice.upcoming``) then costs a re-read but never a restart. The
-step detail says which: ``proved_by`` "events" or "full re-read" (and why).
+until after the import (``ChangeFeed.check``), and no event in that window names
+the user's customer or an object its snapshot holds — then no per-user call is
+made. Otherwise (an event names the user, or the stream has a gap) the user's
+whole legacy state is re-read and compared by content hash, as before; a change
+event that changed nothing (a webhook echo, ``invoice.upcoming``) then costs a
+re-read but never a restart. The step detail says which: ``proved_by`` "events"
+or "full re-read" (and why).
 
 No saga write reaches legacy before the cancel step (preflight, fetch and prove
 only read; the import goes to the new system), so every event in the window is
@@ -17,11 +18,15 @@ someone else's change.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from core.db import utcnow
 from migration import records
 from migration.deps import Restart, Result, SagaDeps
+from migration.models import MigrationStep
 from multiplexer.backends.base import RawSnapshot, UserRef
 
 if TYPE_CHECKING:
@@ -34,8 +39,7 @@ def recheck(deps: SagaDeps, mig: Migration, ref: UserRef) -> Result:
     before = records.snapshot_hash(deps.sessions, mig.snapshot_id)
     why = "event re-check off (TWINBILL_EVENT_RECHECK=off)"
     if deps.change_feed is not None and snap.taken_at is not None:
-        # up to now, after the import: what a re-read now would have seen
-        verdict = deps.change_feed.check(_ids(snap), snap.taken_at, utcnow())
+        verdict = deps.change_feed.check(_ids(snap), snap.taken_at, _imported_at(deps, mig))
         horizon = verdict.horizon.isoformat() if verdict.horizon else None
         if verdict.unchanged:
             return {}, {
@@ -53,6 +57,22 @@ def recheck(deps: SagaDeps, mig: Migration, ref: UserRef) -> Result:
             f"legacy state changed since snapshot {mig.snapshot_id} ({before[:12]} -> {after[:12]})"
         )
     return {}, {"proved_by": "full re-read", "why": why, "content_hash": after}
+
+
+def _imported_at(deps: SagaDeps, mig: Migration) -> datetime:
+    """When this generation's import finished: the feed's horizon must reach it."""
+    with deps.sessions() as session:
+        at = session.scalar(
+            sa.select(MigrationStep.finished_at)
+            .where(
+                MigrationStep.migration_id == mig.id,
+                MigrationStep.step == "load",
+                MigrationStep.outcome == "ok",
+            )
+            .order_by(MigrationStep.id.desc())
+            .limit(1)
+        )
+    return at or utcnow()
 
 
 def _ids(snap: RawSnapshot) -> set[str]:

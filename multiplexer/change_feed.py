@@ -133,8 +133,15 @@ class ChangeFeed:
         self.clock = clock
 
     # -- the question the re-check asks ---------------------------------------------
-    def check(self, ids: Iterable[str], since: datetime, until: datetime) -> Verdict:
-        """Did anything named by ``ids`` change after ``since``, as known up to ``until``?"""
+    def check(self, ids: Iterable[str], since: datetime, imported_at: datetime) -> Verdict:
+        """Did anything named by ``ids`` change after ``since``, as known up to the import?
+
+        The horizon must reach ``imported_at`` (any read that started after it serves,
+        so workers whose imports finished before one read share it), and at least one
+        refresh interval before now: a re-check resumed long after its import (a worker
+        died) is not proved by a horizon from back then.
+        """
+        until = max(imported_at, self.clock() - self.refresh_every)
         why = self.legacy.events_gap
         if why is not None:  # this legacy system's stream can never prove it: no wait, no read
             return Verdict(False, f"gap: {why}")
