@@ -28,6 +28,7 @@ import copy
 import itertools
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,7 @@ class StripeDouble(HTTPClient):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.reads: list[str] = []  # "GET /path" of every read, in order
+        self.log: list[tuple[int, str]] = []  # (thread, "METHOD /path") of every request
         self.replies: dict[str, tuple[str, int]] = {}
         self.now = shapes.T0
         self._ids = itertools.count(1)
@@ -109,6 +111,7 @@ class StripeDouble(HTTPClient):
             if replay_id in self.replies:
                 text, status = self.replies[replay_id]
                 return text, status, {"request-id": "req_replay", "idempotent-replayed": "true"}
+        self.log.append((threading.get_ident(), f"{method.upper()} {parts.path}"))
         if method == "get":
             self.reads.append(f"GET {parts.path}")
         text, status = self._answer(method, parts.path, params)
