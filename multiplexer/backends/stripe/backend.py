@@ -120,7 +120,7 @@ class StripeLegacyBackend:
 
     @property
     def events_gap(self) -> str | None:
-        return self._t.wire.events_gap
+        return self._t.wire.events_gap or None
 
     def list_changes(self, since: datetime) -> LegacyChanges:
         """Who changed since ``since``, from the account's event stream (events)."""

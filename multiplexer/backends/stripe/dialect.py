@@ -34,8 +34,8 @@ class Dialect:
     #: customers (docs/legacy-gaps.md), so it reads invoices 10 per page
     page_caps: tuple[tuple[str, int], ...]
     #: why its event stream (``GET /v1/events``) cannot prove a customer unchanged since a
-    #: time (None: it can): the event-based re-check then falls back to a full re-read
-    events_gap: str | None
+    #: time ("": it can): the event-based re-check then falls back to a full re-read
+    events_gap: str
     #: how long events stay listable (Stripe: 30 days); an older window is a gap
     event_retention_seconds: int
     # --- how its answers read ------------------------------------------------------
@@ -65,7 +65,7 @@ DIALECTS: dict[str, Dialect] = {
         preview="create_preview",
         preview_endpoint="POST /v1/invoices/create_preview",
         page_caps=(),
-        events_gap=None,
+        events_gap="",
         event_retention_seconds=30 * 86400,
         account_balance_negated=False,
         incomplete_trial_is_trialing=False,

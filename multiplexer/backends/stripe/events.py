@@ -39,7 +39,7 @@ def read_changes(
 ) -> LegacyChanges:
     read_at = now or datetime.now(UTC)
     wire = calls.wire
-    if wire.events_gap is not None:  # no request: the stream could prove nothing
+    if wire.events_gap:  # no request: the stream could prove nothing
         return LegacyChanges(since=since, read_at=read_at, gap=wire.events_gap)
     gap = None
     start = since

@@ -212,7 +212,7 @@ def test_localstripe_cannot_prove_from_events_and_falls_back(ep, tmp_path):  # t
     # what localstripe's stream offers (read as if the dialect trusted it): the customer
     # update is there, the subscription update is not — why its dialect falls back
     probe = copy.copy(world.ctx.legacy._t)  # the adapter's transport, as if it trusted events
-    probe.wire = dataclasses.replace(DIALECTS["localstripe"], events_gap=None)
+    probe.wire = dataclasses.replace(DIALECTS["localstripe"], events_gap="")
     got = read_changes(probe, started)
     named = {k for ch in got.changes for k in ch.keys}
     assert world.user(changed).customer_id in named
