@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     renewal_guard_seconds: int = Field(default=7200, ge=0, alias="TWINBILL_RENEWAL_GUARD")
     # after the pivot a transient failure is retried for ever, the wait doubling up to this
     post_pivot_backoff_max: float = Field(default=3600.0, gt=0)
+    # -- the re-check from legacy events (multiplexer/change_feed.py; docs/runbook.md) --
+    #: auto: prove "unchanged since the snapshot" from the legacy event stream where it is
+    #: complete (else a full re-read); off: always re-read the user's whole legacy state
+    event_recheck: Literal["auto", "off"] = "auto"
+    event_refresh_seconds: float = Field(default=1.0, ge=0)  # at most one event read per this
+    event_settle_seconds: float = Field(default=1.0, ge=0)  # events this young may be unlisted
+    event_clock_margin_seconds: float = Field(default=5.0, ge=0)  # legacy clock vs ours
 
     # -- bulk snapshot reads (docs/architecture.md "Bulk reads") --
     #: a cohort's snapshots from one account-wide legacy read instead of one per user:

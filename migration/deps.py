@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.ratelimit import RateLimiter
 from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend
 from multiplexer.cache import RouteCache
+from multiplexer.change_feed import ChangeFeed
 
 if TYPE_CHECKING:
     from migration.models import Migration
@@ -89,3 +90,6 @@ class SagaDeps:
     page: Callable[[str], None] = lambda message: log.error("PAGE: %s", message)
     #: the step table (``migration.steps.STEPS`` unless a test swaps a step)
     steps: Mapping[str, Step] = field(default_factory=dict)
+    #: the shared legacy change feed the re-check proves "unchanged" from; None
+    #: (``TWINBILL_EVENT_RECHECK=off``): every re-check re-reads the user
+    change_feed: ChangeFeed | None = None

@@ -21,7 +21,7 @@ from core.errors import (
     UnknownUser,
 )
 from migration import records
-from migration.deps import Deferred, Restart, Result, SagaDeps, Step
+from migration.deps import Deferred, Result, SagaDeps, Step
 from migration.preflight import defer_reason, unsupported_reason
 from migration.transform import build_payload
 from multiplexer import routing
@@ -147,15 +147,10 @@ def step_load(deps: SagaDeps, mig: Migration) -> Result:
 
 
 def step_recheck(deps: SagaDeps, mig: Migration) -> Result:
-    assert mig.snapshot_id is not None
-    before = records.snapshot_hash(deps.sessions, mig.snapshot_id)
-    fresh = deps.legacy.snapshot(_ref(deps, mig.user_id))
-    after = records.content_hash(fresh.objects)
-    if after != before:
-        raise Restart(
-            f"legacy state changed since snapshot {mig.snapshot_id} ({before[:12]} -> {after[:12]})"
-        )
-    return {}, {"content_hash": after}
+    """Legacy unchanged since the snapshot: from the shared event feed, else a full re-read."""
+    from migration.recheck import recheck
+
+    return recheck(deps, mig, _ref(deps, mig.user_id))
 
 
 def step_prove(deps: SagaDeps, mig: Migration) -> Result:

@@ -77,6 +77,39 @@ class InventoryEntry:
     problem: str | None = None
 
 
+#: the key of a change whose owner the event could not tell: every customer may have changed
+ANY_CUSTOMER = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyChange:
+    """One legacy event: what it names (customer id and object ids, or ``ANY_CUSTOMER``)
+    and when it happened (the legacy system's own clock, whole seconds)."""
+
+    keys: tuple[str, ...]
+    at: datetime
+    event_type: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyChanges:
+    """The account's changes since a time, read from its event stream.
+
+    ``complete_from`` is where the stream is known complete (every change from then
+    until ``read_at`` is in ``changes``); ``None`` with a ``gap`` (why) when it cannot
+    be told at all (a dialect without a usable stream, too many events). A
+    ``complete_from`` later than asked (retention exceeded) also carries a ``gap``.
+    """
+
+    since: datetime
+    read_at: datetime  # when the read started
+    changes: tuple[LegacyChange, ...] = ()
+    complete_from: datetime | None = None
+    gap: str | None = None
+    requests: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     id: str
@@ -185,6 +218,14 @@ class LegacyBillingBackend(BillingBackend, Protocol):
     def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
         """Estimated legacy requests to snapshot ``members`` users of an account holding
         ``account`` objects per list: (one bulk read, per-user reads)."""
+
+    #: why this system's event stream can never prove a customer unchanged (None: it can)
+    @property
+    def events_gap(self) -> str | None: ...
+
+    def list_changes(self, since: datetime) -> LegacyChanges:
+        """The account's changes since ``since`` from its event stream, with whether the
+        stream is complete for the window (else ``gap`` says why: the caller re-reads)."""
         ...
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory: ...

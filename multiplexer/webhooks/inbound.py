@@ -1,5 +1,8 @@
 """Incoming webhooks: verify, store, normalise, decide — one transaction per event.
 
+A verified legacy event also marks what it names as changed in the legacy change
+feed (``multiplexer.change_feed``), in the same transaction.
+
 Every verified event is kept in ``inbound_events`` whatever its fate
 (``forwarded``, ``suppressed``, ``unknown_user``, ``ignored``), so an operator
 can always answer "did twinbill see it, and what did it do with it?". The
@@ -26,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import ConfigurationError
 from core.observability import WEBHOOKS
 from core.settings import Settings
+from multiplexer.change_feed import mark_event
 from multiplexer.models import InboundEvent, OutboxMessage, Route
 from multiplexer.webhooks import normalise as nz
 from multiplexer.webhooks.signatures import (
@@ -202,6 +206,8 @@ def _user_hint(provider: str, event: dict[str, Any]) -> str | None:
 
 
 def _store(session: Session, provider: str, event: dict[str, Any]) -> Outcome:
+    if provider == nz.LEGACY:  # the re-check's change feed: what it names changed (cheap)
+        mark_event(session, event)
     route = find_route(session, provider, event)
     past: frozenset[str] = frozenset()
     if route is not None and provider == nz.LEGACY and route.state in LOCKED_BY_MIGRATION:

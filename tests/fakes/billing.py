@@ -33,7 +33,14 @@ from core.canonical import (
 )
 from core.errors import BackendRejected, NotFound
 from core.money import Money
-from multiplexer.backends.base import ImportResult, InventoryEntry, RawSnapshot, UserRef
+from multiplexer.backends.base import (
+    ImportResult,
+    InventoryEntry,
+    LegacyChange,
+    LegacyChanges,
+    RawSnapshot,
+    UserRef,
+)
 from multiplexer.facets import LegacyFeatures
 
 _STEP = {Interval.DAY: 1, Interval.WEEK: 7, Interval.MONTH: 30, Interval.YEAR: 365}
@@ -62,6 +69,9 @@ class FakeBillingBackend:
         self._keys: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self.calls: list[str] = []
+        #: the account's event stream; None: the fake keeps none (every re-check re-reads).
+        #: Tests append with ``touch``; a direct store edit without it is a lost event.
+        self.events: list[LegacyChange] | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -194,11 +204,36 @@ class FakeBillingBackend:
         return len(customers), entries()
 
     def snapshot(self, ref: UserRef) -> RawSnapshot:
+        started = self.clock()
         history = self.get_history(ref)
         return RawSnapshot(
             user_id=ref.user_id,
             customer_id=ref.legacy_customer_id or "",
             objects={"history": history.model_dump(mode="json")},
+            taken_at=started,
+        )
+
+    def touch(self, *keys: str, event_type: str = "customer.updated") -> None:
+        """An event in the account's stream about these ids (a customer id, or ``*``)."""
+        assert self.events is not None, "set fake.events = [] to keep an event stream"
+        self.events.append(LegacyChange(keys, self.clock(), event_type, self._id("evt")))
+
+    @property
+    def events_gap(self) -> str | None:
+        return "the fake keeps no events" if self.events is None else None
+
+    def list_changes(self, since: datetime) -> LegacyChanges:
+        self.calls.append("list_changes")
+        read_at = datetime.now(UTC)  # when the read started, on twinbill's clock
+        if self.events is None:
+            return LegacyChanges(since=since, read_at=read_at, gap=self.events_gap)
+        floor = since.replace(microsecond=0)
+        return LegacyChanges(
+            since=since,
+            read_at=read_at,
+            changes=tuple(c for c in self.events if c.at >= floor),
+            complete_from=floor,
+            requests=1,
         )
 
     def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:

@@ -85,6 +85,21 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
         tx["description"] = p.get("description")
         return d.put("customer_balance_transaction", tx)
 
+    @d.route("get", "/v1/events")
+    def list_events(p: dict[str, Any]) -> Any:
+        found = d.all("event")
+        created = p.get("created")
+        if isinstance(created, dict):
+            tests = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+            for op, value in created.items():
+                found = [e for e in found if tests[op](e["created"], int(value))]
+        elif created is not None:
+            found = [e for e in found if e["created"] == int(created)]
+        kinds = p.get("types") or ([p["type"]] if p.get("type") else None)
+        if kinds:
+            found = [e for e in found if any(_matches(k, e["type"]) for k in kinds)]
+        return page(found, p, "/v1/events")
+
     @d.route("get", "/v1/webhook_endpoints")
     def list_webhook_endpoints(p: dict[str, Any]) -> Any:
         return page(d.all("webhook_endpoint"), p, "/v1/webhook_endpoints")
@@ -235,6 +250,11 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     from tests.stripe_current import double_money
 
     double_money.register(d)
+
+
+def _matches(pattern: str, kind: str) -> bool:
+    """Stripe's event type filter: an exact name or a ``*`` wildcard (``invoice.*``)."""
+    return kind == pattern or (pattern.endswith("*") and kind.startswith(pattern[:-1]))
 
 
 def _expand_discount(d: StripeDouble, ref: Any) -> Any:

@@ -41,8 +41,15 @@ from core.canonical import (
 )
 from core.errors import BackendRejected, NotFound, TransformError
 from core.money import Money
-from multiplexer.backends.base import InventoryEntry, RawSnapshot, Throttle, UserRef, no_throttle
-from multiplexer.backends.stripe import bulk, snapshot
+from multiplexer.backends.base import (
+    InventoryEntry,
+    LegacyChanges,
+    RawSnapshot,
+    Throttle,
+    UserRef,
+    no_throttle,
+)
+from multiplexer.backends.stripe import bulk, events, snapshot
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe.mapping import (
@@ -120,6 +127,14 @@ class StripeLegacyBackend:
     def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
         """Estimated requests to snapshot ``members`` users: (bulk, per user)."""
         return bulk.estimate(self._t, members, account)
+
+    @property
+    def events_gap(self) -> str | None:
+        return self._t.wire.events_gap or None
+
+    def list_changes(self, since: datetime) -> LegacyChanges:
+        """Who changed since ``since``, from the account's event stream (events)."""
+        return events.read_changes(self._t, since)
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
         return map_objects(

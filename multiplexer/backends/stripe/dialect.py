@@ -33,6 +33,11 @@ class Dialect:
     #: export: a page of 100 invoices outlasts the client's timeout on a few thousand
     #: customers (docs/legacy-gaps.md), so it reads invoices 10 per page
     page_caps: tuple[tuple[str, int], ...]
+    #: why its event stream (``GET /v1/events``) cannot prove a customer unchanged since a
+    #: time ("": it can): the event-based re-check then falls back to a full re-read
+    events_gap: str
+    #: how long events stay listable (Stripe: 30 days); an older window is a gap
+    event_retention_seconds: int
     # --- how its answers read ------------------------------------------------------
     #: ``account_balance`` is stored as *minus* the balance given (localstripe)
     account_balance_negated: bool
@@ -60,6 +65,8 @@ DIALECTS: dict[str, Dialect] = {
         preview="create_preview",
         preview_endpoint="POST /v1/invoices/create_preview",
         page_caps=(),
+        events_gap="",
+        event_retention_seconds=30 * 86400,
         account_balance_negated=False,
         incomplete_trial_is_trialing=False,
         preview_dated_by_lines=True,
@@ -78,6 +85,13 @@ DIALECTS: dict[str, Dialect] = {
         preview="upcoming",
         preview_endpoint="GET /v1/invoices/upcoming",
         page_caps=(("invoices", 10),),
+        # docs/legacy-gaps.md, "Events": no event for subscription updates (plan change,
+        # cancel_at_period_end, metadata), invoice items, charges, refunds, voided invoices
+        events_gap=(
+            "localstripe sends no event for subscription updates, invoice items, charges, "
+            "refunds or voided invoices (docs/legacy-gaps.md, Events)"
+        ),
+        event_retention_seconds=30 * 86400,
         account_balance_negated=True,
         incomplete_trial_is_trialing=True,
         preview_dated_by_lines=False,
