@@ -37,6 +37,7 @@ def world(tmp_path, monkeypatch):
         enqueue_migration=lambda mid: services.run_member(w.deps, mid),
     )
     monkeypatch.setattr("admin.cli.context.app_root", lambda: root)
+    monkeypatch.setattr("admin.cli.context.database", lambda: w.sessions)  # list, status
     return w
 
 
