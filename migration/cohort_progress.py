@@ -254,47 +254,42 @@ def finish_if_settled(sessions: sessionmaker[Session], name: str) -> bool:
         .where(CohortMember.cohort == name, CohortMember.status.in_(UNSETTLED))
         .exists()
     )
-    with transaction(sessions) as session:
-        done = session.execute(
-            sa.update(Cohort)
-            .where(Cohort.name == name, Cohort.status == "running", ~unsettled)
-            .values(status="done", finished_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if done.rowcount != 1:
-            return False
-        audit.record(
-            session,
-            actor="system:cohort",
-            action="cohort.done",
-            resource_type="cohort",
-            resource_id=name,
-            before={"status": "running"},
-            after={"status": "done"},
-        )
-        return True
+    return _leave_running(sessions, name, "done", ~unsettled, finished_at=utcnow())
 
 
 def halt_if_running(sessions: sessionmaker[Session], name: str, reason: str) -> bool:
     """Halt a cohort that is still running (conditional UPDATE: a cohort that just became
     done, or was paused by a human, is left alone instead of raising)."""
+    return _leave_running(sessions, name, "halted", reason=reason, halt_reason=reason)
+
+
+def _leave_running(
+    sessions: sessionmaker[Session],
+    name: str,
+    status: str,
+    *where: Any,
+    reason: str | None = None,
+    **values: Any,
+) -> bool:
+    """``running`` -> ``status`` in one conditional UPDATE (plus ``where``), audited by the
+    system; False when the cohort was not running (or ``where`` did not hold)."""
     with transaction(sessions) as session:
-        halted = session.execute(
+        moved = session.execute(
             sa.update(Cohort)
-            .where(Cohort.name == name, Cohort.status == "running")
-            .values(status="halted", halt_reason=reason)
+            .where(Cohort.name == name, Cohort.status == "running", *where)
+            .values(status=status, **values)
             .execution_options(synchronize_session=False)
         )
-        if halted.rowcount != 1:
+        if moved.rowcount != 1:
             return False
         audit.record(
             session,
             actor="system:cohort",
-            action="cohort.halted",
+            action=f"cohort.{status}",
             resource_type="cohort",
             resource_id=name,
             before={"status": "running"},
-            after={"status": "halted"},
+            after={"status": status},
             reason=reason,
         )
         return True

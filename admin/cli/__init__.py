@@ -1,8 +1,9 @@
 """The ``twinbill`` command line: one Typer app, one module per command group.
 
 Exit codes (see ``admin/cli/common.py``): 0 all good; 1 something needs a human
-(failed or halted users, differences); 2 usage or configuration error, one line
-naming the fix. ``--json`` prints one JSON document and nothing else, errors too.
+(failed or halted users, differences; a crash, one line naming its traceback file);
+2 usage or configuration error, one line naming the fix. ``--json`` prints one JSON
+document and nothing else, errors too.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ app = typer.Typer(
     name="twinbill",
     help="Move paying users from a legacy billing system to a new one, safely.",
     epilog=(
-        "Exit codes: 0 all good, 1 something needs a human, 2 usage or configuration error. "
+        "Exit codes: 0 all good, 1 something needs a human (a crash too), "
+        "2 usage or configuration error. "
         "Start with `twinbill demo`, or `twinbill db upgrade` then `twinbill users sync`."
     ),
     no_args_is_help=True,

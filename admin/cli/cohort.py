@@ -47,6 +47,13 @@ def _deps():  # type: ignore[no-untyped-def]
     return _root().saga
 
 
+def _read():  # type: ignore[no-untyped-def]
+    """Sessions for the commands that only read the database (no legacy key needed)."""
+    from admin.cli.context import database
+
+    return database()
+
+
 def _filters(where: list[str]) -> dict[str, set[str]]:
     filters: dict[str, set[str]] = {}
     for clause in where:
@@ -306,7 +313,7 @@ def cohort_delete(name: str = NAME, yes: bool = YES, json: bool = JSON) -> None:
 def _show(name: str, *, as_json: bool) -> None:
     from migration import cohorts
 
-    with _deps().sessions() as session:
+    with _read()() as session:
         p = cohorts.progress(session, name)
     if as_json:
         print_json(p.as_dict())
@@ -388,7 +395,7 @@ def cohort_list(json: bool = JSON) -> None:
     from migration.cohorts import diffs_of, stats_by_cohort
     from migration.models import Cohort
 
-    with _deps().sessions() as session:
+    with _read()() as session:
         rows = list(session.scalars(sa.select(Cohort).order_by(Cohort.created_at)))
         stats = stats_by_cohort(session)
         data = []

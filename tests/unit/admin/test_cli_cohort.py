@@ -50,6 +50,7 @@ def world(tmp_path, monkeypatch):
         start_cohort=start_cohort,
     )
     monkeypatch.setattr("admin.cli.context.app_root", lambda: root)
+    monkeypatch.setattr("admin.cli.context.database", lambda: w.sessions)  # list, status
     return w
 
 
