@@ -120,15 +120,6 @@ def test_a_paused_cohort_is_not_read(world):
     assert "snapshots" not in world.legacy.calls and sorted(enqueued) == sorted(ids)
 
 
-@pytest.mark.parametrize("mode", ["on", "off"])
-def test_the_switch_forces_either_read(world, mode):
-    _cohort(world, 2)
-    world.deps = dataclasses.replace(world.deps, bulk_reads=mode)
-    world.legacy.calls.clear()
-    _run(world, "wave")
-    assert world.legacy.calls.count("snapshots") == (1 if mode == "on" else 0)
-
-
 def _stripe(dialect: str) -> StripeLegacyBackend:
     return StripeLegacyBackend(stripe.StripeClient("sk_test_unused"), dialect=dialect)
 
