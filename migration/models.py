@@ -25,7 +25,7 @@ class Migration(Base):
     pivoted: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # legacy cancel started
     generation: Mapped[int] = mapped_column(sa.Integer, default=1)  # bumped by re-check restarts
     dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    # forward (legacy -> new, ``migration.steps``) | rollback (new -> legacy, ``migration.rollback``)
+    # forward (legacy -> new: migration.steps) | rollback (new -> legacy: migration.rollback)
     direction: Mapped[str] = mapped_column(
         sa.String(10), default="forward", server_default="forward"
     )

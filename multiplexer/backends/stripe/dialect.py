@@ -33,6 +33,10 @@ class Dialect:
     #: export: a page of 100 invoices outlasts the client's timeout on a few thousand
     #: customers (docs/legacy-gaps.md), so it reads invoices 10 per page
     page_caps: tuple[tuple[str, int], ...]
+    #: a re-created subscription (rollback) may name its ``discounts`` and its
+    #: ``default_payment_method`` (localstripe: 400 "Unexpected" for both)
+    subscription_discounts: bool
+    subscription_payment_method: bool
     # --- how its answers read ------------------------------------------------------
     #: ``account_balance`` is stored as *minus* the balance given (localstripe)
     account_balance_negated: bool
@@ -60,6 +64,8 @@ DIALECTS: dict[str, Dialect] = {
         preview="create_preview",
         preview_endpoint="POST /v1/invoices/create_preview",
         page_caps=(),
+        subscription_discounts=True,
+        subscription_payment_method=True,
         account_balance_negated=False,
         incomplete_trial_is_trialing=False,
         preview_dated_by_lines=True,
@@ -78,6 +84,8 @@ DIALECTS: dict[str, Dialect] = {
         preview="upcoming",
         preview_endpoint="GET /v1/invoices/upcoming",
         page_caps=(("invoices", 10),),
+        subscription_discounts=False,
+        subscription_payment_method=False,
         account_balance_negated=True,
         incomplete_trial_is_trialing=True,
         preview_dated_by_lines=False,
