@@ -6,7 +6,8 @@ A refusal names the user and the reason and writes nothing: a user not on ``new`
 unknown user, a user created in the new system (no legacy customer), a legacy customer
 that is gone, an unpaid (open / past-due) invoice or subscription in the new system,
 a subscription the legacy re-creation cannot express (paused collection, a dated
-cancellation, several items) or one that renews inside the safety window.
+cancellation, a cancel scheduled at period end, several items) or one that renews
+inside the safety window.
 """
 
 from __future__ import annotations
@@ -104,6 +105,13 @@ def plan(
         if not sub.status.billing:
             ignored.append(f"{sub.id}: {sub.status.value}, nothing to re-create")
             continue
+        if sub.cancel_at_period_end:
+            raise _refuse(
+                user_id,
+                f"subscription {sub.id} is scheduled to cancel at period end: a legacy "
+                "re-creation would be a trial that ends at legacy's own period end, not at the "
+                "new system's (docs/legacy-gaps.md); let it end, or undo the cancel first",
+            )
         if sub.collection_paused or sub.cancel_at is not None:
             what = "collection paused" if sub.collection_paused else "a dated cancellation"
             raise _refuse(
@@ -138,7 +146,6 @@ def plan(
                 coupon_ids=tuple(
                     d.coupon_code for d in history.discounts if d.subscription_id == sub.id
                 ),
-                cancel_at_period_end=sub.cancel_at_period_end,
                 trialing=sub.status is SubscriptionStatus.TRIALING,
                 payment_method_id=payment_method,
                 metadata={k: v for k, v in sub.metadata.items() if k not in OWN_KEYS},

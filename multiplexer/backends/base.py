@@ -202,7 +202,6 @@ class Recreation:
     currency: str
     tax_rate_ids: tuple[str, ...] = ()  # legacy tax rate ids (Stripe default_tax_rates)
     coupon_ids: tuple[str, ...] = ()  # legacy coupons of the subscription's discounts
-    cancel_at_period_end: bool = False
     trialing: bool = False  # the new system's subscription is itself in a trial
     payment_method_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)

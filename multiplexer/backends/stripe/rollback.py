@@ -71,22 +71,12 @@ def recreate(
     for sub in recreated(t, cid, rollback_id):
         if (sub.get("metadata") or {}).get(MARK_OF) == spec.of:
             return sub  # created by an earlier run of this step
-    v1 = t.client.v1
-    sub = t.write(
+    return t.write(
         "re-create subscription",
-        v1.subscriptions.create,
+        t.client.v1.subscriptions.create,
         key=f"{key}:create",
         params=params_for(t, cid, spec, rollback_id),
     )
-    if spec.cancel_at_period_end:
-        sub = t.write(
-            "re-create scheduled cancel",
-            v1.subscriptions.update,
-            sub["id"],
-            key=f"{key}:cancel_at_period_end",
-            params={"cancel_at_period_end": True},
-        )
-    return sub
 
 
 def remove(t: StripeCalls, subscription_id: str, *, key: str) -> None:

@@ -27,7 +27,11 @@ from sandbox.stack import Stack
 
 pytestmark = [pytest.mark.localstripe, pytest.mark.newbilling, pytest.mark.slow]
 
+#: the forward saga migrates these; a cancel scheduled at period end is not rolled back
+#: (refused with its reason: see test_refusals_name_the_reason_and_write_nothing)
+SCHEDULED_CANCEL = "cancel_at_period_end"
 MIGRATED = tuple(c for c in CONFIGURATIONS if c not in DEFERRED_CONFIGS)
+ROUND_TRIP = tuple(c for c in MIGRATED if c != SCHEDULED_CANCEL)
 Charge = tuple[int, int, str]  # (unix seconds, amount due, currency)
 
 
@@ -36,8 +40,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("rollback")
     with Stack(tmp / "sandbox") as ep:
         w = open_world(ep, tmp, env_extra={"legacy_rate_limit": "200"})
-        for config in (*MIGRATED, "simple_monthly", "simple_monthly"):
-            w.seed(1, configs=(config,))
+        w.seed(2 * len(CONFIGURATIONS))  # every configuration twice (round robin)
         w.sync()
         yield w
         w.ctx.close()
@@ -88,7 +91,7 @@ def steps_ok(world: World, mig: Migration) -> list[str]:
     return [s for s, _, outcome in world.steps(mig.id) if outcome == "ok"]
 
 
-@pytest.mark.parametrize("config", MIGRATED)
+@pytest.mark.parametrize("config", ROUND_TRIP)
 def test_forward_rollback_forward_again(world: World, config: str) -> None:
     uid = user_of(world, config)
     before = legacy_next(world, uid)
@@ -124,8 +127,10 @@ def test_forward_rollback_forward_again(world: World, config: str) -> None:
 
 def test_refusals_name_the_reason_and_write_nothing(world: World) -> None:
     on_legacy = user_of(world, "simple_monthly", 1)
-    gone = user_of(world, "simple_monthly", 2)
-    assert services.migrate_user(world.deps, gone).status == "succeeded"
+    gone = user_of(world, "multi_seat", 1)
+    leaving = user_of(world, SCHEDULED_CANCEL)
+    for uid in (gone, leaving):
+        assert services.migrate_user(world.deps, uid).status == "succeeded"
     world.stripe.v1.customers.delete(world.user(gone).customer_id)
 
     def written() -> tuple[int, int, Any]:
@@ -138,6 +143,7 @@ def test_refusals_name_the_reason_and_write_nothing(world: World) -> None:
         (on_legacy, InvalidInput, "not new"),
         ("u_nobody", UnknownUser, "u_nobody"),
         (gone, InvalidInput, "is gone"),
+        (leaving, InvalidInput, "scheduled to cancel at period end"),
     ]
     for uid, error, reason in cases:
         with pytest.raises(error, match=reason):
@@ -148,7 +154,7 @@ def test_refusals_name_the_reason_and_write_nothing(world: World) -> None:
 
 
 def test_unpaid_invoice_in_the_new_system_is_refused(world: World) -> None:
-    uid = user_of(world, "simple_monthly", 3)
+    uid = user_of(world, "yearly", 1)
     assert services.migrate_user(world.deps, uid).status == "succeeded"
     # the new system bills the user natively and the invoice stays open: a plan change
     # on a simulated card always succeeds, so the open invoice is written as the service
