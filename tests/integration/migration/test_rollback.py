@@ -8,6 +8,9 @@ exactly one billing system and the same next charge; the refusals write nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,11 +19,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from migration_world import BILLING, DEFERRED_CONFIGS, World, open_world
+from crash_worker import saga_overrides
+from migration_world import BILLING, DEFERRED_CONFIGS, PLAIN_CONFIGS, World, open_world
 
+from admin.bootstrap import bootstrap
 from core.errors import InvalidInput, UnknownUser
 from core.money import Money
-from migration import rollback, services
+from migration import records, rollback, saga, services
 from migration.models import Migration
 from sandbox.legacy.configurations import CONFIGURATIONS
 from sandbox.stack import Stack
@@ -200,3 +205,59 @@ def test_history_from_the_stay_in_new_stays_readable_through_the_facade(world: W
         verify = next(r for r in steps_of(session, back.id) if r.step == "rb_verify")
     assert paid.id in build.detail["history"]["payments"]
     assert verify.detail["clean"] and verify.detail["history_in_new"] == build.detail["history"]
+
+
+@pytest.fixture(scope="module")
+def crash_users(world: World) -> dict[str, str]:
+    """One plain user per rollback step, migrated forward (seeded after the population)."""
+    users = world.seed(len(rollback.ORDER), configs=PLAIN_CONFIGS)
+    world.sync()
+    for uid in users:
+        assert services.migrate_user(world.deps, uid).status == "succeeded"
+    return dict(zip(rollback.ORDER, users, strict=True))
+
+
+def run_killed(world: World, mig_id: str, step: str) -> int:
+    """Run the rollback in a child process built by the composition root with crash_worker's
+    hook, which SIGKILLs it right after ``step``'s work (its step record still open). A fork,
+    not a fresh interpreter: the same real process death, without paying the imports again;
+    the child builds its own root (engine, HTTP clients) and touches none of ours."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child dies by SIGKILL
+        try:
+            os.environ["TWINBILL_TEST_CRASH_AFTER"] = step
+            root = bootstrap(world.settings, saga=saga_overrides())
+            saga.run(root.saga, mig_id)
+        finally:
+            os._exit(3)  # the hook did not fire
+    _, status = os.waitpid(pid, 0)
+    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else -os.WEXITSTATUS(status)
+
+
+@pytest.mark.parametrize("step", rollback.ORDER)
+def test_sigkill_at_each_rollback_step_is_finished_by_the_reaper(
+    world: World, crash_users: dict[str, str], step: str
+) -> None:
+    uid = crash_users[step]
+    charged = new_next(world, uid)
+    mig_id = records.create(world.ctx.sessions, uid, direction="rollback")
+    assert run_killed(world, mig_id, step) == signal.SIGKILL
+    (mig,) = [m for m in world.migrations(uid) if m.id == mig_id]
+    assert mig.status == "running" and (step, 1, "running") in world.steps(mig_id)
+    assert world.routes()[uid].state in ("migrating", "legacy")
+
+    deps = dataclasses.replace(world.deps, stale_after=0.2)  # the lease of the dead worker
+    time.sleep(0.3)  # let it age past that lease (a wait for staleness, not for a result)
+    reaped = services.reap(deps, lambda found: saga.run(deps, found))
+    assert reaped["resumed"] == 1, reaped
+
+    done = records.load(world.ctx.sessions, mig_id)
+    assert done.status == "succeeded", (done.error_message, world.steps(mig_id))
+    trail = world.steps(mig_id)
+    assert trail.index((step, 1, "running")) < trail.index((step, 2, "ok")), trail
+    assert world.check_exactly_one_system([uid]) == {uid: "legacy"}
+    assert legacy_next(world, uid) == charged
+    recreated = [
+        s for s in world.legacy_subs(uid) if (s.get("metadata") or {}).get("twinbill_rollback")
+    ]
+    assert len([s for s in recreated if s["status"] in BILLING]) == len(charged)  # never twice
