@@ -261,3 +261,46 @@ def test_sigkill_at_each_rollback_step_is_finished_by_the_reaper(
         s for s in world.legacy_subs(uid) if (s.get("metadata") or {}).get("twinbill_rollback")
     ]
     assert len([s for s in recreated if s["status"] in BILLING]) == len(charged)  # never twice
+
+
+def test_cli_rollback_and_cohort_rollback(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from admin.cli import app
+    from migration import cohorts
+
+    monkeypatch.setattr("admin.cli.rollback._root", lambda: world.ctx)
+    monkeypatch.setattr("admin.cli.migrate._deps", lambda: world.deps)
+    single, member = user_of(world, "trialing", 1), user_of(world, "gifted", 1)
+    cohorts.create(world.ctx.sessions, "rb-cli", [member], actor="test")
+    assert services.migrate_user(world.deps, single).status == "succeeded"
+    assert services.migrate_user(world.deps, member, cohort="rb-cli").status == "succeeded"
+    cli = CliRunner()
+
+    planned = cli.invoke(app, ["rollback", single, "--dry-run", "--json"])
+    assert planned.exit_code == 0, planned.output
+    (plan,) = json.loads(planned.stdout)["plans"]
+    assert [s["of"] for s in plan["recreate"]] == plan["cancel_in_new"]
+    assert world.routes()[single].state == "new"  # a dry run writes nothing
+
+    refused = cli.invoke(app, ["rollback", single])  # no terminal, no --yes
+    assert refused.exit_code == 2 and world.routes()[single].state == "new"
+
+    done = cli.invoke(app, ["rollback", single, "--yes", "--json"])
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.stdout)
+    assert body["status"] == "succeeded" and body["clean"], body
+    assert "will roll back 1 user: cancel 1 subscription in the new system" in done.stderr
+
+    again = cli.invoke(app, ["rollback", single, "--yes"])  # not on new any more: refused
+    assert again.exit_code == 2 and "not new" in again.stderr
+
+    cohort_run = cli.invoke(app, ["cohort", "rollback", "rb-cli", "--yes", "--json"])
+    assert cohort_run.exit_code == 0, cohort_run.output
+    (result,) = json.loads(cohort_run.stdout)["results"]
+    assert result["user_id"] == member and result["status"] == "succeeded"
+    with world.ctx.sessions() as session:  # pending again: `cohort run` would move it anew
+        assert cohorts.progress(session, "rb-cli").by_status.get("pending") == 1
+    assert world.check_exactly_one_system([single, member]) == {single: "legacy", member: "legacy"}
