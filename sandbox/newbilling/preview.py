@@ -150,7 +150,10 @@ def preview_import(session: Session, import_id: str) -> dict[str, Any]:
         .where(m.Subscription.import_id == imp.id)
         .order_by(m.Subscription.created_at, m.Subscription.id)
     ).all()
-    discounts = list(session.scalars(select(m.Discount).where(m.Discount.import_id == imp.id)))
+    # a re-import keeps the discounts the user already holds (its customer's coupon)
+    owner = m.Discount.user_id == imp.user_id if imp.customer_update else None
+    mine = m.Discount.import_id == imp.id
+    discounts = list(session.scalars(select(m.Discount).where(mine if owner is None else owner)))
     return {
         "import_id": imp.id,
         "status": imp.status,
