@@ -25,6 +25,10 @@ class Migration(Base):
     pivoted: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # legacy cancel started
     generation: Mapped[int] = mapped_column(sa.Integer, default=1)  # bumped by re-check restarts
     dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # forward (legacy -> new: migration.steps) | rollback (new -> legacy: migration.rollback)
+    direction: Mapped[str] = mapped_column(
+        sa.String(10), default="forward", server_default="forward"
+    )
     include_in_flight: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     inject_bug: Mapped[str | None] = mapped_column(sa.String(40), default=None)
     snapshot_id: Mapped[int | None] = mapped_column(BigId, default=None)

@@ -48,18 +48,27 @@ def create(
     dry_run: bool = False,
     include_in_flight: bool = False,
     inject_bug: str | None = None,
+    direction: str = "forward",
 ) -> str:
-    """A migration for the user, or the one already under way (never two at once)."""
+    """A migration for the user, or the one already under way (never two at once; a
+    rollback is refused while a forward migration is under way, and the reverse)."""
     with transaction(sessions) as session:
         existing = session.scalar(
-            sa.select(Migration.id).where(
+            sa.select(Migration).where(
                 Migration.user_id == user_id,
                 Migration.status.in_(ACTIVE),
                 Migration.dry_run.is_(dry_run),
             )
         )
-        if existing:
-            return existing
+        if existing is not None:
+            if existing.direction != direction:
+                from core.errors import IllegalTransition
+
+                raise IllegalTransition(
+                    f"user {user_id!r} has a {existing.direction} migration under way "
+                    f"({existing.id}, {existing.status}); let it finish first"
+                )
+            return existing.id
         mig = Migration(
             id=new_id(),
             user_id=user_id,
@@ -70,6 +79,7 @@ def create(
             inject_bug=inject_bug,
             pivoted=False,
             generation=1,
+            direction=direction,
         )
         session.add(mig)
         if cohort:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.canonical import (
+    BillingHistory,
     BillingSummary,
     Customer,
     Invoice,
@@ -134,6 +135,14 @@ class BillingMux(OfflineMoneyMixin):
     def list_payments(self, user_id: str) -> list[Payment]:
         info = self.route(user_id)
         return self._backend(info).list_payments(self._ref(info))
+
+    def new_system_history(self, user_id: str) -> BillingHistory | None:
+        """For a user rolled back to legacy: everything the new system kept from the stay
+        (invoices, payments, offline money it recorded are not rewritten into legacy)."""
+        info = self.route(user_id)
+        if info.system == "new" or not info.new_customer_id or "new" not in self._backends:
+            return None
+        return self._backends["new"].get_history(self._ref(info))
 
     def summary(self, user_id: str) -> BillingSummary:
         info = self.route(user_id)

@@ -17,6 +17,7 @@ from admin.cli import (
     legacy,
     migrate,
     reconcile,
+    rollback,
     routes,
     sandbox,
     support,
@@ -73,6 +74,7 @@ app.add_typer(webhooks.app, name="webhooks")
 app.command("serve")(routes.serve)
 app.add_typer(cohort.cohort, name="cohort")
 app.command("migrate")(migrate.migrate)
+app.command("rollback")(rollback.rollback)
 app.command("demo")(migrate.demo)
 app.command("reconcile")(reconcile.reconcile)
 app.command("worker")(migrate.worker)

@@ -423,3 +423,12 @@ def cohort_list(json: bool = JSON) -> None:
         rate = f"{d['diff_rate']:.1%}" if d["diff_rate"] is not None else "n/a"
         table.add_row(d["name"], status, iso(d["created_at"]) or "", members, rate)
     console.print(table)
+
+
+def _register_rollback() -> None:
+    from admin.cli.rollback import cohort_rollback
+
+    cohort.command("rollback")(cohort_rollback)
+
+
+_register_rollback()

@@ -238,6 +238,41 @@ class LegacyBillingBackend(BillingBackend, Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Recreation:
+    """One subscription of the new system, to be re-created in legacy by a rollback.
+
+    Billing resumes in legacy exactly where the new system would have charged next:
+    the subscription is created trialing until ``renews_at`` (the new system's
+    ``trial_end`` or ``current_period_end``), with no proration and no invoice now.
+    """
+
+    of: str  # the new system's subscription id
+    plan_code: str  # the legacy plan / price id
+    quantity: int
+    renews_at: datetime
+    currency: str
+    tax_rate_ids: tuple[str, ...] = ()  # legacy tax rate ids (Stripe default_tax_rates)
+    coupon_ids: tuple[str, ...] = ()  # legacy coupons of the subscription's discounts
+    trialing: bool = False  # the new system's subscription is itself in a trial
+    payment_method_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LegacyRollbackBackend(Protocol):
+    """What only a rollback needs from legacy: re-create a subscription, remove it again."""
+
+    def recreate_subscription(
+        self, ref: UserRef, spec: Recreation, *, rollback_id: str, idempotency_key: str
+    ) -> Subscription: ...
+    def remove_recreated(
+        self, ref: UserRef, subscription_id: str, *, rollback_id: str, idempotency_key: str
+    ) -> None: ...
+    def recreated_by(self, ref: UserRef, rollback_id: str) -> list[str]: ...
+    def customer_live(self, ref: UserRef) -> bool: ...
+
+
 @runtime_checkable
 class NewBillingBackend(BillingBackend, Protocol):
     def create_import(self, payload: dict[str, Any], *, idempotency_key: str) -> ImportResult: ...

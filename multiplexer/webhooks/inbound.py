@@ -122,12 +122,14 @@ def migration_reason(
     """Why this event was caused by twinbill's own migration (None: it was not)."""
     if provider == nz.NEW:
         if nz.new_migration_caused(event):
-            return "caused by a migration import (cause=import or import.* event)"
+            return "caused by a migration import or rollback (cause=import|rollback, import.*)"
         return None
     if nz.legacy_migration_flagged(event):
         return f"legacy subscription marked {nz.MIGRATION_FLAG!r} by the migration's cancel step"
     if route is None or route.state not in LOCKED_BY_MIGRATION:
         return None
+    if nz.legacy_rollback_flagged(event):  # after the flip, its renewals are the user's own
+        return f"legacy subscription re-created by a rollback ({nz.ROLLBACK_FLAG!r}), user locked"
     # While a user migrates, the facade refuses writes and the saga checked that legacy
     # was unchanged just before its cancel step: a cancellation now is the saga's own
     # (localstripe cannot carry the metadata flag: docs/architecture.md, "Webhooks").

@@ -160,10 +160,11 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
         sid = d.new_id("sub")
         start = d.now
         trial = int(p.get("trial_period_days") or 0)
+        trial_end = int(p["trial_end"]) if p.get("trial_end") else None  # a dated trial
         items = []
         for n, raw in enumerate(p.get("items") or []):
             price = d.get("price", raw.get("price") or "")
-            end = _period_end(start, price, trial)
+            end = trial_end or _period_end(start, price, trial)
             items.append(
                 shapes.item(
                     f"si_{sid}_{n}",
@@ -178,10 +179,14 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
             sid,
             cus["id"],
             items,
-            status="trialing" if trial else "active",
+            status="trialing" if trial or trial_end else "active",
             created=start,
             start_date=start,
+            metadata=dict(p.get("metadata") or {}),
+            default_tax_rates=[d.get("tax_rate", t) for t in p.get("default_tax_rates") or []],
+            discounts=[_new_discount(d, sid, x["coupon"]) for x in p.get("discounts") or []],
         )
+        trial = trial or bool(trial_end)
         if trial:
             sub.update(trial_start=start, trial_end=items[0]["current_period_end"])
         d.put("subscription", sub)
@@ -255,6 +260,15 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 def _matches(pattern: str, kind: str) -> bool:
     """Stripe's event type filter: an exact name or a ``*`` wildcard (``invoice.*``)."""
     return kind == pattern or (pattern.endswith("*") and kind.startswith(pattern[:-1]))
+
+
+def _new_discount(d: StripeDouble, sid: str, coupon: str) -> str:
+    """A subscription-level discount of an existing coupon (Stripe stores it by id)."""
+    did = d.new_id("di")
+    d.put("discount", {"id": did, "object": "discount", "subscription": sid,
+                       "source": {"coupon": d.get("coupon", coupon)["id"], "type": "coupon"},
+                       "start": d.now, "end": None})  # fmt: skip
+    return did
 
 
 def _expand_discount(d: StripeDouble, ref: Any) -> Any:

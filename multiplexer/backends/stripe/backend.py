@@ -45,11 +45,12 @@ from multiplexer.backends.base import (
     InventoryEntry,
     LegacyChanges,
     RawSnapshot,
+    Recreation,
     Throttle,
     UserRef,
     no_throttle,
 )
-from multiplexer.backends.stripe import bulk, events, snapshot
+from multiplexer.backends.stripe import bulk, events, rollback, snapshot
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe.mapping import (
@@ -422,6 +423,27 @@ class StripeLegacyBackend:
             params={"invoice_now": False, "prorate": False},
         )
         return map_subscription(sub, dialect=self.dialect)
+
+    # -- a rollback's writes (stripe/rollback.py) ------------------------------------------
+    def recreate_subscription(
+        self, ref: UserRef, spec: Recreation, *, rollback_id: str, idempotency_key: str
+    ) -> Subscription:
+        sub = rollback.recreate(
+            self._t, self._customer_id(ref), spec, rollback_id=rollback_id, key=idempotency_key
+        )
+        return map_subscription(sub, dialect=self.dialect)
+
+    def remove_recreated(
+        self, ref: UserRef, subscription_id: str, *, rollback_id: str, idempotency_key: str
+    ) -> None:
+        rollback.remove(self._t, subscription_id, key=idempotency_key)
+
+    def customer_live(self, ref: UserRef) -> bool:
+        return rollback.customer_live(self._t, self._customer_id(ref))
+
+    def recreated_by(self, ref: UserRef, rollback_id: str) -> list[str]:
+        """Ids of the live subscriptions this rollback created (found by their marker)."""
+        return [s["id"] for s in rollback.recreated(self._t, self._customer_id(ref), rollback_id)]
 
     def refund_payment(
         self,

@@ -38,6 +38,10 @@ class Dialect:
     events_gap: str
     #: how long events stay listable (Stripe: 30 days); an older window is a gap
     event_retention_seconds: int
+    #: a re-created subscription (rollback) may name its ``discounts`` and its
+    #: ``default_payment_method`` (localstripe: 400 "Unexpected" for both)
+    subscription_discounts: bool
+    subscription_payment_method: bool
     # --- how its answers read ------------------------------------------------------
     #: ``account_balance`` is stored as *minus* the balance given (localstripe)
     account_balance_negated: bool
@@ -67,6 +71,8 @@ DIALECTS: dict[str, Dialect] = {
         page_caps=(),
         events_gap="",
         event_retention_seconds=30 * 86400,
+        subscription_discounts=True,
+        subscription_payment_method=True,
         account_balance_negated=False,
         incomplete_trial_is_trialing=False,
         preview_dated_by_lines=True,
@@ -92,6 +98,8 @@ DIALECTS: dict[str, Dialect] = {
             "refunds or voided invoices (docs/legacy-gaps.md, Events)"
         ),
         event_retention_seconds=30 * 86400,
+        subscription_discounts=False,
+        subscription_payment_method=False,
         account_balance_negated=True,
         incomplete_trial_is_trialing=True,
         preview_dated_by_lines=False,
