@@ -72,6 +72,39 @@ def latest_run(session: Session, cohort: str) -> ShadowRun | None:
     )
 
 
+def check_can_start(
+    session: Session, name: str, *, days: int, inject_bug: str | None = None
+) -> tuple[Cohort, list[str]]:
+    """Refuse, naming why, a rehearsal that cannot start; the cohort and its users if it can."""
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidInput(f"--days {days}: a shadow period is 1 to {MAX_DAYS} days")
+    if inject_bug is not None and inject_bug not in BUGS:
+        raise InvalidInput(f"--inject-bug {inject_bug!r}: one of {', '.join(sorted(BUGS))}")
+    cohort = cohorts.get(session, name)
+    members = list(session.scalars(sa.select(CohortMember).where(CohortMember.cohort == name)))
+    if cohort.status != "created" or any(m.migration_id for m in members):
+        raise InvalidInput(
+            f"cohort {name!r} is {cohort.status} and has started moving users: only a "
+            "cohort still on legacy that never ran can be shadowed"
+        )
+    current = open_run(session, name)
+    if current is not None:
+        raise InvalidInput(
+            f"cohort {name!r} is already in shadow until {current.until:%Y-%m-%d %H:%M} UTC "
+            f"(`twinbill cohort shadow-report {name}`; end it with "
+            f"`twinbill cohort shadow-stop {name}`)"
+        )
+    ids = [m.user_id for m in members]
+    routes = {r.user_id: r for r in session.scalars(sa.select(Route).where(Route.user_id.in_(ids)))}
+    off = [u for u in ids if u not in routes or routes[u].state != routing.LEGACY]
+    if off:
+        states = (f"{u} ({routes[u].state if u in routes else 'unknown'})" for u in off[:10])
+        raise InvalidInput(
+            f"cohort {name!r}: only users on legacy can be shadowed; not: " + ", ".join(states)
+        )
+    return cohort, ids
+
+
 def start(
     sessions: sessionmaker[Session],
     name: str,
@@ -83,37 +116,8 @@ def start(
     """Check everything, then write the run and one pending shadow import per member, in one
     transaction (a refusal writes nothing). Returns (run id, shadow import ids); each is
     then imported by ``shadow_sync.sync`` (inline, or one task per user)."""
-    if not 1 <= days <= MAX_DAYS:
-        raise InvalidInput(f"--days {days}: a shadow period is 1 to {MAX_DAYS} days")
-    if inject_bug is not None and inject_bug not in BUGS:
-        raise InvalidInput(f"--inject-bug {inject_bug!r}: one of {', '.join(sorted(BUGS))}")
     with transaction(sessions) as session:
-        cohort = cohorts.get(session, name)
-        members = list(session.scalars(sa.select(CohortMember).where(CohortMember.cohort == name)))
-        if cohort.status != "created" or any(m.migration_id for m in members):
-            raise InvalidInput(
-                f"cohort {name!r} is {cohort.status} and has started moving users: only a "
-                "cohort still on legacy that never ran can be shadowed"
-            )
-        current = open_run(session, name)
-        if current is not None:
-            raise InvalidInput(
-                f"cohort {name!r} is already in shadow until {current.until:%Y-%m-%d %H:%M} UTC "
-                f"(`twinbill cohort shadow-report {name}`; end it with "
-                f"`twinbill cohort shadow-stop {name}`)"
-            )
-        ids = [m.user_id for m in members]
-        routes = {
-            r.user_id: r for r in session.scalars(sa.select(Route).where(Route.user_id.in_(ids)))
-        }
-        off = [u for u in ids if u not in routes or routes[u].state != routing.LEGACY]
-        if off:
-            raise InvalidInput(
-                f"cohort {name!r}: only users on legacy can be shadowed; not: "
-                + ", ".join(
-                    f"{u} ({routes[u].state if u in routes else 'unknown'})" for u in off[:10]
-                )
-            )
+        cohort, ids = check_can_start(session, name, days=days, inject_bug=inject_bug)
         run = ShadowRun(
             id=new_id("shd"),
             cohort=name,
@@ -312,7 +316,10 @@ def release_member(deps: SagaDeps, mig: Migration) -> None:
 
 
 def tick(
-    deps: SagaDeps, enqueue_sync: Callable[[str, str], None], *, every: timedelta = timedelta(days=1)
+    deps: SagaDeps,
+    enqueue_sync: Callable[[str, str], None],
+    *,
+    every: timedelta = timedelta(days=1),
 ) -> dict[str, int]:
     """Beat: end rehearsals past their period, close handed-over ones whose members all
     settled, and schedule the daily re-sync and comparison of every shadowed user."""

@@ -135,7 +135,7 @@ class BillingMux(OfflineMoneyMixin):
     # -- reads ---------------------------------------------------------------------------
     def _shadow(self, info: RouteInfo, op: str, answer: Any, read: Callable[..., Any]) -> Any:
         """Return ``answer`` unchanged; for a legacy user, let the scientist compare it with
-        the new system's answer to the same read in the background (shadowed users only)."""
+        the new system's answer (``read(new, ref)``) in the background, shadowed users only."""
         if self._scientist is not None and info.system == "legacy":
             new = self._backends["new"]
             ref = UserRef(info.user_id, None, info.new_customer_id)
@@ -145,17 +145,17 @@ class BillingMux(OfflineMoneyMixin):
     def list_subscriptions(self, user_id: str) -> list[Subscription]:
         info = self.route(user_id)
         answer = self._backend(info).list_subscriptions(self._ref(info))
-        return self._shadow(info, "list_subscriptions", answer, _call("list_subscriptions"))  # type: ignore[no-any-return]
+        return self._shadow(info, "list_subscriptions", answer, _history)  # type: ignore[no-any-return]
 
     def list_invoices(self, user_id: str) -> list[Invoice]:
         info = self.route(user_id)
         answer = self._backend(info).list_invoices(self._ref(info))
-        return self._shadow(info, "list_invoices", answer, _call("list_invoices"))  # type: ignore[no-any-return]
+        return self._shadow(info, "list_invoices", answer, _history)  # type: ignore[no-any-return]
 
     def list_payments(self, user_id: str) -> list[Payment]:
         info = self.route(user_id)
         answer = self._backend(info).list_payments(self._ref(info))
-        return self._shadow(info, "list_payments", answer, _call("list_payments"))  # type: ignore[no-any-return]
+        return self._shadow(info, "list_payments", answer, _history)  # type: ignore[no-any-return]
 
     def summary(self, user_id: str) -> BillingSummary:
         info = self.route(user_id)
@@ -358,8 +358,10 @@ class BillingMux(OfflineMoneyMixin):
         return legacy.get_plan(plan_code)
 
 
-def _call(method: str) -> Callable[[BillingBackend, UserRef], Any]:
-    return lambda backend, ref: getattr(backend, method)(ref)
+def _history(backend: BillingBackend, ref: UserRef) -> BillingHistory:
+    """The new side of a list read: the user's whole history, so that the records it points
+    at (an invoice's subscription) resolve to their legacy ids before the comparison."""
+    return backend.get_history(ref)
 
 
 def _summary(info: RouteInfo, history: BillingHistory) -> BillingSummary:

@@ -1,7 +1,8 @@
 """One application read answered by both systems, compared under the reconciler's rules.
 
 The shadow rehearsal's facade comparison (``multiplexer.scientist``): the legacy answer
-the application got and the new system's answer from the user's shadow import. Lists
+the application got and the new system's answer from the user's shadow import (for a
+list read, the import's whole history: references resolve to legacy ids). Lists
 of records go through the same field-by-field engine as a reconciliation
 (``reconciler.diff.diff_docs`` and ``reconciler.rules``); a summary's own fields are
 compared here under the same rule kinds. Pure: no I/O.
@@ -14,9 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from core.canonical import BillingSummary
-from reconciler.diff import diff_docs, to_second
+from core.canonical import BillingHistory, BillingSummary
+from reconciler.diff import diff_docs, new_refs, to_second
 from reconciler.findings import Difference, DiffKind
+from reconciler.rules import COLLECTIONS, RULES, RuleKind
 
 #: read -> the history collection its records belong to
 LISTS = {
@@ -39,11 +41,28 @@ def _docs(records: Sequence[BaseModel]) -> list[dict[str, Any]]:
     return [r.model_dump(mode="json") for r in records]
 
 
+def _resolved(history: BillingHistory, key: str) -> list[dict[str, Any]]:
+    """One collection of the new side's history, its references to other records (an
+    invoice's ``subscription_id``) turned into their legacy ids, as a full diff would."""
+    doc = history.model_dump(mode="json")
+    refs = new_refs(doc)
+    kind = dict(COLLECTIONS)[key]
+    fields = [(n, r.target) for n, r in RULES[kind].items() if r.kind is RuleKind.REFERENCE]
+    out = []
+    for record in doc.get(key) or []:
+        for name, target in fields:
+            if record.get(name) is not None:
+                record[name] = refs[target].get(record[name], record[name])
+        out.append(record)
+    return out
+
+
 def compare_read(op: str, user_id: str, legacy: Any, new: Any) -> list[Difference]:
     """Every difference between two answers to the read ``op`` for one user."""
     if op in LISTS:
         key = LISTS[op]
-        return list(diff_docs({key: _docs(legacy)}, {key: _docs(new)}, user_id=user_id).differences)
+        records = _resolved(new, key) if isinstance(new, BillingHistory) else _docs(new)
+        return list(diff_docs({key: _docs(legacy)}, {key: records}, user_id=user_id).differences)
     if op == "summary":
         return _summary(user_id, legacy, new)
     raise ValueError(f"no comparison for read {op!r}")

@@ -18,6 +18,7 @@ from admin.cli import (
     reconcile,
     routes,
     sandbox,
+    shadow,
     support,
     webhooks,
 )
@@ -69,6 +70,9 @@ app.add_typer(routes.rollout, name="rollout")
 app.add_typer(routes.tokens, name="tokens")
 app.add_typer(webhooks.app, name="webhooks")
 app.command("serve")(routes.serve)
+cohort.cohort.command("shadow")(shadow.cohort_shadow)
+cohort.cohort.command("shadow-report")(shadow.cohort_shadow_report)
+cohort.cohort.command("shadow-stop")(shadow.cohort_shadow_stop)
 app.add_typer(cohort.cohort, name="cohort")
 app.command("migrate")(migrate.migrate)
 app.command("demo")(migrate.demo)
