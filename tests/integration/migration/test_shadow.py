@@ -21,8 +21,12 @@ from migration_world import World, open_world, wait_until
 
 from migration import cohorts, services, shadow, shadow_sync
 from migration.models import MigrationStep, ShadowCheck, ShadowImport
+from migration.shadow_reads import ShadowReadHooks
 from migration.shadow_report import build
 from multiplexer.backends.base import UserRef
+from multiplexer.facade import BillingMux
+from multiplexer.scientist import Scientist
+from sandbox.faultproxy import FaultProxy
 from sandbox.stack import Stack
 
 pytestmark = [pytest.mark.localstripe, pytest.mark.newbilling, pytest.mark.slow]
@@ -146,6 +150,79 @@ def test_a_clean_population_reports_zero_mismatches_and_the_app_keeps_its_answer
         reads = list(session.scalars(sa.select(ShadowCheck).where(ShadowCheck.trigger == "facade")))
     assert report.reads_compared == 4 * len(imported), [(c.kind, c.outcome) for c in reads]
     assert report.clean, report.examples
+
+
+def _facade_checks(world: World) -> list[ShadowCheck]:
+    with world.ctx.sessions() as session:
+        return list(
+            session.scalars(
+                sa.select(ShadowCheck)
+                .where(ShadowCheck.trigger == "facade")
+                .order_by(ShadowCheck.id)
+            )
+        )
+
+
+def _mux(world: World, new: Any, *, timeout: float) -> tuple[BillingMux, Scientist]:
+    """The app's facade over real legacy and ``new``, with its own scientist (1 slot)."""
+    ctx = world.ctx
+    scientist = Scientist(ShadowReadHooks(ctx.sessions), timeout=timeout, max_in_flight=1)
+    mux = BillingMux(
+        ctx.sessions,
+        ctx.cache,
+        {"legacy": ctx.legacy, "new": new},
+        max_amount_major=10_000,
+        scientist=scientist,
+    )
+    return mux, scientist
+
+
+def test_a_new_system_that_hangs_or_fails_never_changes_the_apps_answer(world: World) -> None:
+    """The rehearsal of the previous test is still active. No wall clock: the gate decides."""
+    row = next(r for r in shadow_rows(world) if r.status == "active")
+    ref = UserRef(row.user_id, world.user(row.user_id).customer_id)
+    expected = world.ctx.legacy.list_subscriptions(ref)
+    before = len(_facade_checks(world))
+
+    # hangs: the app's call returns while the comparison is still waiting for new
+    gate = Gate(world.ctx.new)
+    mux, scientist = _mux(world, gate, timeout=600)
+    assert mux.list_subscriptions(row.user_id) == expected
+    assert gate.entered.wait(30)
+    assert scientist.stats()["in_flight"] == 1 and len(_facade_checks(world)) == before
+    assert mux.list_subscriptions(row.user_id) == expected  # no free slot: dropped, not queued
+    assert scientist.stats()["dropped"] == 1
+    gate.open.set()
+    assert scientist.drain(60)
+    assert [c.outcome for c in _facade_checks(world)[before:]] == ["clean"]
+    scientist.close()
+
+    # hangs past the timeout: recorded as a timeout, the answer unchanged
+    gate = Gate(world.ctx.new)
+    mux, scientist = _mux(world, gate, timeout=0.05)
+    assert mux.list_invoices(row.user_id) == world.ctx.legacy.list_invoices(ref)
+    assert scientist.drain(60)
+    assert scientist.stats()["timeout"] == 1
+    assert _facade_checks(world)[-1].outcome == "timeout"
+    gate.open.set()
+    scientist.close()
+
+    # 500s: a real HTTP 500 from a proxy in front of newbilling
+    from multiplexer.backends import registry
+
+    with FaultProxy(world.endpoints.new_url, error_rate=1.0) as proxy:
+        settings = world.settings.model_copy(update={"new_base_url": proxy.url})
+        failing = registry.build_new(settings, lambda: None)
+        mux, scientist = _mux(world, failing, timeout=600)
+        assert mux.list_subscriptions(row.user_id) == expected
+        assert mux.summary(row.user_id).system.value == "legacy"
+        assert scientist.drain(60)
+        assert scientist.stats()["error"] == 2 and proxy.stats()["injected_500"] >= 2
+        scientist.close()
+    assert [c.outcome for c in _facade_checks(world)[-2:]] == ["error", "error"]
+    with world.ctx.sessions() as session:
+        report = build(session, COHORT)
+    assert report.clean and report.errors >= 3  # could not compare: counted, not a mismatch
 
 
 def test_a_legacy_webhook_re_imports_a_changed_user_under_a_new_generation(world: World) -> None:
