@@ -31,6 +31,8 @@ from multiplexer.webhooks.outbox import DeliveryPolicy
 TASK_MODULES = ("migration.tasks", "multiplexer.tasks", "admin.tasks")
 MIGRATE = "twinbill.migrate"
 PREFETCH = "twinbill.prefetch"
+SHADOW_SYNC = "twinbill.shadow_sync"
+SHADOW_SYNC_USER = "twinbill.shadow_sync_user"
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -42,6 +44,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "reconcile-recent": {"task": "twinbill.reconcile_recent", "schedule": 300.0},
         "purge-admin-sessions": {"task": "twinbill.purge_admin_sessions", "schedule": 3600.0},
         "recover-offline-money": {"task": "twinbill.recover_offline", "schedule": 300.0},
+        # shadow rehearsals: periods that ended; each shadowed user compared once a day
+        "shadow-tick": {"task": "twinbill.shadow_tick", "schedule": 3600.0},
     }
 
 
@@ -81,6 +85,16 @@ class App(MuxContext):
         queue = DEFAULT_QUEUE if self.celery.embedded else CONTROL_QUEUE
         self.celery.send_task(MIGRATE, args=(migration_id,), queue=queue)
 
+    def enqueue_shadow_sync(self, shadow_import_id: str, trigger: str) -> None:
+        self.celery.send_task(SHADOW_SYNC, args=(shadow_import_id, trigger))
+
+    def on_legacy_event(self, user_id: str) -> None:
+        """A legacy webhook about a shadowed user: re-sync and re-compare it in a worker."""
+        from migration.shadow import is_shadowed
+
+        if is_shadowed(self.sessions, user_id):
+            self.celery.send_task(SHADOW_SYNC_USER, args=(user_id, "webhook"))
+
 
 def bootstrap(
     settings: Settings,
@@ -95,7 +109,9 @@ def bootstrap(
     reconciler's), ``webhook_policy`` and ``saga`` (SagaDeps fields) let tests hand over
     their own parts."""
     celery = create_celery(settings, TASK_MODULES, beat_schedule=beat_schedule(settings))
-    parts = mux_parts(settings, backends=backends, engine=engine)
+    from migration.shadow_reads import ShadowReadHooks
+
+    parts = mux_parts(settings, backends=backends, engine=engine, shadow_reads=ShadowReadHooks)
     ctx = MuxContext(**parts)
     deps = saga_deps(
         ctx,

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     admin_locale: str = "en_US"  # how the admin formats money and numbers (babel locale)
 
+    # -- shadow rehearsal (`twinbill cohort shadow`) --
+    #: a shadowed user's read is compared with the new system's answer in the background:
+    #: at most this many at once (more are dropped, counted), each waited for this long
+    shadow_read_concurrency: int = Field(default=4, ge=1, le=64)
+    shadow_read_timeout: float = Field(default=2.0, gt=0)
+
     # -- workers and beat (docs/runbook.md "a worker died") --
     #: a migration whose heartbeat is older than this is handed to another worker; the
     #: saga heartbeats every third of it; worst-case handover = lease + reaper period

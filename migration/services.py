@@ -104,7 +104,10 @@ def start_cohort(
 
     With ``prefetch``, members whose snapshots are cheaper to read in bulk
     (``migration.prefetch``) are handed to it instead, to be enqueued once read."""
+    from migration import shadow
+
     cohorts.set_status(deps.sessions, name, "running", actor=actor)
+    shadow.hand_over(deps, name, actor=actor)  # reuse a clean rehearsal's imports, or discard
     statuses = ["pending", "queued", "deferred"] + (["failed"] if retry_failed else [])
     with deps.sessions() as session:
         cohort = cohorts.get(session, name)
@@ -220,6 +223,9 @@ def run_member(deps: SagaDeps, migration_id: str) -> Migration | None:
             ):
                 return None  # stays queued; `cohort resume` enqueues it again
     result = saga.run(deps, migration_id)
+    from migration import shadow
+
+    shadow.release_member(deps, result)  # a shadow import its load step did not adopt
     if result.cohort:
         cohorts.check_halt(deps.sessions, result.cohort)
         cohorts.finish_if_settled(deps.sessions, result.cohort)

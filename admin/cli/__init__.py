@@ -20,6 +20,7 @@ from admin.cli import (
     rollback,
     routes,
     sandbox,
+    shadow,
     support,
     webhooks,
 )
@@ -72,6 +73,9 @@ app.add_typer(routes.rollout, name="rollout")
 app.add_typer(routes.tokens, name="tokens")
 app.add_typer(webhooks.app, name="webhooks")
 app.command("serve")(routes.serve)
+cohort.cohort.command("shadow")(shadow.cohort_shadow)
+cohort.cohort.command("shadow-report")(shadow.cohort_shadow_report)
+cohort.cohort.command("shadow-stop")(shadow.cohort_shadow_stop)
 app.add_typer(cohort.cohort, name="cohort")
 app.command("migrate")(migrate.migrate)
 app.command("rollback")(rollback.rollback)

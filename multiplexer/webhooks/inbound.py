@@ -292,8 +292,13 @@ def receive(
     body: bytes,
     signature: str | None,
     enqueue: Callable[[str], None],
+    on_legacy_event: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """The whole inbound path; raises ``WebhookRejected`` (nothing stored) on bad input."""
+    """The whole inbound path; raises ``WebhookRejected`` (nothing stored) on bad input.
+
+    ``on_legacy_event(user_id)`` is told of every new legacy event about a known user
+    after it is stored (the shadow rehearsal re-syncs a shadowed user); its failure is
+    logged, never the sender's problem."""
     if len(body) > MAX_BODY:
         raise WebhookRejected(413, f"body over {MAX_BODY} bytes")
     verify(settings, provider, body, signature)
@@ -313,6 +318,11 @@ def receive(
         log.info(
             "webhook %s %s (%s): %s", provider, event["id"], event["type"], outcome.disposition
         )
+    if on_legacy_event is not None and provider == nz.LEGACY and outcome.user_id is not None:
+        try:
+            on_legacy_event(outcome.user_id)
+        except Exception:  # noqa: BLE001 - stored and committed; the daily re-sync catches up
+            log.exception("legacy event %s: the shadow re-sync could not be scheduled", event["id"])
     if outcome.disposition == FORWARDED and outcome.user_id is not None:
         try:
             enqueue(outcome.user_id)
