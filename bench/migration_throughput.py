@@ -1,20 +1,31 @@
 """Migration throughput against a legacy budget of B requests/second.
 
-For each scenario (clean, then 1 % of legacy calls failing with 500): start a fresh
-sandbox (localstripe + newbilling), seed ``--users`` users straight into localstripe
-(timed separately: seeding is not migration), put ``sandbox.faultproxy`` with
-``rate_limit=B`` (and the scenario's faults) in front of localstripe, sync the
-inventory, then migrate every user in one cohort through the real Celery task code on
-an **embedded worker** (``--threads``, default 2; in-memory broker, SQLite: the
-``twinbill demo`` shape; all threads share the process's legacy limiter) set to 0.95 x B
-(``TWINBILL_LEGACY_RATE_LIMIT``).
+For each scenario — ``clean``, ``errors`` (1 % of legacy calls answered 500) and
+``burst429`` (every legacy request is answered 429 for 2 s of every 30 s) —
+start a fresh sandbox (localstripe + newbilling), seed ``--users`` users straight into
+localstripe (timed separately: seeding is not migration), put ``sandbox.faultproxy`` with
+``rate_limit=B`` and the scenario's faults in front of localstripe, sync the inventory,
+then migrate everyone in one cohort through the real Celery task code, with twinbill's
+legacy limiter set to ``--limiter-share`` x B (``TWINBILL_LEGACY_RATE_LIMIT``):
 
-Reports users/s, legacy calls per user, utilisation = achieved legacy req/s / B (requests
-the proxy accepted within its budget, per second of migration), 429s seen and users that
-ended ``failed``. Target: utilisation >= 0.90 with zero failed users. Prints numbers,
-asserts nothing.
+* on an **embedded worker** (``--threads``, in-memory broker, SQLite; all threads share
+  the process's limiter), and, with ``--processes N``, also on N ``twinbill worker``
+  processes of ``--threads`` threads each (Redis broker and one Redis limiter shared by
+  every process, PostgreSQL; ``--redis-url``, default db 3);
+* on the **per-user** read path, and with ``--bulk`` also with the bulk snapshot reads
+  and the event-based re-check turned on (``TWINBILL_BULK_READS=on``,
+  ``TWINBILL_EVENT_RECHECK=auto``), in the same run, with the ratio bulk / per-user.
 
-    .venv/bin/python bench/migration_throughput.py --users 500 --budget 20
+Prints per run: users/s; legacy calls per user amortized over the cohort, counted at
+the proxy (everything the server received: retries, 429s and the cohort's shared reads
+included); utilisation = legacy requests the proxy accepted per second of migration / B
+(and the same of the limiter's rate); the share of thread time spent waiting for a
+legacy slot; failed users; and the projected time for 600,000 users at Stripe's
+100 req/s = 600000 x calls/user / (100 x utilisation). ``--routes`` adds the calls per
+user of each legacy route. Prints numbers, asserts nothing.
+
+    .venv/bin/python bench/migration_throughput.py --users 500 --budget 20 --threads 3 \\
+        --bulk --processes 2
 """
 
 from __future__ import annotations
@@ -23,187 +34,133 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from throughput_run import Outcome, known_bulk_settings, run_scenario  # noqa: E402
+
+PROJECT_USERS, LIVE_LIMIT = 600_000, 100.0
+SCENARIOS = {
+    "clean": {},
+    "errors": {"error_rate": 0.01},
+    "burst429": {"burst_429_period": (30.0, 2.0)},
+}
 
 
-@dataclass
-class Outcome:
-    scenario: str
-    users: int
-    seed_seconds: float
-    seconds: float
-    done: int
-    deferred: int
-    failed: int
-    legacy_calls: int  # client side: slots taken from the limiter
-    accepted: int  # proxy side: requests that got past the server's budget
-    got_429: int
-    got_500: int
-    budget: float
-    failures: dict[str, int]
-
-    @property
-    def users_per_second(self) -> float:
-        return self.users / self.seconds if self.seconds else 0.0
-
-    @property
-    def calls_per_user(self) -> float:
-        return self.legacy_calls / self.users if self.users else 0.0
-
-    @property
-    def achieved(self) -> float:
-        return self.accepted / self.seconds if self.seconds else 0.0
-
-    @property
-    def utilisation(self) -> float:
-        return self.achieved / self.budget
-
-
-def run_scenario(
-    name: str,
-    *,
-    users: int,
-    budget: float,
-    faults: dict[str, Any],
-    workdir: Path,
-    seed: int,
-    threads: int = 2,
-) -> Outcome:
-    from admin.bootstrap import bootstrap
-    from core import dbschema
-    from core.queue import embedded_worker
-    from core.settings import load_settings
-    from migration import cohorts, services
-    from multiplexer.inventory import sync_customers
-    from sandbox.faultproxy import FaultProxy
-    from sandbox.legacy.launcher import make_client
-    from sandbox.legacy.population import seed as seed_population
-    from sandbox.stack import Stack
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    with Stack(workdir / "sandbox") as ep, FaultProxy(ep.legacy_url, seed=seed) as proxy:
-        t0 = time.perf_counter()
-        seed_population(make_client(ep.legacy_url, ep.legacy_api_key), users, seed)
-        seed_seconds = time.perf_counter() - t0
-
-        settings = load_settings(
-            database_url=f"sqlite:///{workdir / 'twinbill.db'}",
-            redis_url=None,
-            legacy_backend="localstripe",
-            legacy_api_base=proxy.url,
-            legacy_api_key=ep.legacy_api_key,
-            new_base_url=ep.new_url,
-            new_api_token=ep.new_api_token,
-            legacy_rate_limit=0.95 * budget,
-            new_rate_limit=500,
-        )
-        dbschema.upgrade(settings.database_url)
-        ctx = bootstrap(settings)
-        sync_customers(ctx.sessions, ctx.legacy.iter_customers(), actor="bench", cache=ctx.cache)
-        deps = ctx.saga
-        with ctx.sessions() as session:
-            everyone = [c.user_id for c in cohorts.candidates(session)]
-        cohorts.create(ctx.sessions, name, everyone, actor="bench", halt_at_bp=10_000)
-
-        proxy.configure(rate_limit=budget, **faults)
-        time.sleep(1.1)  # let the sync's requests leave the proxy's 1-s window
-        proxy.reset_stats()
-        limiter = ctx.limiters["legacy"]
-        calls_before = limiter.stats()["acquired"]
-        with embedded_worker(ctx.celery, concurrency=threads):
-            started = time.perf_counter()
-            services.start_cohort(deps, name, ctx.enqueue_migration, actor="bench")
-            last = -1
-            while True:
-                with ctx.sessions() as session:
-                    p = cohorts.progress(session, name)
-                if p.settled:
-                    break
-                finished = p.finished + p.by_status.get("deferred", 0)
-                if finished // 50 != last:
-                    last = finished // 50
-                    print(f"  {name}: {finished}/{p.total} settled", file=sys.stderr, flush=True)
-                time.sleep(0.25)
-            seconds = time.perf_counter() - started
-        stats = proxy.stats()
-        legacy_calls = limiter.stats()["acquired"] - calls_before
-        ctx.close()
-    return Outcome(
-        name,
-        len(everyone),
-        seed_seconds,
-        seconds,
-        p.by_status.get("done", 0),
-        p.by_status.get("deferred", 0),
-        p.by_status.get("failed", 0),
-        legacy_calls,
-        stats["requests"] - stats["injected_429"],
-        stats["injected_429"],
-        stats["injected_500"],
-        budget,
-        p.failures_by_kind,
+def _row(o: Outcome) -> str:
+    wait = "-" if o.wait_share is None else f"{o.wait_share:.2f}"
+    return (
+        f"{o.scenario:<8} {o.path:<8} {o.shape:<11} {o.users:>5} {o.seconds:>7.1f} "
+        f"{o.users_per_second:>7.2f} {o.calls_per_user:>10.2f} {o.achieved:>8.2f} "
+        f"{o.utilisation:>5.2f} {o.of_limiter:>6.2f} {wait:>5} {o.got_429:>5} {o.got_500:>5} "
+        f"{o.done:>5} {o.deferred:>5} {o.failed:>6} "
+        f"{o.projected_hours(PROJECT_USERS, LIVE_LIMIT):>8.1f} h"
     )
+
+
+def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\nmigration throughput — B = {args.budget:g} legacy req/s at the proxy, limiter "
+        f"{args.limiter_share:g}·B, {args.threads} threads per worker; "
+        f"{os.cpu_count()} cores, load average {load} (a busy machine starves the workers)\n"
+    )
+    header = (
+        f"{'scenario':<8} {'path':<8} {'shape':<11} {'users':>5} {'migr s':>7} "
+        f"{'users/s':>7} {'calls/user':>10} {'legacy/s':>8} {'util':>5} {'of lim':>6} "
+        f"{'wait':>5} {'429s':>5} {'500s':>5} {'done':>5} {'defer':>5} {'failed':>6} "
+        f"{'600k@100':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for o in outcomes:
+        print(_row(o))
+    print(
+        "\nutil = accepted legacy req/s / B; of lim = the same / the limiter's rate; wait ="
+        " share of thread time waiting for a legacy slot; 600k@100 = 600000 x calls/user /"
+        " (100 x util)"
+    )
+    by_key = {(o.scenario, o.shape, o.path): o for o in outcomes}
+    for (scenario, shape, path), bulk in by_key.items():
+        per_user = by_key.get((scenario, shape, "per-user"))
+        if path == "bulk" and per_user is not None:
+            print(
+                f"  {scenario}/{shape}: bulk / per-user — calls per user "
+                f"{bulk.calls_per_user / per_user.calls_per_user:.3f}, users/s "
+                f"{bulk.users_per_second / per_user.users_per_second:.2f}x"
+            )
+    if args.routes:
+        for o in outcomes:
+            print(f"\n  {o.scenario}/{o.path}/{o.shape}: legacy calls per user by route")
+            for route, n in sorted(o.routes.items(), key=lambda kv: -kv[1]):
+                print(f"    {n / o.users:>7.2f}  {route}")
+    print("\ntargets: <= 4 calls/user (bulk, >= 500 users), utilisation >= 0.95, 0 failed")
+    for o in outcomes:
+        if o.failed:
+            print(f"  {o.scenario}/{o.path}/{o.shape}: {o.failed} failed: {o.failures}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--budget", type=float, default=20.0, help="B, legacy requests/s")
+    parser.add_argument("--limiter-share", type=float, default=0.95, help="limiter rate / B")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=("clean", "errors"), default=None)
-    parser.add_argument("--threads", type=int, default=2, help="worker threads sharing B")
+    parser.add_argument("--only", choices=sorted(SCENARIOS), action="append")
+    parser.add_argument("--threads", type=int, default=3, help="threads per worker")
+    parser.add_argument("--bulk", action="store_true", help="also run the bulk read path")
+    parser.add_argument("--processes", type=int, default=0, help="also on N worker processes")
+    parser.add_argument("--embedded", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "TWINBILL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument("--routes", action="store_true", help="calls per user by route")
     args = parser.parse_args(argv)
-    os.environ.pop("TWINBILL_REDIS_URL", None)
-
-    scenarios = [("clean", {}), ("errors", {"error_rate": 0.01})]
+    if args.bulk and not known_bulk_settings():
+        print(
+            "warning: this build knows neither TWINBILL_BULK_READS nor TWINBILL_EVENT_RECHECK"
+            " (bulk reads / event re-check not merged yet): the bulk rows run the per-user path",
+            file=sys.stderr,
+        )
+    paths = ["per-user", "bulk"] if args.bulk else ["per-user"]
+    shapes = ([0] if args.embedded else []) + ([args.processes] if args.processes else [])
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="twinbill-bench-") as tmp:
-        for name, faults in scenarios:
-            if args.only and name != args.only:
+        for name, faults in SCENARIOS.items():
+            if args.only and name not in args.only:
                 continue
-            print(f"scenario {name}: seeding {args.users} users ...", file=sys.stderr, flush=True)
-            outcomes.append(
-                run_scenario(
-                    name,
-                    users=args.users,
-                    budget=args.budget,
-                    faults=faults,
-                    workdir=Path(tmp) / name,
-                    seed=args.seed,
-                    threads=args.threads,
-                )
-            )
-            print(f"  {name}: {outcomes[-1]}", file=sys.stderr, flush=True)  # partial results
-
-    print(
-        f"\nmigration throughput — B = {args.budget:g} legacy req/s, limiter 0.95·B, "
-        f"{args.threads} embedded worker threads (in-memory broker, SQLite)\n"
-    )
-    header = (
-        f"{'scenario':<8} {'users':>5} {'seed s':>7} {'migr s':>7} {'users/s':>7} "
-        f"{'calls/user':>10} {'legacy r/s':>10} {'util':>5} {'429s':>5} {'500s':>5} "
-        f"{'done':>5} {'defer':>5} {'failed':>6}"
-    )
-    print(header)
-    print("-" * len(header))
-    for o in outcomes:
-        print(
-            f"{o.scenario:<8} {o.users:>5} {o.seed_seconds:>7.1f} {o.seconds:>7.1f} "
-            f"{o.users_per_second:>7.2f} {o.calls_per_user:>10.1f} {o.achieved:>10.2f} "
-            f"{o.utilisation:>5.2f} {o.got_429:>5} {o.got_500:>5} {o.done:>5} "
-            f"{o.deferred:>5} {o.failed:>6}"
-        )
-    print("\ntarget: utilisation >= 0.90 with zero failed users")
-    for o in outcomes:
-        verdict = "meets" if o.utilisation >= 0.90 and o.failed == 0 else "misses"
-        extra = f" (failures by kind: {o.failures})" if o.failed else ""
-        print(f"  {o.scenario}: {verdict} the target{extra}")
+            for processes in shapes:
+                for path in paths:
+                    print(
+                        f"{name}/{path}/{processes or 'embedded'}: seeding {args.users} users",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    outcomes.append(
+                        run_scenario(
+                            name,
+                            path=path,
+                            users=args.users,
+                            budget=args.budget,
+                            limiter_share=args.limiter_share,
+                            faults=faults,
+                            workdir=Path(tmp) / f"{name}-{path}-{processes}",
+                            seed=args.seed,
+                            threads=args.threads,
+                            processes=processes,
+                            redis_url=args.redis_url,
+                            postgres_url=args.postgres_url,
+                        )
+                    )
+                    print(f"  {_row(outcomes[-1])}", file=sys.stderr, flush=True)
+    report(outcomes, args)
 
 
 if __name__ == "__main__":

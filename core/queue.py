@@ -83,6 +83,9 @@ def beat_schedule_path(settings: Settings) -> str:
     return str(configured or Path(tempfile.gettempdir()) / "twinbill-celerybeat-schedule")
 
 
+EMBEDDED_POLL_SECONDS = 0.02
+
+
 def create_celery(
     settings: Settings,
     task_modules: tuple[str, ...] = (),
@@ -98,7 +101,14 @@ def create_celery(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            # the in-memory broker polls: while a worker's threads are all busy (prefetch
+            # full) its consumer sleeps this long between tries, so a thread that finishes
+            # waits up to it for its next task. kombu's 1 s default left each embedded
+            # thread idle ~0.5 s per migration (bench/migration_throughput.py). Redis BRPOPs
+            **({"polling_interval": EMBEDDED_POLL_SECONDS} if embedded else {}),
+        },
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],

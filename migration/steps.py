@@ -167,7 +167,13 @@ def step_prove(deps: SagaDeps, mig: Migration) -> Result:
 
 
 def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
-    """The pivot. Marked durably *before* the first legacy write."""
+    """The pivot. Marked durably *before* the first legacy write.
+
+    One legacy request per live subscription: the snapshot (re-checked unchanged just
+    before) says which are live, so a first run reads nothing. A run that finds the pivot
+    already marked is a repeat (a crash, a retried step): some may be canceled already,
+    and the backend reads first where a second cancel would not be refused."""
+    resumed = mig.pivoted
     with transaction(deps.sessions) as session:
         from migration.models import Migration as M
 
@@ -192,22 +198,28 @@ def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
     for sub in history.subscriptions:
         if sub.status in _OVER:
             continue
-        _cancel_one(deps, mig, ref, sub.id)
+        _cancel_one(deps, mig, ref, sub.id, known_live=not resumed)
         canceled.append(sub.id)
     return {}, {"canceled": canceled}
 
 
-def _cancel_one(deps: SagaDeps, mig: Migration, ref: UserRef, sub_id: str) -> None:
+def _cancel_one(
+    deps: SagaDeps, mig: Migration, ref: UserRef, sub_id: str, *, known_live: bool
+) -> None:
     """Stripe replays a saved 500 under the same idempotency key: after a 5xx, re-read the
     subscription; only if it is still live, try again under a *new* key."""
     for attempt in range(1, deps.max_attempts + 1):
         key = f"{mig.id}:cancel:{sub_id}:{attempt}"
         try:
-            deps.legacy.cancel_for_migration(ref, sub_id, migration_id=mig.id, idempotency_key=key)
+            deps.legacy.cancel_for_migration(
+                ref, sub_id, migration_id=mig.id, idempotency_key=key, known_live=known_live
+            )
             return
         except BackendUnavailable:
-            if _legacy_canceled(deps, ref, sub_id):
+            over = _legacy_canceled(deps, ref, sub_id)
+            if over:
                 return
+            known_live = over is False  # just read, still live (None: the read failed)
             if attempt == deps.max_attempts:
                 raise
             from core.ratelimit import backoff_delay
@@ -215,11 +227,12 @@ def _cancel_one(deps: SagaDeps, mig: Migration, ref: UserRef, sub_id: str) -> No
             deps.sleep(min(backoff_delay(attempt), 30.0))
 
 
-def _legacy_canceled(deps: SagaDeps, ref: UserRef, sub_id: str) -> bool:
+def _legacy_canceled(deps: SagaDeps, ref: UserRef, sub_id: str) -> bool | None:
+    """Is it over, as legacy lists it now? None: legacy could not say."""
     try:
         subs = deps.legacy.list_subscriptions(ref)
     except TwinbillError:
-        return False
+        return None
     return any(s.id == sub_id and s.status in _OVER for s in subs)
 
 

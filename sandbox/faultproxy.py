@@ -4,7 +4,8 @@ The migration must survive what real billing APIs do under load: 429 bursts,
 500s, 500s *after* the write happened, reset connections, timeouts, slow
 answers. Neither localstripe nor newbilling does these on cue. This proxy does,
 deterministically for a given ``seed``, and counts every fault so a test can
-assert the client saw what was injected.
+assert the client saw what was injected (and every request per route, ``route_of``, so
+a test or bench counts calls at the server side).
 
 It is aiohttp (server and client) on its own event loop in a daemon thread, so
 a test can use it as a context manager. A subprocess user runs
@@ -23,6 +24,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -60,6 +62,9 @@ class Faults:
     timeout_seconds: float = 30.0
     # (every, length): of each `every` consecutive requests, the last `length` get 429.
     burst_429: tuple[int, int] | None = None
+    # (every, length) in seconds since the stats were reset: every request in the last
+    # `length` seconds of each `every` seconds gets 429 (a server shedding load for a while)
+    burst_429_period: tuple[float, float] | None = None
 
 
 #: path segments after a resource that are actions, not ids (``/v1/invoices/upcoming``)
@@ -71,19 +76,20 @@ def route_of(method: str, path: str) -> str:
     requests counted per route, so a test can tell a list from a retrieve."""
     parts = path.strip("/").split("/")
     named = ["{id}" if i in (2, 4) and p not in _ACTIONS else p for i, p in enumerate(parts)]
-    return f"{method} /{'/'.join(named)}"
+    return f"{method.upper()} /{'/'.join(named)}"
 
 
 class _Counters:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
         self.counts: collections.Counter[str] = collections.Counter()
-        self.routes: collections.Counter[str] = collections.Counter()  # route_of each request
+        self.routes: collections.Counter[str] = collections.Counter()  # every request
         self.first_forward: float | None = None
         self.last_forward: float | None = None
-        self.started = time.monotonic()
+        self.started = clock()
 
     def forwarded(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.counts["forwarded"] += 1
         self.first_forward = self.first_forward or now
         self.last_forward = now
@@ -92,13 +98,21 @@ class _Counters:
 class FaultProxy:
     """``with FaultProxy(url, error_rate=0.1) as proxy: client(base_url=proxy.url)``."""
 
-    def __init__(self, upstream_url: str, *, seed: int = 0, **faults: Any) -> None:
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        seed: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        **faults: Any,
+    ) -> None:
         self.upstream = upstream_url.rstrip("/")
+        self._clock = clock
         self.faults = Faults()
         self.configure(**faults)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._counters = _Counters()
+        self._counters = _Counters(clock)
         self._window: collections.deque[float] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -119,6 +133,9 @@ class FaultProxy:
         if faults.get("burst_429") is not None:
             every, length = faults["burst_429"]
             faults["burst_429"] = (int(every), int(length))
+        if faults.get("burst_429_period") is not None:
+            every_s, length_s = faults["burst_429_period"]
+            faults["burst_429_period"] = (float(every_s), float(length_s))
         for name, value in faults.items():
             setattr(self.faults, name, value)
         f = self.faults
@@ -144,16 +161,16 @@ class FaultProxy:
                     "upstream_error",
                 )
             }
-            out["routes"] = dict(c.routes)
-            out["elapsed"] = time.monotonic() - c.started
+            out["elapsed"] = self._clock() - c.started
             # forwarded-1 intervals between the first and the last forwarded request
             out["forwarded_per_second"] = (c.counts["forwarded"] - 1) / span if span > 0 else 0.0
+            out["routes"] = dict(c.routes)
             out["config"] = asdict(self.faults)
             return out
 
     def reset_stats(self) -> None:
         with self._lock:
-            self._counters = _Counters()
+            self._counters = _Counters(self._clock)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -234,15 +251,21 @@ class FaultProxy:
 
     # -- the proxy ---------------------------------------------------------------------
 
-    def _decide(self) -> str:
+    def _decide(self, route: str) -> str:
         """Pick this request's fate under the lock, so the sequence depends only on seed."""
         f = self.faults
         with self._lock:
             c = self._counters
             index = c.counts["requests"]
             c.counts["requests"] += 1
+            c.routes[route] += 1
+            now = self._clock()
+            if f.burst_429_period is not None:
+                every, length = f.burst_429_period
+                if every > 0 and (now - c.started) % every >= every - length:
+                    c.counts["injected_429"] += 1
+                    return "429"
             if f.rate_limit is not None:
-                now = time.monotonic()
                 while self._window and self._window[0] <= now - 1.0:
                     self._window.popleft()
                 if len(self._window) >= max(1, int(f.rate_limit)):
@@ -269,9 +292,7 @@ class FaultProxy:
             return "forward"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        fate = self._decide()
-        with self._lock:
-            self._counters.routes[route_of(request.method, request.path)] += 1
+        fate = self._decide(route_of(request.method, request.path))
         if fate == "429":
             return web.json_response(
                 {

@@ -230,8 +230,19 @@ class LegacyBillingBackend(BillingBackend, Protocol):
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory: ...
     def cancel_for_migration(
-        self, ref: UserRef, subscription_id: str, *, migration_id: str, idempotency_key: str
-    ) -> Subscription: ...
+        self,
+        ref: UserRef,
+        subscription_id: str,
+        *,
+        migration_id: str,
+        idempotency_key: str,
+        known_live: bool = False,
+    ) -> Subscription:
+        """Cancel now (no proration, no refund), marked as migration ``migration_id``'s;
+        an already canceled one is returned. ``known_live``: the caller has just seen it
+        live, so it needs no read first (one request per subscription)."""
+        ...
+
     def preview_next_charges(self, ref: UserRef) -> NextCharges:
         """What the legacy system will charge the user next, per live subscription, from its
         own upcoming-invoice preview (the ``prove`` step's legacy side)."""

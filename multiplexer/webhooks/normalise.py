@@ -21,7 +21,7 @@ from typing import Any
 from multiplexer.backends.stripe import shapes
 
 LEGACY, NEW = "legacy", "new"
-MIGRATION_FLAG = "twinbill_migration"  # set on legacy subscriptions by the saga's cancel step
+MIGRATION_FLAG = shapes.MIGRATION_MARK  # set on legacy subscriptions by the saga's cancel step
 
 CANONICAL_TYPES = frozenset(
     {
@@ -155,14 +155,15 @@ def legacy_subscription_id(event: dict[str, Any]) -> str | None:
 
 
 def legacy_migration_flagged(event: dict[str, Any]) -> bool:
-    """Did twinbill's cancel step mark the subscription this event is about?"""
+    """Did twinbill's cancel step mark the subscription this event is about? Read from the
+    payload, wherever the dialect put the mark (``shapes.migration_mark``)."""
     obj = obj_of(event)
     if obj.get("object") == "subscription":
-        return bool(metadata_of(obj).get(MIGRATION_FLAG))
+        return shapes.migration_mark(obj) is not None
     for holder in (obj.get("subscription_details"), (obj.get("parent") or {})):
         if isinstance(holder, dict):
             inner = holder.get("subscription_details", holder)
-            if isinstance(inner, dict) and metadata_of(inner).get(MIGRATION_FLAG):
+            if isinstance(inner, dict) and shapes.migration_mark(inner) is not None:
                 return True
     return False
 

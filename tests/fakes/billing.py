@@ -400,7 +400,13 @@ class FakeBillingBackend:
         return self._once(idempotency_key, make)  # type: ignore[no-any-return]
 
     def cancel_for_migration(
-        self, ref: UserRef, subscription_id: str, *, migration_id: str, idempotency_key: str
+        self,
+        ref: UserRef,
+        subscription_id: str,
+        *,
+        migration_id: str,
+        idempotency_key: str,
+        known_live: bool = False,
     ) -> Subscription:
         sub = self._sub(subscription_id)
         if sub.status is SubscriptionStatus.CANCELED:

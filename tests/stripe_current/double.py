@@ -9,7 +9,9 @@ configurations with ``put`` and the double answers reads consistently after writ
 * writes are recorded (``writes``) and replayed under the same ``Idempotency-Key``
   (Stripe keeps the first answer, errors included);
 * subscribing cuts and pays the first invoice (charge + invoice payment); plan changes
-  with ``always_invoice`` invoice the proration; cancel ends the subscription;
+  with ``always_invoice`` invoice the proration; cancel ends the subscription (keeping
+  its ``cancellation_details``, storing the ``customer.subscription.deleted`` event
+  Stripe would send) and refuses a canceled one with 404, as Stripe does;
 * offline money: Payment Records attached to invoices move ``amount_paid`` /
   ``amount_remaining`` / ``amount_paid_off_stripe`` (includable, as on Stripe);
   credit notes with ``out_of_band_amount`` touch neither the invoice nor the balance;
@@ -63,11 +65,13 @@ class StripeDouble(HTTPClient):
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.reads: list[str] = []  # "GET /path" of every read, in order
         self.log: list[tuple[int, str]] = []  # (thread, "METHOD /path") of every request
+        self.requests: list[str] = []  # "METHOD /path" of every request, replays included
         self.replies: dict[str, tuple[str, int]] = {}
         self.now = shapes.T0
         self._ids = itertools.count(1)
         self.fail_next: dict[str, int] = {}  # route -> HTTP status to answer once
         self.clock: Callable[[], float] = time.time  # event timestamps (real time)
+        self.fail_after: dict[str, int] = {}  # route -> status to answer once, *after* doing it
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         from tests.stripe_current import double_routes
 
@@ -107,6 +111,7 @@ class StripeDouble(HTTPClient):
         body = post_data.decode() if isinstance(post_data, bytes) else post_data or ""
         params = decode(body if method == "post" else parts.query)
         key = {k.lower(): v for k, v in (headers or {}).items()}.get("idempotency-key")
+        self.requests.append(f"{method.upper()} {parts.path}")
         if method != "get" and key:
             replay_id = f"{method} {parts.path} {key}"
             if replay_id in self.replies:
@@ -129,13 +134,20 @@ class StripeDouble(HTTPClient):
         for m, pattern, fn in self._routes:
             found = pattern.match(path)
             if m == method and found:
-                injected = self.fail_next.pop(f"{method.upper()} {pattern.pattern[1:-1]}", None)
+                route = f"{method.upper()} {pattern.pattern[1:-1]}"
+                injected = self.fail_next.pop(route, None)
                 if injected:
                     return _error(injected, "injected failure"), injected
                 try:
-                    return json.dumps(fn(params, *found.groups())), 200
+                    text = json.dumps(fn(params, *found.groups()))
                 except Refused as exc:
                     return _error(exc.status, str(exc), exc.code), exc.status
+                lost = self.fail_after.pop(route, None)  # done, but the answer is an error
+                return (
+                    (_error(lost, "injected failure after the write"), lost)
+                    if lost
+                    else (text, 200)
+                )
         return _error(400, f"the double does not model {method.upper()} {path}"), 400
 
     def _emit(self, method: str, path: str, answer: dict[str, Any]) -> None:

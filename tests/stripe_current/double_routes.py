@@ -243,8 +243,31 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     @d.route("delete", f"/v1/subscriptions/{ID}")
     def cancel_sub(p: dict[str, Any], sid: str) -> Any:
         sub = d.get("subscription", sid)
-        if sub["status"] != "canceled":
-            sub.update(status="canceled", canceled_at=d.now, ended_at=d.now)
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            # as Stripe answers: a canceled subscription counts as deleted (stripe-go#1887)
+            raise Refused(404, f"No such subscription: '{sid}'", "resource_missing")
+        details = p.get("cancellation_details") or {}
+        sub.update(
+            status="canceled",
+            canceled_at=d.now,
+            ended_at=d.now,
+            cancellation_details={
+                "comment": details.get("comment"),
+                "feedback": details.get("feedback"),
+                "reason": "cancellation_requested",
+            },
+        )
+        # what Stripe sends its webhook endpoints about it (the payload carries the object)
+        d.put(
+            "event",
+            {
+                "id": d.new_id("evt"),
+                "object": "event",
+                "type": "customer.subscription.deleted",
+                "created": d.now,
+                "data": {"object": sub_view(sub, set())},
+            },
+        )
         return sub_view(sub, set())
 
     @d.route("get", "/v1/invoiceitems")

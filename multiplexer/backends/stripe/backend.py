@@ -50,7 +50,7 @@ from multiplexer.backends.base import (
     UserRef,
     no_throttle,
 )
-from multiplexer.backends.stripe import bulk, events, rollback, snapshot
+from multiplexer.backends.stripe import bulk, cancel, events, rollback, snapshot
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe.mapping import (
@@ -71,7 +71,6 @@ from multiplexer.backends.stripe.preview import map_next_charges, wants_preview
 from multiplexer.backends.stripe.transport import StripeCalls, to_plain
 
 STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
-MIGRATION_META = "twinbill_migration"
 
 
 class StripeLegacyBackend:
@@ -308,9 +307,7 @@ class StripeLegacyBackend:
         """
         v1 = self.client.v1
         cid = self._customer_id(ref)
-        sub = to_plain(
-            self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
-        )
+        sub = self._t.subscription(subscription_id)
         cus = to_plain(self._t.call("retrieve customer", v1.customers.retrieve, cid))
         item_id = sub["items"]["data"][0]["id"]
         params: dict[str, Any] = {"items": [self._item(self._check_plan(cus, plan), id=item_id)]}
@@ -337,9 +334,7 @@ class StripeLegacyBackend:
                 self._t.write(
                     "pay proration", v1.invoices.pay, inv["id"], key=f"{idempotency_key}:pay"
                 )
-            updated = to_plain(
-                self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
-            )
+            updated = self._t.subscription(subscription_id)
         return map_subscription(updated, dialect=self.dialect)
 
     def cancel_subscription(
@@ -395,32 +390,22 @@ class StripeLegacyBackend:
             self.refund_payment(ref, last.id, amount=None, reason="canceled", idempotency_key=key)
 
     def cancel_for_migration(
-        self, ref: UserRef, subscription_id: str, *, migration_id: str, idempotency_key: str
+        self,
+        ref: UserRef,
+        subscription_id: str,
+        *,
+        migration_id: str,
+        idempotency_key: str,
+        known_live: bool = False,
     ) -> Subscription:
-        """Cancel now, no proration, no refund; marked first so the webhook layer can
-        tell the resulting ``customer.subscription.deleted`` from a real cancellation.
-
-        Re-running after a crash is safe: an already canceled subscription is returned.
-        """
-        v1 = self.client.v1
-        sub = to_plain(
-            self._t.call("retrieve subscription", v1.subscriptions.retrieve, subscription_id)
-        )
-        if sub.get("status") in ("canceled", "incomplete_expired"):
-            return map_subscription(sub, dialect=self.dialect)
-        self._t.write(
-            "mark migration",
-            v1.subscriptions.update,
+        """Cancel now, no proration, no refund, marked as the migration's: one request per
+        live subscription where the dialect allows (``cancel``); safe to repeat."""
+        sub = cancel.cancel_for_migration(
+            self._t,
             subscription_id,
-            key=f"{idempotency_key}:mark",
-            params={"metadata": {MIGRATION_META: migration_id}},
-        )
-        sub = self._t.write(
-            "cancel for migration",
-            v1.subscriptions.cancel,
-            subscription_id,
-            key=f"{idempotency_key}:cancel",
-            params={"invoice_now": False, "prorate": False},
+            migration_id=migration_id,
+            key=idempotency_key,
+            known_live=known_live,
         )
         return map_subscription(sub, dialect=self.dialect)
 

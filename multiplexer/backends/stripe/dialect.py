@@ -42,6 +42,12 @@ class Dialect:
     #: ``default_payment_method`` (localstripe: 400 "Unexpected" for both)
     subscription_discounts: bool
     subscription_payment_method: bool
+    #: the cancel request itself carries the migration mark (``cancellation_details
+    #: [comment]`` on ``DELETE /v1/subscriptions/{id}``): mark and cancel are one atomic
+    #: request. localstripe reads no parameter of that DELETE and drops subscription
+    #: metadata updates, so no request marks it there: its events are told apart by the
+    #: route state alone (docs/legacy-gaps.md)
+    cancel_marks: bool
     # --- how its answers read ------------------------------------------------------
     #: ``account_balance`` is stored as *minus* the balance given (localstripe)
     account_balance_negated: bool
@@ -55,6 +61,10 @@ class Dialect:
     preview_total_is_charge: bool
     #: a preview's ``starting_balance`` has localstripe's stored sign, not Stripe's
     preview_balance_negated: bool
+    #: canceling a canceled subscription is refused (Stripe: 404 "No such subscription"),
+    #: so a repeated cancel needs no read first. localstripe cancels it again (a new
+    #: ``ended_at``, a second ``customer.subscription.deleted``)
+    cancel_refuses_canceled: bool
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -73,12 +83,14 @@ DIALECTS: dict[str, Dialect] = {
         event_retention_seconds=30 * 86400,
         subscription_discounts=True,
         subscription_payment_method=True,
+        cancel_marks=True,
         account_balance_negated=False,
         incomplete_trial_is_trialing=False,
         preview_dated_by_lines=True,
         preview_ignores_trial=False,
         preview_total_is_charge=True,
         preview_balance_negated=False,
+        cancel_refuses_canceled=True,
     ),
     "localstripe": Dialect(  # docs/legacy-gaps.md, Part 1
         name="localstripe",
@@ -100,11 +112,13 @@ DIALECTS: dict[str, Dialect] = {
         event_retention_seconds=30 * 86400,
         subscription_discounts=False,
         subscription_payment_method=False,
+        cancel_marks=False,
         account_balance_negated=True,
         incomplete_trial_is_trialing=True,
         preview_dated_by_lines=False,
         preview_ignores_trial=True,
         preview_total_is_charge=False,
         preview_balance_negated=True,
+        cancel_refuses_canceled=False,
     ),
 }

@@ -116,3 +116,28 @@ def event_keys(event: Mapping[str, Any]) -> tuple[str, ...]:
         return ("*",)
     keys = {k for k in (customer, own, *named) if k}
     return tuple(sorted(keys))
+
+
+#: twinbill's mark on a legacy subscription its migration canceled, so the webhook layer
+#: tells the resulting ``customer.subscription.deleted`` from a real cancellation
+MIGRATION_MARK = "twinbill_migration"
+
+
+def migration_comment(migration_id: str) -> str:
+    """The ``cancellation_details.comment`` the cancel request carries (current API)."""
+    return f"{MIGRATION_MARK}:{migration_id}"
+
+
+def migration_mark(sub: Mapping[str, Any]) -> str | None:
+    """The migration that canceled this subscription, wherever the mark was put: the
+    cancel's ``cancellation_details.comment`` (one request with the cancel), or metadata
+    ``twinbill_migration`` (subscriptions canceled before the mark moved there)."""
+    meta = sub.get("metadata")
+    if isinstance(meta, Mapping) and meta.get(MIGRATION_MARK):
+        return str(meta[MIGRATION_MARK])
+    details = sub.get("cancellation_details")
+    comment = details.get("comment") if isinstance(details, Mapping) else None
+    prefix = migration_comment("")
+    if isinstance(comment, str) and comment.startswith(prefix) and len(comment) > len(prefix):
+        return comment[len(prefix) :]
+    return None

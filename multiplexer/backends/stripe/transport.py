@@ -158,6 +158,10 @@ class StripeCalls:
                 return None
             raise
 
+    def subscription(self, sid: str) -> dict[str, Any]:
+        v1 = self.client.v1
+        return to_plain(self.call("retrieve subscription", v1.subscriptions.retrieve, sid))
+
     def newest_subscription(self, cid: str) -> list[dict[str, Any]]:
         page = to_plain(
             self.call(

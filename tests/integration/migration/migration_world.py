@@ -30,6 +30,7 @@ from core.settings import Settings, load_settings
 from migration.deps import SagaDeps
 from migration.models import Migration, MigrationStep
 from migration.verify import reconcile_verifier
+from multiplexer.backends.stripe.shapes import migration_mark
 from multiplexer.inventory import sync_customers
 from multiplexer.models import Route
 from sandbox.legacy.configurations import plan_users
@@ -182,7 +183,7 @@ class World:
             s["id"]: (
                 s["status"],
                 bool(s.get("cancel_at_period_end")),
-                (s.get("metadata") or {}).get("twinbill_migration"),
+                migration_mark(s),
             )
             for s in self.legacy_subs(user_id)
         }

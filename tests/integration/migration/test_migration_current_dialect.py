@@ -19,8 +19,10 @@ from migration.bootstrap import saga_deps
 from migration.verify import reconcile_verifier
 from multiplexer.backends import registry
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
+from multiplexer.backends.stripe.shapes import migration_mark
 from multiplexer.bootstrap import build
 from multiplexer.inventory import sync_customers
+from multiplexer.webhooks.inbound import migration_reason
 from sandbox.stack import Stack
 from tests.stripe_current import configurations, shapes
 from tests.stripe_current.double import StripeDouble, client_for
@@ -70,16 +72,28 @@ def test_saga_in_the_current_dialect(tmp_path) -> None:  # type: ignore[no-untyp
             base_url=ep.new_url, headers={"Authorization": f"Bearer {ep.new_api_token}"}
         )
 
+        # the first user's cancel is done by Stripe but its answer is lost (a 500 after it)
+        double.fail_after["DELETE /v1/subscriptions/([^/]+)"] = 500
         for name in MIGRATE:
+            sent = len(double.requests)
             mig = services.migrate_user(deps, f"u-{name}")
             assert mig.status == "succeeded", (name, mig.error_message)
             # legacy, from the double's own store: nothing billing any more
             subs = [s for s in double.all("subscription") if s["customer"] == customers[name]]
             assert [s["status"] for s in subs] == ["canceled"], name
-            assert subs[0]["metadata"].get("twinbill_migration") == mig.id
+            # one request per live subscription cancels and marks it (no read, no mark of
+            # its own), also for the user whose answer was lost: re-read, not re-sent
+            sub_path = f"/v1/subscriptions/{subs[0]['id']}"
+            to_sub = [r for r in double.requests[sent:] if r.endswith(sub_path)]
+            assert to_sub == [f"DELETE {sub_path}"], (name, to_sub)
+            # what Stripe sent about it: one event, marked, suppressed on its payload alone
+            [event] = [e for e in double.all("event") if e["data"]["object"]["id"] == subs[0]["id"]]
+            assert migration_mark(event["data"]["object"]) == mig.id
+            assert migration_reason("legacy", event, None, frozenset()), name
             # new, from newbilling's own API: the user is billed there
             bundle = nb.get(f"/v1/users/u-{name}/bundle").json()
             assert bundle["import"]["status"] == "active", name
+        assert not double.fail_after  # the lost answer was injected
 
         for name, reason in DEFER.items():
             mig = services.migrate_user(deps, f"u-{name}")

@@ -120,8 +120,9 @@ def test_cohort_migrates_through_faults_on_both_apis(tmp_path) -> None:  # type:
                 "status": "active",
             }
             assert world.legacy_billing(uid) == []
-            # (localstripe drops the `twinbill_migration` metadata marker the cancel step sets
-            # on the subscription, so only the status can be checked here)
+            # (no request can mark a localstripe subscription as the migration's: its
+            # cancel reads no parameter, its metadata updates are dropped; so only the
+            # status can be checked here)
             for sub_id in world.baseline[uid]["billing"]:
                 assert world.legacy_state(uid)[sub_id][0] == "canceled", (uid, sub_id)
         for uid in deferred:

@@ -10,6 +10,8 @@ backend fails, the fake is wrong.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from core.canonical import Customer, Interval, Plan, RefundMode, SubscriptionSta
 from core.errors import BackendRejected, NotFound
 from core.money import Money
 from multiplexer.backends.base import BillingBackend, UserRef
+from sandbox.faultproxy import route_of
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -165,7 +168,7 @@ def _legacy_kit(ls: Any) -> Kit:
         )
 
     backend = StripeLegacyBackend(client, dialect="localstripe")
-    return Kit(backend, System.LEGACY, prepare=attach_card)
+    return Kit(backend, System.LEGACY, prepare=attach_card, extra={"ls": ls})
 
 
 def _current_kit() -> Kit:
@@ -397,36 +400,66 @@ LEGACY_DIALECTS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "kit",
-    [
-        pytest.param(
-            "legacy",
-            id="localstripe",
-            marks=[
-                pytest.mark.localstripe,
-                pytest.mark.xfail(
-                    reason="localstripe drops subscription metadata updates", strict=True
-                ),
-            ],
-        ),
-        pytest.param("current", id="current"),
-    ],
-    indirect=True,
-)
-def test_cancel_for_migration_marks_then_cancels_once(kit: Kit) -> None:
+@contextlib.contextmanager
+def server_counted(kit: Kit) -> Iterator[tuple[Any, Callable[[], dict[str, int]]]]:
+    """The kit's legacy backend, and the requests its server received since (by route)."""
+    from multiplexer.backends.stripe.backend import StripeLegacyBackend
+
+    if "double" in kit.extra:
+        requests, start = kit.extra["double"].requests, len(kit.extra["double"].requests)
+        yield (
+            kit.backend,
+            lambda: dict(collections.Counter(route_of(*r.split(" ")) for r in requests[start:])),
+        )
+        return
+    from sandbox.faultproxy import FaultProxy
+    from sandbox.legacy.launcher import make_client
+
+    ls = kit.extra["ls"]
+    with FaultProxy(ls.url) as proxy:
+        backend = StripeLegacyBackend(make_client(proxy.url, ls.api_key), dialect="localstripe")
+        yield backend, lambda: proxy.stats()["routes"]
+
+
+@pytest.mark.parametrize("kit", LEGACY_DIALECTS, indirect=True)
+def test_cancel_for_migration_is_one_marked_request(kit: Kit) -> None:
+    """One request per live subscription, marked as the migration's where the dialect can
+    carry a mark; repeating it (a crash: same key; a retry: a new key) cancels nothing twice."""
+    from multiplexer.backends.stripe import shapes
+    from multiplexer.models import Route
+    from multiplexer.webhooks.inbound import migration_reason
+
     ref, sub_id = subscribed(kit, "EUR")
-    backend: Any = kit.backend
-    first = backend.cancel_for_migration(
-        ref, sub_id, migration_id="mig_1", idempotency_key=f"{ref.user_id}:mig"
-    )
-    again = backend.cancel_for_migration(
-        ref, sub_id, migration_id="mig_1", idempotency_key=f"{ref.user_id}:mig"
-    )
-    assert first.status is again.status is SubscriptionStatus.CANCELED
-    [listed] = kit.backend.list_subscriptions(ref)
-    assert listed.status is SubscriptionStatus.CANCELED
-    assert listed.metadata.get("twinbill_migration") == "mig_1"  # the webhook layer's marker
+    delete = "DELETE /v1/subscriptions/{id}"
+    with server_counted(kit) as (backend, requests):
+        first = backend.cancel_for_migration(
+            ref, sub_id, migration_id="mig_1", idempotency_key="k1", known_live=True
+        )
+        assert requests() == {delete: 1}  # no read, no separate mark: one request
+        raw = backend._t.subscription(sub_id)
+        for key in ("k1", "k2"):  # after a crash (same key); after a lost answer (new key)
+            again = backend.cancel_for_migration(
+                ref, sub_id, migration_id="mig_1", idempotency_key=key
+            )
+            assert again.status is SubscriptionStatus.CANCELED
+        deletes = requests()[delete]  # localstripe would cancel again: its repeats only read
+    assert first.status is SubscriptionStatus.CANCELED
+    legacy: Any = kit.backend
+    assert legacy._t.subscription(sub_id)["ended_at"] == raw["ended_at"]  # canceled once
+    if "double" in kit.extra:  # what Stripe sent about it: one event
+        events = [
+            e for e in kit.extra["double"].all("event") if e["data"]["object"]["id"] == sub_id
+        ]
+    else:
+        assert deletes == 1
+        events = [{"type": "customer.subscription.deleted", "data": {"object": raw}}]
+    wire = legacy._t.wire
+    [event] = events
+    assert (shapes.migration_mark(event["data"]["object"]) == "mig_1") is wire.cancel_marks
+    locked = Route(user_id=ref.user_id, system="legacy", state="migrating")
+    assert migration_reason("legacy", event, locked, frozenset())  # suppressed either way
+    if wire.cancel_marks:  # ... and by the mark alone, whatever the route says by then
+        assert migration_reason("legacy", event, None, frozenset())
 
 
 @pytest.mark.parametrize("kit", LEGACY_DIALECTS, indirect=True)

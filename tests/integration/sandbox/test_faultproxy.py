@@ -162,6 +162,21 @@ def test_burst_429(upstream: Upstream) -> None:
     assert codes == [200, 200, 200, 429, 429] * 2
 
 
+def test_burst_429_period_refuses_everything_for_a_while(upstream: Upstream) -> None:
+    now = [100.0]
+    with (
+        FaultProxy(upstream.url, clock=lambda: now[0], burst_429_period=(10, 2)) as proxy,
+        httpx.Client(base_url=proxy.url) as c,
+    ):
+        codes = []
+        for at in (101.0, 107.9, 108.1, 109.9, 110.1):  # seconds on the proxy's clock
+            now[0] = at
+            codes.append(c.get("/v1/subscriptions/sub_1").status_code)
+        routes = proxy.stats()["routes"]
+    assert codes == [200, 200, 429, 429, 200]
+    assert routes == {"GET /v1/subscriptions/{id}": 5}  # counted by route, ids folded
+
+
 def test_error_after_forwards_then_answers_500(upstream: Upstream) -> None:
     with FaultProxy(upstream.url, error_after_rate=1.0) as proxy:
         with httpx.Client(base_url=proxy.url) as client:

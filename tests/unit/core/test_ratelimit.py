@@ -67,6 +67,40 @@ def test_burst_allows_that_many_at_once_then_paces() -> None:
     assert limiter.try_acquire() == pytest.approx(0.1)
 
 
+def oversleeping(clock: FakeClock, extra: float, times: int) -> object:
+    """A busy machine: the first ``times`` sleeps wake ``extra`` seconds late."""
+    late = {"left": times}
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if late["left"] > 0:
+            late["left"] -= 1
+            clock.now += extra
+
+    return sleep
+
+
+def test_a_late_wakeup_gives_its_slot_up_instead_of_crowding_the_next() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter("legacy", 20.0, clock=clock, sleep=oversleeping(clock, 0.1, 1))
+    grants = []
+    for _ in range(10):
+        limiter.acquire()
+        grants.append(clock.now)
+    gaps = [b - a for a, b in zip(grants, grants[1:], strict=False)]
+    assert min(gaps) >= 0.05 - 1e-9  # sent late, yet never closer than 1/rate to the next
+    assert limiter.stats()["late_wakeups"] == 1
+
+
+def test_a_machine_that_always_wakes_late_still_gets_its_calls_through() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter("legacy", 20.0, clock=clock, sleep=oversleeping(clock, 0.1, 10**6))
+    for _ in range(20):
+        limiter.acquire()  # each call gives up at most one slot, then goes
+    assert limiter.stats()["acquired"] == 20
+    assert 1 <= limiter.stats()["late_wakeups"] <= 20
+
+
 def test_try_acquire_takes_no_slot_when_refused() -> None:
     limiter, clock = make(10.0)
     assert limiter.try_acquire() == 0.0

@@ -67,6 +67,29 @@ def test_a_worker_killed_at_any_step_is_finished_by_the_next_run(world, backend,
     assert [i.status for i in world.new.imports.values()] == ["active"]  # imported once
 
 
+def test_only_a_resumed_cancel_step_asks_legacy_to_check_before_canceling(world):
+    """A first cancel trusts the snapshot re-checked just before (no read: one request per
+    live subscription); after a worker died inside it, some may be canceled already."""
+    world.user()
+    original, seen = world.legacy.cancel_for_migration, []
+
+    def cancel_then_die(*args, **kwargs):
+        seen.append(kwargs["known_live"])
+        result = original(*args, **kwargs)
+        if len(seen) == 1:
+            raise Crash()  # canceled in legacy, then the worker is killed
+        return result
+
+    world.legacy.cancel_for_migration = cancel_then_die
+    mig_id = records.create(world.sessions, "u1")
+    with pytest.raises(Crash):
+        saga.run(world.deps, mig_id)
+    world.deps.stale_after = 0
+    assert saga.run(world.deps, mig_id).status == "succeeded"
+    assert seen == [True, False]
+    assert _billing(world.legacy) == []
+
+
 def test_failure_before_the_pivot_is_compensated(world):
     world.user()
     _fail_on(world.new, "create_import", BackendRejected("bad payload", backend="new"))

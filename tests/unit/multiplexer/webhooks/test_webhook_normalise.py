@@ -176,6 +176,25 @@ def route(system: str = "legacy", state: str | None = None) -> Route:
 SUB = {"id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "canceled"}
 
 
+@pytest.mark.parametrize(
+    "mark",
+    [
+        {"cancellation_details": {"comment": "twinbill_migration:mig_1", "reason": None}},
+        {"metadata": {"twinbill_migration": "mig_1"}},  # marks written before the one-call cancel
+    ],
+    ids=["cancellation_details", "metadata"],
+)
+def test_the_migration_mark_is_read_from_the_payload_wherever_it_was_put(mark):
+    event = ev("customer.subscription.deleted", SUB | mark)
+    assert decide("legacy", event, route()).disposition == "suppressed"  # route says legacy
+
+
+def test_a_customers_own_cancellation_comment_is_not_the_migration_mark():
+    own = {"comment": "twinbill_migration is what I wanted", "reason": "cancellation_requested"}
+    event = ev("customer.subscription.deleted", SUB | {"cancellation_details": own})
+    assert decide("legacy", event, route()).disposition == "forwarded"
+
+
 def test_decide_matrix():
     flagged = SUB | {"metadata": {"twinbill_migration": "1"}}
     assert (

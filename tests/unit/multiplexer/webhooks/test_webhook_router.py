@@ -138,7 +138,8 @@ def test_unknown_user_is_kept_and_reported_without_pii(client, sessions, enqueue
 
 
 def test_migration_caused_legacy_delete_is_suppressed(client, sessions, enqueued, legacy_user):
-    obj = subscription(status="canceled", metadata={"twinbill_migration": "run_7"})
+    details = {"comment": "twinbill_migration:run_7", "reason": "cancellation_requested"}
+    obj = subscription(status="canceled") | {"cancellation_details": details}
     body = dumps(legacy_event("customer.subscription.deleted", obj))
     assert post_legacy(client, body).json()["status"] == "suppressed"
     [row] = rows(sessions, InboundEvent)

@@ -1,0 +1,312 @@
+"""One scenario of bench/migration_throughput.py: a fresh sandbox, one cohort, the numbers.
+
+Two worker shapes run the same Celery task code:
+
+* ``embedded``: a worker thread pool inside this process (in-memory broker, SQLite, the
+  process's own limiter): the ``twinbill demo`` shape;
+* ``processes``: N ``twinbill worker`` processes (Redis broker, PostgreSQL, one Redis
+  limiter shared by every process): the production shape. This process only enqueues.
+
+Legacy calls are counted at the fault proxy in front of localstripe (what the server
+saw, retries and rejected requests included), by route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the other engineers' settings for bulk snapshot reads and the event-based re-check
+BULK_ENV = {"TWINBILL_BULK_READS": "on", "TWINBILL_EVENT_RECHECK": "auto"}
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    path: str  # per-user | bulk
+    shape: str  # embedded | N processes
+    users: int
+    seed_seconds: float
+    seconds: float
+    done: int
+    deferred: int
+    failed: int
+    requests: int  # at the proxy: everything legacy received
+    accepted: int  # at the proxy: requests within its budget (not answered 429)
+    got_429: int
+    got_500: int
+    budget: float
+    limiter_rate: float
+    threads: int  # worker threads, every process together
+    waited: float | None  # seconds threads spent waiting for the limiter (embedded only)
+    failures: dict[str, int] = field(default_factory=dict)
+    routes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def users_per_second(self) -> float:
+        return self.users / self.seconds if self.seconds else 0.0
+
+    @property
+    def calls_per_user(self) -> float:
+        return self.requests / self.users if self.users else 0.0
+
+    @property
+    def achieved(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+    @property
+    def utilisation(self) -> float:
+        """Of the server's budget B."""
+        return self.achieved / self.budget
+
+    @property
+    def of_limiter(self) -> float:
+        """Of the rate twinbill's limiter was given (TWINBILL_LEGACY_RATE_LIMIT)."""
+        return self.achieved / self.limiter_rate
+
+    @property
+    def wait_share(self) -> float | None:
+        """Share of thread time spent waiting for a legacy slot (embedded only)."""
+        if self.waited is None or not self.seconds:
+            return None
+        return self.waited / (self.threads * self.seconds)
+
+    def projected_hours(self, users: int, rate: float) -> float:
+        """600,000 users at Stripe's 100 req/s: users x calls/user / (rate x utilisation)."""
+        util = self.utilisation or 1e-9
+        return users * self.calls_per_user / (rate * util) / 3600
+
+
+def known_bulk_settings() -> bool:
+    from core.settings import Settings
+
+    names = {k.removeprefix("TWINBILL_").lower() for k in BULK_ENV}
+    return names <= set(Settings.model_fields)
+
+
+@contextlib.contextmanager
+def _env(extra: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _postgres(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one scenario, dropped afterwards."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    name = f"twinbill_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def _workers(n: int, threads: int, env: dict[str, str], logdir: Path) -> Iterator[None]:
+    """``twinbill worker`` x n, started and stopped by this bench (their pids only)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINBILL_")}
+    procs = []
+    try:
+        for i in range(n):
+            log = (logdir / f"worker{i}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "admin.cli",
+                        "worker",
+                        f"--concurrency={threads}",
+                        "--pool=threads",
+                        "--loglevel=WARNING",
+                    ],
+                    cwd=ROOT,
+                    env={**clean, "PYTHONPATH": str(ROOT), **env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _wait_ready(app: Any, n: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(app.control.ping(timeout=1.0) or []) >= n:
+            return
+    raise RuntimeError(f"{n} workers did not answer a ping within {timeout:.0f}s")
+
+
+def run_scenario(
+    name: str,
+    *,
+    path: str,
+    users: int,
+    budget: float,
+    limiter_share: float,
+    faults: dict[str, Any],
+    workdir: Path,
+    seed: int,
+    threads: int,
+    processes: int = 0,
+    redis_url: str | None = None,
+    postgres_url: str | None = None,
+) -> Outcome:
+    from sandbox.faultproxy import FaultProxy
+    from sandbox.legacy.launcher import make_client
+    from sandbox.legacy.population import seed as seed_population
+    from sandbox.stack import Stack
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    extra = BULK_ENV if path == "bulk" else {}
+    with (
+        Stack(workdir / "sandbox") as ep,
+        FaultProxy(ep.legacy_url, seed=seed) as proxy,
+        _env(extra),
+        _postgres(postgres_url) if processes else contextlib.nullcontext("") as pg,
+    ):
+        t0 = time.perf_counter()
+        seed_population(make_client(ep.legacy_url, ep.legacy_api_key), users, seed)
+        seed_seconds = time.perf_counter() - t0
+        env = {
+            **ep.env(),
+            "TWINBILL_LEGACY_API_BASE": proxy.url,
+            "TWINBILL_DATABASE_URL": pg or f"sqlite:///{workdir / 'twinbill.db'}",
+            "TWINBILL_REDIS_URL": redis_url if processes and redis_url else "",
+            "TWINBILL_LEGACY_RATE_LIMIT": str(limiter_share * budget),
+            "TWINBILL_NEW_RATE_LIMIT": "500",
+            **extra,
+        }
+        if processes:
+            import redis
+
+            redis.Redis.from_url(env["TWINBILL_REDIS_URL"]).flushdb()  # the bench's own db
+        with _env(env):
+            return _migrate(
+                name,
+                path,
+                env,
+                proxy,
+                users,
+                budget,
+                limiter_share,
+                faults,
+                seed_seconds,
+                threads,
+                processes,
+                workdir,
+            )
+
+
+def _migrate(
+    name: str,
+    path: str,
+    env: dict[str, str],
+    proxy: Any,
+    users: int,
+    budget: float,
+    limiter_share: float,
+    faults: dict[str, Any],
+    seed_seconds: float,
+    threads: int,
+    processes: int,
+    workdir: Path,
+) -> Outcome:
+    from admin.bootstrap import bootstrap
+    from core import dbschema
+    from core.queue import embedded_worker
+    from core.settings import load_settings
+    from migration import cohorts, services
+    from multiplexer.inventory import sync_customers
+
+    settings = load_settings()
+    dbschema.upgrade(settings.database_url)
+    ctx = bootstrap(settings)
+    sync_customers(ctx.sessions, ctx.legacy.iter_customers(), actor="bench", cache=ctx.cache)
+    with ctx.sessions() as session:
+        everyone = [c.user_id for c in cohorts.candidates(session)]
+    cohorts.create(ctx.sessions, name, everyone, actor="bench", halt_at_bp=10_000)
+    limiter = ctx.limiters["legacy"]
+    workers = (
+        _workers(processes, threads, env, workdir)
+        if processes
+        else embedded_worker(ctx.celery, concurrency=threads)
+    )
+    with workers:
+        if processes:
+            _wait_ready(ctx.celery, processes)
+        proxy.configure(rate_limit=budget, **faults)
+        time.sleep(1.1)  # let the sync's requests leave the proxy's 1-s window
+        proxy.reset_stats()
+        waited_before = limiter.stats()["waited_seconds"]
+        started = time.perf_counter()
+        services.start_cohort(ctx.saga, name, ctx.enqueue_migration, actor="bench")
+        last = -1
+        while True:
+            with ctx.sessions() as session:
+                p = cohorts.progress(session, name)
+            if p.settled:
+                break
+            finished = p.finished + p.by_status.get("deferred", 0)
+            if finished // 50 != last:
+                last = finished // 50
+                print(f"  {name}/{path}: {finished}/{p.total} settled", file=sys.stderr, flush=True)
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        stats = proxy.stats()
+        waited = None if processes else limiter.stats()["waited_seconds"] - waited_before
+    ctx.close()
+    return Outcome(
+        scenario=name,
+        path=path,
+        shape=f"{processes} processes" if processes else "embedded",
+        users=len(everyone),
+        seed_seconds=seed_seconds,
+        seconds=seconds,
+        done=p.by_status.get("done", 0),
+        deferred=p.by_status.get("deferred", 0),
+        failed=p.by_status.get("failed", 0),
+        requests=stats["requests"],
+        accepted=stats["requests"] - stats["injected_429"],
+        got_429=stats["injected_429"],
+        got_500=stats["injected_500"],
+        budget=budget,
+        limiter_rate=limiter_share * budget,
+        threads=threads * max(1, processes),
+        waited=waited,
+        failures=p.failures_by_kind,
+        routes=stats["routes"],
+    )
