@@ -30,6 +30,9 @@ from multiplexer.webhooks.outbox import DeliveryPolicy
 #: modules whose ``@shared_task``s every worker registers
 TASK_MODULES = ("migration.tasks", "multiplexer.tasks", "admin.tasks")
 MIGRATE = "twinbill.migrate"
+PREFETCH = "twinbill.prefetch"
+SHADOW_SYNC = "twinbill.shadow_sync"
+SHADOW_SYNC_USER = "twinbill.shadow_sync_user"
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -41,6 +44,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "reconcile-recent": {"task": "twinbill.reconcile_recent", "schedule": 300.0},
         "purge-admin-sessions": {"task": "twinbill.purge_admin_sessions", "schedule": 3600.0},
         "recover-offline-money": {"task": "twinbill.recover_offline", "schedule": 300.0},
+        # shadow rehearsals: periods that ended; each shadowed user compared once a day
+        "shadow-tick": {"task": "twinbill.shadow_tick", "schedule": 3600.0},
     }
 
 
@@ -55,11 +60,40 @@ class App(MuxContext):
         """Hand one migration to a worker, through *this* app's broker."""
         self.celery.send_task(MIGRATE, args=(migration_id,))
 
+    def start_cohort(self, name: str, *, actor: str, retry_failed: bool = False) -> int:
+        """Run a cohort through this app's queue: members go to the workers, their
+        snapshots read in bulk first where that is cheaper (``migration.prefetch``)."""
+        from migration import services
+
+        return services.start_cohort(
+            self.saga,
+            name,
+            self.enqueue_migration,
+            actor=actor,
+            retry_failed=retry_failed,
+            prefetch=self.enqueue_prefetch,
+        )
+
+    def enqueue_prefetch(self, cohort: str, migration_ids: list[str]) -> None:
+        """A cohort chunk's bulk snapshot read (``migration.prefetch``), on the cohort's own
+        queue: a worker reads it, then enqueues its members behind the ones ahead."""
+        self.celery.send_task(PREFETCH, args=(cohort, migration_ids))
+
     def enqueue_resumed(self, migration_id: str) -> None:
         """The reaper's hand-over: a migration whose worker died holds its user's route
         (`migrating`), so it goes ahead of the cohort's queue (the control queue)."""
         queue = DEFAULT_QUEUE if self.celery.embedded else CONTROL_QUEUE
         self.celery.send_task(MIGRATE, args=(migration_id,), queue=queue)
+
+    def enqueue_shadow_sync(self, shadow_import_id: str, trigger: str) -> None:
+        self.celery.send_task(SHADOW_SYNC, args=(shadow_import_id, trigger))
+
+    def on_legacy_event(self, user_id: str) -> None:
+        """A legacy webhook about a shadowed user: re-sync and re-compare it in a worker."""
+        from migration.shadow import is_shadowed
+
+        if is_shadowed(self.sessions, user_id):
+            self.celery.send_task(SHADOW_SYNC_USER, args=(user_id, "webhook"))
 
 
 def bootstrap(
@@ -75,7 +109,9 @@ def bootstrap(
     reconciler's), ``webhook_policy`` and ``saga`` (SagaDeps fields) let tests hand over
     their own parts."""
     celery = create_celery(settings, TASK_MODULES, beat_schedule=beat_schedule(settings))
-    parts = mux_parts(settings, backends=backends, engine=engine)
+    from migration.shadow_reads import ShadowReadHooks
+
+    parts = mux_parts(settings, backends=backends, engine=engine, shadow_reads=ShadowReadHooks)
     ctx = MuxContext(**parts)
     deps = saga_deps(
         ctx,

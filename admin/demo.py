@@ -55,12 +55,15 @@ class DemoResult:
     reconciliation: dict[str, Any] | None = None
     report_paths: list[Path] = field(default_factory=list)
     stopped_at_prove: list[str] = field(default_factory=list)  # users prove sent back to legacy
+    #: ``--rollback``: user -> (rollback status, verified clean from both systems' answers)
+    rolled_back: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         every_user_settled = all(c.failed == 0 and c.status == "done" for c in self.cohorts)
         clean = self.reconciliation is None or bool(self.reconciliation.get("clean"))
-        return every_user_settled and not self.lost and clean
+        back = all(s == "succeeded" and ok for s, ok in self.rolled_back.values())
+        return every_user_settled and not self.lost and clean and back
 
 
 def plan_cohorts(
@@ -98,6 +101,7 @@ def run_demo(
     include_in_flight: bool,
     console: Console,
     on_ready: Callable[[dict[str, str]], None] | None = None,
+    rollback: bool = False,
 ) -> DemoResult:
     from sandbox.stack import Stack
 
@@ -124,6 +128,7 @@ def run_demo(
             include_in_flight=include_in_flight,
             console=console,
             endpoints=endpoints,
+            rollback=rollback,
         )
 
 
@@ -136,6 +141,7 @@ def _run(
     include_in_flight: bool,
     console: Console,
     endpoints: Any,
+    rollback: bool = False,
 ) -> DemoResult:
     from admin.bootstrap import bootstrap
     from core import dbschema
@@ -187,18 +193,72 @@ def _run(
     result.stopped_at_prove, prove_paths = _stopped_at_prove(ctx, workdir, console)
     result.reconciliation, result.report_paths = _reconcile(ctx, workdir, console)
     result.report_paths = [*prove_paths, *result.report_paths]
+    if rollback and result.cohorts:
+        result.rolled_back = _roll_back(ctx, result.cohorts[-1].name, console)
     ctx.close()
     return result
 
 
+def _roll_back(ctx: Any, name: str, console: Console) -> dict[str, tuple[str, bool]]:
+    """The last cohort goes back to legacy; each user shown from both systems' own answers
+    (the rollback's verify step: legacy's preview of its next charge, the new system's
+    preview charging nothing)."""
+    from rich.table import Table
+
+    from core.money import Money
+    from migration import records, rollback
+
+    users = rollback.cohort_users(ctx.saga, name)
+    console.print(f"[bold]rolling back cohort {name}[/]: {len(users)} users back to legacy")
+    table = Table(
+        "user", "rollback", "legacy next charge", "new system", title=f"{name} rolled back"
+    )
+    out: dict[str, tuple[str, bool]] = {}
+    from migration.rollback_plan import RollbackRefused
+
+    for uid in users:
+        try:
+            mig = rollback.rollback_user(ctx.saga, uid)
+        except RollbackRefused as exc:  # named, nothing written: the user stays on new
+            table.add_row(uid, "[yellow]refused[/]", exc.message.split(": ", 1)[-1], "unchanged")
+            continue
+        rollback.after_cohort_rollback(ctx.saga, name, mig)
+        with ctx.sessions() as session:
+            verify = (
+                next(
+                    (
+                        r.detail
+                        for r in records.steps_of(session, mig.id)
+                        if r.step == rollback.VERIFY
+                    ),
+                    None,
+                )
+                or {}
+            )
+        charges = ", ".join(
+            f"{Money(c['currency'], c['amount_due']).format()} on {c['charge_at'][:10]}"
+            for c in verify.get("legacy_next", [])
+        )
+        still = verify.get("new_still_charging")
+        clean = bool(verify.get("clean"))
+        out[uid] = (mig.status, clean)
+        table.add_row(
+            uid,
+            f"[green]{mig.status}[/]" if clean else f"[red]{mig.status}[/]",
+            charges or "nothing to charge",
+            "charges nothing" if not still else f"[red]still charging {still}[/]",
+        )
+    console.print(table)
+    return out
+
+
 def _run_cohort(ctx: App, name: str, size: int, console: Console) -> CohortOutcome:
     from admin.progress import watch_cohort
-    from migration import services
 
     legacy = ctx.limiters["legacy"]
     calls_before = legacy.stats()["acquired"]
     started = time.monotonic()
-    services.start_cohort(ctx.saga, name, ctx.enqueue_migration, actor="demo")
+    ctx.start_cohort(name, actor="demo")
     p = watch_cohort(ctx.sessions, name, console)
     return CohortOutcome(
         name,

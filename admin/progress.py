@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.orm import Session, sessionmaker
 
-from migration import cohorts
+from migration import cohort_progress
 
 MIN_RATE_USERS, MIN_RATE_SECONDS = 2, 1.0
 
@@ -40,11 +40,11 @@ class Rate:
         return rate, max(total - finished, 0) / rate
 
 
-def _finished(p: cohorts.Progress) -> int:
+def _finished(p: cohort_progress.Progress) -> int:
     return p.finished + p.by_status.get("deferred", 0)
 
 
-def describe(p: cohorts.Progress, rate: float | None, eta: float | None) -> str:
+def describe(p: cohort_progress.Progress, rate: float | None, eta: float | None) -> str:
     s = p.by_status
     speed = f"{rate:.2f} users/s" if rate is not None else "rate n/a"
     left = f"ETA {_duration(eta)}" if eta is not None else "ETA n/a"
@@ -59,7 +59,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def _waiting_text(waiting: cohorts.Waiting) -> str:
+def _waiting_text(waiting: cohort_progress.Waiting) -> str:
     """Say what the watcher waits for (and what it will not wait for)."""
     text = ""
     if waiting.movable:
@@ -70,7 +70,7 @@ def _waiting_text(waiting: cohorts.Waiting) -> str:
     return text
 
 
-def _over(p: cohorts.Progress, waiting: cohorts.Waiting) -> bool:
+def _over(p: cohort_progress.Progress, waiting: cohort_progress.Waiting) -> bool:
     halted = p.status in ("halted", "paused") and not p.by_status.get("running")
     return not waiting.movable or halted
 
@@ -83,21 +83,23 @@ def watch_cohort(
     poll: float = 0.25,
     every_users: int = 50,
     every_seconds: float = 10.0,
-) -> cohorts.Progress:
+) -> cohort_progress.Progress:
     """Poll until nothing is left to run. A halted or paused cohort starts nobody new, but
     sagas already running finish: stopping to watch before they do would misreport them."""
     if console.is_terminal:
         _watch_bar(sessions, name, console, poll)
     else:
         _watch_lines(sessions, name, console, poll, every_users, every_seconds)
-    cohorts.finish_if_settled(sessions, name)
+    cohort_progress.finish_if_settled(sessions, name)
     with sessions() as session:
-        return cohorts.progress(session, name)
+        return cohort_progress.progress(session, name)
 
 
-def _read(sessions: sessionmaker[Session], name: str) -> tuple[cohorts.Progress, cohorts.Waiting]:
+def _read(
+    sessions: sessionmaker[Session], name: str
+) -> tuple[cohort_progress.Progress, cohort_progress.Waiting]:
     with sessions() as session:
-        return cohorts.progress(session, name), cohorts.waiting_on(session, name)
+        return cohort_progress.progress(session, name), cohort_progress.waiting_on(session, name)
 
 
 def _watch_bar(sessions: sessionmaker[Session], name: str, console: Console, poll: float) -> None:

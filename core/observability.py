@@ -64,6 +64,13 @@ WEBHOOKS = Counter(
     ["provider", "disposition"],
 )
 
+SHADOW_READS = Counter(
+    "twinbill_shadow_reads_total",
+    "Application reads of shadowed users compared in the background with the new system, by "
+    "outcome (clean, mismatch, error, timeout, dropped: no free slot, skipped: not shadowed)",
+    ["outcome"],
+)
+
 
 def redact(text: str) -> str:
     """Mask emails and card-number-shaped digit runs in free text."""

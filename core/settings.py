@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -33,6 +35,21 @@ class Settings(BaseSettings):
     renewal_guard_seconds: int = Field(default=7200, ge=0, alias="TWINBILL_RENEWAL_GUARD")
     # after the pivot a transient failure is retried for ever, the wait doubling up to this
     post_pivot_backoff_max: float = Field(default=3600.0, gt=0)
+    # -- the re-check from legacy events (multiplexer/change_feed.py; docs/runbook.md) --
+    #: auto: prove "unchanged since the snapshot" from the legacy event stream where it is
+    #: complete (else a full re-read); off: always re-read the user's whole legacy state
+    event_recheck: Literal["auto", "off"] = "auto"
+    event_refresh_seconds: float = Field(default=1.0, ge=0)  # at most one event read per this
+    event_settle_seconds: float = Field(default=1.0, ge=0)  # events this young may be unlisted
+    event_clock_margin_seconds: float = Field(default=5.0, ge=0)  # legacy clock vs ours
+
+    # -- bulk snapshot reads (docs/architecture.md "Bulk reads") --
+    #: a cohort's snapshots from one account-wide legacy read instead of one per user:
+    #: auto (when cheaper by estimate) | on | off
+    bulk_reads: Literal["auto", "on", "off"] = "auto"
+    #: seconds a prefetched snapshot stays good; an older one is re-read per user
+    snapshot_max_age: float = Field(default=300.0, ge=0)
+    bulk_chunk: int = Field(default=1000, ge=1)  # cohort members per bulk read
 
     app_webhook_url: str | None = None
     app_webhook_secret: SecretStr | None = None
@@ -42,6 +59,12 @@ class Settings(BaseSettings):
     # X-Forwarded-For is believed only from these peers (comma-separated IPs/CIDRs; none by default)
     trusted_proxies: str = ""
     admin_locale: str = "en_US"  # how the admin formats money and numbers (babel locale)
+
+    # -- shadow rehearsal (`twinbill cohort shadow`) --
+    #: a shadowed user's read is compared with the new system's answer in the background:
+    #: at most this many at once (more are dropped, counted), each waited for this long
+    shadow_read_concurrency: int = Field(default=4, ge=1, le=64)
+    shadow_read_timeout: float = Field(default=2.0, gt=0)
 
     # -- workers and beat (docs/runbook.md "a worker died") --
     #: a migration whose heartbeat is older than this is handed to another worker; the

@@ -9,6 +9,7 @@ from typing import Any
 from migration.deps import SagaDeps, Verifier
 from migration.steps import STEPS
 from multiplexer.bootstrap import MuxContext
+from multiplexer.change_feed import ChangeFeed
 
 
 def default_verifier() -> Verifier:
@@ -20,6 +21,16 @@ def default_verifier() -> Verifier:
 def saga_deps(ctx: MuxContext, *, verifier: Verifier | None = None, **overrides: Any) -> SagaDeps:
     """The saga's dependencies, from the same engine, cache, limiters and backends as the
     rest of the process. ``overrides`` are SagaDeps fields (a typo is a TypeError)."""
+    settings = ctx.settings
+    feed = None
+    if settings.event_recheck == "auto":
+        feed = ChangeFeed(
+            ctx.sessions,
+            ctx.legacy,
+            refresh_every=settings.event_refresh_seconds,
+            settle=settings.event_settle_seconds,
+            margin=settings.event_clock_margin_seconds,
+        )
     deps = SagaDeps(
         sessions=ctx.sessions,
         cache=ctx.cache,
@@ -31,5 +42,9 @@ def saga_deps(ctx: MuxContext, *, verifier: Verifier | None = None, **overrides:
         stale_after=float(ctx.settings.lease_seconds),
         steps=STEPS,
         post_pivot_backoff_max=ctx.settings.post_pivot_backoff_max,
+        bulk_reads=ctx.settings.bulk_reads,
+        snapshot_max_age=ctx.settings.snapshot_max_age,
+        bulk_chunk=ctx.settings.bulk_chunk,
+        change_feed=feed,
     )
     return dataclasses.replace(deps, **overrides) if overrides else deps

@@ -13,18 +13,21 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.ratelimit import RateLimiter
 from multiplexer.backends.base import LegacyBillingBackend, NewBillingBackend
 from multiplexer.cache import RouteCache
+from multiplexer.change_feed import ChangeFeed
 
 if TYPE_CHECKING:
     from migration.models import Migration
 
 log = logging.getLogger("twinbill.saga")
+
+BulkReads = Literal["auto", "on", "off"]
 
 #: fields of the migration row to advance, and a detail recorded with the step
 Result = tuple[dict[str, Any], dict[str, Any] | None]
@@ -75,8 +78,18 @@ class SagaDeps:
     # a queued migration may wait long in a big cohort; only after this long is its task
     # presumed lost (a duplicate would be harmless thanks to the lease, but wasted work)
     lost_after: float = 3600.0
+    #: a cohort's members' snapshots from one account-wide legacy read (migration.prefetch):
+    #: "auto" when its estimated cost is below per-user reads, "on", "off" (TWINBILL_BULK_READS)
+    bulk_reads: BulkReads = "auto"
+    #: a prefetched snapshot older than this (seconds) is read again by preflight, per user
+    snapshot_max_age: float = 300.0
+    #: members per bulk read; the next chunk's read waits behind this chunk's members
+    bulk_chunk: int = 1000
     sleep: Callable[[float], None] = time.sleep
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{threading.get_ident()}")
     page: Callable[[str], None] = lambda message: log.error("PAGE: %s", message)
     #: the step table (``migration.steps.STEPS`` unless a test swaps a step)
     steps: Mapping[str, Step] = field(default_factory=dict)
+    #: the shared legacy change feed the re-check proves "unchanged" from; None
+    #: (``TWINBILL_EVENT_RECHECK=off``): every re-check re-reads the user
+    change_feed: ChangeFeed | None = None

@@ -25,6 +25,10 @@ class Migration(Base):
     pivoted: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # legacy cancel started
     generation: Mapped[int] = mapped_column(sa.Integer, default=1)  # bumped by re-check restarts
     dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # forward (legacy -> new: migration.steps) | rollback (new -> legacy: migration.rollback)
+    direction: Mapped[str] = mapped_column(
+        sa.String(10), default="forward", server_default="forward"
+    )
     include_in_flight: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     inject_bug: Mapped[str | None] = mapped_column(sa.String(40), default=None)
     snapshot_id: Mapped[int | None] = mapped_column(BigId, default=None)
@@ -102,3 +106,67 @@ class CohortMember(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (sa.Index("ix_cohort_members_status", "cohort", "status"),)
+
+
+class ShadowRun(Base):
+    """A cohort's shadow rehearsal: its users imported into new as pending, never billing,
+    kept in step with legacy and compared daily, until ``until`` or the cohort runs."""
+
+    __tablename__ = "shadow_runs"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)  # shd_<hex>
+    cohort: Mapped[str] = mapped_column(sa.ForeignKey("cohorts.name"), index=True)
+    # active | handed_over (the cohort runs: reused by its load step) | ended
+    status: Mapped[str] = mapped_column(sa.String(12), default="active")
+    inject_bug: Mapped[str | None] = mapped_column(sa.String(40), default=None)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    until: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    end_reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    actor: Mapped[str] = mapped_column(sa.String(120))
+
+
+class ShadowImport(Base):
+    """One user's shadow import: the snapshot it was built from and its generation (bumped
+    whenever legacy changed and it was re-imported)."""
+
+    __tablename__ = "shadow_imports"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)  # shi_<hex>
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("shadow_runs.id"), index=True)
+    cohort: Mapped[str] = mapped_column(sa.String(80))
+    user_id: Mapped[str] = mapped_column(sa.String(120), index=True)
+    # pending (not imported yet) | active | skipped (preflight defers it) | adopted | discarded
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    generation: Mapped[int] = mapped_column(sa.Integer, default=0)
+    snapshot_id: Mapped[int | None] = mapped_column(BigId, default=None)
+    content_hash: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    import_id: Mapped[str | None] = mapped_column(sa.String(60), default=None)
+    reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    migration_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)  # adopted by
+    busy_until: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)  # sync lease
+    last_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (sa.Index("ix_shadow_imports_run_user", "run_id", "user_id", unique=True),)
+
+
+class ShadowCheck(Base):
+    """One comparison of a shadowed user: both next-charge previews (``next_charge``) or one
+    application read through the facade (``read:<operation>``). ``outcome``: clean |
+    mismatch | error | timeout; ``fields`` names what differed."""
+
+    __tablename__ = "shadow_checks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.String(40))
+    user_id: Mapped[str] = mapped_column(sa.String(120))
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    trigger: Mapped[str] = mapped_column(sa.String(20))  # start | daily | webhook | facade
+    outcome: Mapped[str] = mapped_column(sa.String(10))
+    fields: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+    generation: Mapped[int] = mapped_column(sa.Integer, default=0)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (sa.Index("ix_shadow_checks_run", "run_id", "checked_at"),)

@@ -59,11 +59,17 @@ def store_result(deps: SagaDeps, mig: Migration, result: ProveResult) -> int | N
     return report.id
 
 
+def compare_previews(deps: SagaDeps, ref: UserRef, import_id: str) -> ProveResult:
+    """Both systems' own previews of the user's next charges, compared (``prove`` and the
+    shadow rehearsal's daily and per-webhook check share this)."""
+    legacy = deps.legacy.preview_next_charges(ref)
+    new = deps.new.preview_import(import_id)
+    return compare_next_charges(legacy, new)
+
+
 def prove(deps: SagaDeps, mig: Migration, ref: UserRef) -> dict[str, Any]:
     assert mig.import_id is not None, "prove runs after load"
-    legacy = deps.legacy.preview_next_charges(ref)
-    new = deps.new.preview_import(mig.import_id)
-    result = compare_next_charges(legacy, new)
+    result = compare_previews(deps, ref, mig.import_id)
     report_id = store_result(deps, mig, result)
     detail = {**result.to_dict(), "report_id": report_id}
     if not result.clean:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.errors import TransformError
 from migration import preflight, transform
-from migration.cohorts import _reason_class as reason_class
+from migration.cohort_progress import _reason_class as reason_class
 from multiplexer import facets as facets_of
 from multiplexer.backends.base import InventoryEntry
 from multiplexer.inventory import Assess, SyncReport, sync_inventory

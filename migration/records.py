@@ -48,18 +48,27 @@ def create(
     dry_run: bool = False,
     include_in_flight: bool = False,
     inject_bug: str | None = None,
+    direction: str = "forward",
 ) -> str:
-    """A migration for the user, or the one already under way (never two at once)."""
+    """A migration for the user, or the one already under way (never two at once; a
+    rollback is refused while a forward migration is under way, and the reverse)."""
     with transaction(sessions) as session:
         existing = session.scalar(
-            sa.select(Migration.id).where(
+            sa.select(Migration).where(
                 Migration.user_id == user_id,
                 Migration.status.in_(ACTIVE),
                 Migration.dry_run.is_(dry_run),
             )
         )
-        if existing:
-            return existing
+        if existing is not None:
+            if existing.direction != direction:
+                from core.errors import IllegalTransition
+
+                raise IllegalTransition(
+                    f"user {user_id!r} has a {existing.direction} migration under way "
+                    f"({existing.id}, {existing.status}); let it finish first"
+                )
+            return existing.id
         mig = Migration(
             id=new_id(),
             user_id=user_id,
@@ -70,6 +79,7 @@ def create(
             inject_bug=inject_bug,
             pivoted=False,
             generation=1,
+            direction=direction,
         )
         session.add(mig)
         if cohort:
@@ -260,20 +270,50 @@ def finish(
 def store_snapshot(
     sessions: sessionmaker[Session], migration_id: str, snap: RawSnapshot
 ) -> tuple[int, str]:
-    digest = content_hash(snap.objects)
     with transaction(sessions) as session:
-        row = Snapshot(
-            migration_id=migration_id,
-            user_id=snap.user_id,
-            customer_id=snap.customer_id,
-            content_hash=digest,
-            body=snap.objects,
-            # when the read *started*: the event-based re-check asks "any change after it?"
-            **({"taken_at": snap.taken_at} if snap.taken_at is not None else {}),
-        )
-        session.add(row)
-        session.flush()
-        return row.id, digest
+        return _add_snapshot(session, migration_id, snap)
+
+
+def _add_snapshot(session: Session, migration_id: str, snap: RawSnapshot) -> tuple[int, str]:
+    digest = content_hash(snap.objects)
+    row = Snapshot(
+        migration_id=migration_id,
+        user_id=snap.user_id,
+        customer_id=snap.customer_id,
+        content_hash=digest,
+        body=snap.objects,
+        # when the read *started*: the event-based re-check asks "any change after it?"
+        **({"taken_at": snap.taken_at} if snap.taken_at is not None else {}),
+    )
+    session.add(row)
+    session.flush()
+    return row.id, digest
+
+
+def attach_snapshot(sessions: sessionmaker[Session], migration_id: str, snap: RawSnapshot) -> bool:
+    """Store a prefetched snapshot as the one preflight will use, if the migration has not
+    started yet (pending, no step, no snapshot); else nothing is written."""
+    with transaction(sessions) as session:
+        mig = session.get(Migration, migration_id, with_for_update=True)
+        if mig is None or (mig.status, mig.step, mig.snapshot_id, mig.owner) != (
+            "pending",
+            None,
+            None,
+            None,
+        ):
+            return False
+        mig.snapshot_id, _ = _add_snapshot(session, migration_id, snap)
+        return True
+
+
+def fresh_snapshot(
+    sessions: sessionmaker[Session], snapshot_id: int, *, max_age: float
+) -> RawSnapshot | None:
+    """The stored snapshot if its read started less than ``max_age`` seconds ago."""
+    snap = load_snapshot(sessions, snapshot_id)
+    if snap.taken_at is None or snap.taken_at < utcnow() - timedelta(seconds=max_age):
+        return None
+    return snap
 
 
 def load_snapshot(sessions: sessionmaker[Session], snapshot_id: int) -> RawSnapshot:

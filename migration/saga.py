@@ -39,7 +39,7 @@ from core.errors import (
     TwinbillError,
 )
 from core.ratelimit import backoff_delay
-from migration import records, recovery, steps
+from migration import records, recovery, rollback, steps
 from migration.deps import Deferred, Restart, SagaDeps, Step, Verifier
 from migration.models import Migration
 
@@ -48,6 +48,8 @@ log = logging.getLogger("twinbill.saga")
 ORDER = steps.SAGA
 DRY_RUN_ORDER = steps.DRY_RUN
 PIVOT = next(name for name in ORDER if steps.STEPS[name].pivot)
+PROVE_STEPS = frozenset({"prove", rollback.PROVE})
+VERIFY_STEPS = frozenset({"verify", rollback.VERIFY})
 #: RateLimited.backend carries the adapter's name; the shared budgets are keyed by role.
 LIMITER_OF_BACKEND = {"stripe": "legacy", "localstripe": "legacy", "http": "new"}
 
@@ -55,11 +57,23 @@ __all__ = ["Deferred", "Restart", "SagaDeps", "Verifier", "next_step", "run"]
 
 
 def _table(deps: SagaDeps) -> Mapping[str, Step]:
-    return deps.steps or steps.STEPS
+    """Every step of both directions; a test's (or crash hook's) entries win."""
+    return {**steps.STEPS, **rollback.STEPS, **deps.steps}
+
+
+def order_of(mig: Migration) -> tuple[str, ...]:
+    """The steps this migration runs: forward, dry run, or the reverse saga (rollback)."""
+    if mig.direction == "rollback":
+        return rollback.ORDER
+    return DRY_RUN_ORDER if mig.dry_run else ORDER
+
+
+def _pivot(mig: Migration) -> str:
+    return rollback.PIVOT if mig.direction == "rollback" else PIVOT
 
 
 def next_step(mig: Migration) -> str | None:
-    order = DRY_RUN_ORDER if mig.dry_run else ORDER
+    order = order_of(mig)
     if mig.step is None:
         return order[0]
     idx = order.index(mig.step)
@@ -108,7 +122,7 @@ def _run(deps: SagaDeps, migration_id: str) -> Migration:
                 return records.load(deps.sessions, migration_id)
             _restart(deps, mig)
         except Exception as exc:  # noqa: BLE001 - every failure must end in a known state
-            if recovery.is_transient(exc) and step != "verify":
+            if recovery.is_transient(exc) and step not in VERIFY_STEPS:
                 current = records.load(deps.sessions, mig.id)
                 if current.pivoted and not current.dry_run:
                     return recovery.retry_later(deps, current, step, exc)
@@ -187,8 +201,9 @@ def _compensate(deps: SagaDeps, mig: Migration) -> None:
     """Undo everything before the pivot: discard the import, route back to legacy."""
     step_id = records.begin_step(deps.sessions, mig, "compensate")
     table = _table(deps)
+    order = order_of(mig)
     try:
-        for name in reversed(ORDER[: ORDER.index(PIVOT)]):  # every undo is idempotent
+        for name in reversed(order[: order.index(_pivot(mig))]):  # every undo is idempotent
             undo = table[name].undo
             if undo is not None:
                 undo(deps, mig)
@@ -213,7 +228,7 @@ def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migratio
             records.finish(deps.sessions, mig.id, "running", error=comp_exc, member_status="failed")
             return records.load(deps.sessions, mig.id)
         error = _classified(exc)
-        if step == "prove" and isinstance(exc, (RateLimited, BackendUnavailable)):
+        if step in PROVE_STEPS and isinstance(exc, (RateLimited, BackendUnavailable)):
             error = TwinbillError(f"could not prove (preview unavailable; not migrated): {exc}")
             error.kind = exc.kind
         records.finish(
@@ -224,7 +239,7 @@ def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migratio
             member_status="failed",
         )
         return records.load(deps.sessions, mig.id)
-    if step == "verify":
+    if step in VERIFY_STEPS:
         # the user is fully migrated (route `new`); only the check could not run. Not a
         # page: continuous reconciliation re-checks it, or `twinbill reconcile --user`.
         log.warning("migration %s: verify could not run (%s); reconcile later", mig.id, exc)
@@ -237,12 +252,17 @@ def _fail(deps: SagaDeps, mig: Migration, step: str, exc: Exception) -> Migratio
             reason=f"migrated; verification could not run: {exc}"[:500],
         )
         return records.load(deps.sessions, mig.id)
-    # past the pivot: the user is canceled in legacy; never route back
+    # past the pivot: the user is canceled in legacy (a rollback: in new); never route back
     with contextlib.suppress(IllegalTransition):
         steps.mark_failed(deps, mig, reason=f"{step}: {exc}")
+    command, pivot = (
+        ("rollback", "the new system's cancel")
+        if mig.direction == "rollback"
+        else ("migrate", "the legacy cancel")
+    )
     deps.page(
-        f"migration {mig.id} (user {mig.user_id}) failed after the legacy cancel, in step "
-        f"{step}: {exc}. The user is read-only; resume with `twinbill migrate "
+        f"migration {mig.id} (user {mig.user_id}) failed after {pivot}, in step "
+        f"{step}: {exc}. The user is read-only; resume with `twinbill {command} "
         f"{mig.user_id} --resume` once the cause is fixed (runbook: failed-after-pivot)."
     )
     records.finish(deps.sessions, mig.id, "failed", error=_classified(exc), member_status="failed")

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction, utcnow
-from core.errors import InvalidInput
+from core.errors import InvalidInput, TwinbillError
 from migration import cohorts, records, saga
+from migration import prefetch as prefetch_mod
 from migration.models import Cohort, CohortMember, Migration
 from migration.saga import SagaDeps
 from multiplexer import routing
@@ -25,6 +26,8 @@ from multiplexer.models import Route
 log = logging.getLogger("twinbill.migration")
 
 Enqueue = Callable[[str], None]  # migration id -> schedule a worker run
+#: (cohort, migration ids) -> schedule ``prefetch_chunk`` (the ``twinbill.prefetch`` task)
+Prefetch = Callable[[str, list[str]], None]
 
 
 def migrate_user(
@@ -89,10 +92,22 @@ def reopen_for_resume(sessions: sessionmaker[Session], cache: RouteCache, user_i
 
 
 def start_cohort(
-    deps: SagaDeps, name: str, enqueue: Enqueue, *, actor: str, retry_failed: bool = False
+    deps: SagaDeps,
+    name: str,
+    enqueue: Enqueue,
+    *,
+    actor: str,
+    retry_failed: bool = False,
+    prefetch: Prefetch | None = None,
 ) -> int:
-    """Mark the cohort running and enqueue every member that still has to go."""
+    """Mark the cohort running and enqueue every member that still has to go.
+
+    With ``prefetch``, members whose snapshots are cheaper to read in bulk
+    (``migration.prefetch``) are handed to it instead, to be enqueued once read."""
+    from migration import shadow
+
     cohorts.set_status(deps.sessions, name, "running", actor=actor)
+    shadow.hand_over(deps, name, actor=actor)  # reuse a clean rehearsal's imports, or discard
     statuses = ["pending", "queued", "deferred"] + (["failed"] if retry_failed else [])
     with deps.sessions() as session:
         cohort = cohorts.get(session, name)
@@ -102,15 +117,42 @@ def start_cohort(
             include_in_flight=cohort.include_in_flight,
             inject_bug=cohort.inject_bug,
         )
-    started = 0
-    for user_id in users:
-        mig_id = _migration_for_member(deps, name, user_id, opts, retry_failed=retry_failed)
-        if mig_id:
+    ids = [
+        mig_id
+        for user_id in users
+        if (mig_id := _migration_for_member(deps, name, user_id, opts, retry_failed=retry_failed))
+    ]
+    if prefetch is not None and prefetch_mod.wanted(deps, min(len(ids), deps.bulk_chunk)):
+        prefetch(name, ids)
+    else:
+        for mig_id in ids:
             enqueue(mig_id)
-            started += 1
+    started = len(ids)
     if not users:
         cohorts.finish_if_settled(deps.sessions, name)
     return started
+
+
+def prefetch_chunk(
+    deps: SagaDeps, cohort: str, migration_ids: list[str], enqueue: Enqueue, again: Prefetch
+) -> dict[str, int]:
+    """The ``twinbill.prefetch`` task: read the first chunk's snapshots in bulk, enqueue its
+    members, then hand the rest to the next prefetch, queued behind them. A failed read
+    (or a cohort no longer running) stores nothing: the members are read per user."""
+    chunk, rest = migration_ids[: deps.bulk_chunk], migration_ids[deps.bulk_chunk :]
+    counts = {"members": len(chunk), "read": 0, "stored": 0}
+    with deps.sessions() as session:
+        running = cohorts.get(session, cohort).status == "running"
+    if running and prefetch_mod.wanted(deps, len(chunk)):
+        try:
+            counts = prefetch_mod.store(deps, chunk)
+        except TwinbillError as exc:
+            log.warning("cohort %s: bulk read failed (%s); members are read per user", cohort, exc)
+    for mig_id in chunk:
+        enqueue(mig_id)
+    if rest:
+        again(cohort, rest)
+    return counts
 
 
 def _migration_for_member(
@@ -181,6 +223,9 @@ def run_member(deps: SagaDeps, migration_id: str) -> Migration | None:
             ):
                 return None  # stays queued; `cohort resume` enqueues it again
     result = saga.run(deps, migration_id)
+    from migration import shadow
+
+    shadow.release_member(deps, result)  # a shadow import its load step did not adopt
     if result.cohort:
         cohorts.check_halt(deps.sessions, result.cohort)
         cohorts.finish_if_settled(deps.sessions, result.cohort)

@@ -50,7 +50,8 @@ def last_success(session: Session, user_ids: Sequence[str] | None = None) -> dic
     latest: dict[str, Migration] = {}
     for mig in session.scalars(stmt.order_by(Migration.finished_at)):
         latest[mig.user_id] = mig
-    return latest
+    # a user whose latest move was a rollback lives in legacy again: nothing to reconcile
+    return {uid: mig for uid, mig in latest.items() if mig.direction != "rollback"}
 
 
 def resolve_scope(

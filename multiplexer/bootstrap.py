@@ -26,6 +26,7 @@ from core.settings import Settings
 from multiplexer.backends.base import BillingBackend
 from multiplexer.cache import RouteCache, build_cache
 from multiplexer.facade import BillingMux
+from multiplexer.scientist import Scientist, ShadowReads
 from multiplexer.webhooks.outbox import MAX_COUNTDOWN, DeliveryPolicy
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,12 @@ class MuxContext:
         else:  # the outbox row is durable: beat's sweep delivers it
             log.warning("no Celery app here; the sweep delivers %s's webhook", user_id)
 
+    def on_legacy_event(self, user_id: str) -> None:
+        """A legacy webhook about this user was stored. Nothing here; the root overrides it
+        (the shadow rehearsal re-syncs and re-compares a shadowed user)."""
+
     def close(self) -> None:
+        self.mux.close()
         for backend in self.backends.values():
             close = getattr(backend, "close", None)
             if close:
@@ -102,7 +108,10 @@ def mux_parts(
     *,
     backends: dict[str, BillingBackend] | None = None,
     engine: Engine | None = None,
+    shadow_reads: Callable[[sessionmaker[Session]], ShadowReads] | None = None,
 ) -> dict[str, Any]:
+    """``shadow_reads`` builds the hooks of the facade's background comparison of shadowed
+    users' reads (the migration engine's, given by the root; None: no comparison)."""
     from multiplexer.backends import registry
 
     engine = engine or make_engine(settings.database_url)
@@ -114,7 +123,22 @@ def mux_parts(
             "legacy": registry.build_legacy(settings, limiters["legacy"].acquire),
             "new": registry.build_new(settings, limiters["new"].acquire),
         }
-    mux = BillingMux(sessions, cache, backends, max_amount_major=settings.max_amount_major)
+    scientist = (
+        Scientist(
+            shadow_reads(sessions),
+            timeout=settings.shadow_read_timeout,
+            max_in_flight=settings.shadow_read_concurrency,
+        )
+        if shadow_reads is not None
+        else None
+    )
+    mux = BillingMux(
+        sessions,
+        cache,
+        backends,
+        max_amount_major=settings.max_amount_major,
+        scientist=scientist,
+    )
     return dict(
         settings=settings,
         engine=engine,

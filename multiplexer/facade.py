@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.canonical import (
+    BillingHistory,
     BillingSummary,
     Customer,
     Invoice,
@@ -35,6 +36,7 @@ from multiplexer.backends.base import BillingBackend, LegacyBillingBackend, User
 from multiplexer.cache import RouteCache, RouteInfo
 from multiplexer.facade_offline import OfflineMoneyMixin, derived_key
 from multiplexer.placement import current_placement
+from multiplexer.scientist import Scientist
 
 #: Seconds a caller should wait before retrying a write for a migrating user.
 MIGRATING_RETRY_AFTER = 30
@@ -52,12 +54,20 @@ class BillingMux(OfflineMoneyMixin):
         *,
         max_amount_major: int,
         new_key: Callable[[], str] = lambda: uuid.uuid4().hex,
+        scientist: Scientist | None = None,
     ) -> None:
+        """``scientist``: compares a shadowed user's reads with the new system in the
+        background (``multiplexer.scientist``); the app always gets the legacy answer."""
         self._sessions = sessions
+        self._scientist = scientist
         self._cache = cache
         self._backends = backends
         self._max_major = max_amount_major
         self._new_key = new_key
+
+    def close(self) -> None:
+        if self._scientist is not None:
+            self._scientist.close()
 
     # -- routing -----------------------------------------------------------------------------
     def route(self, user_id: str, *, for_write: bool = False) -> RouteInfo:
@@ -122,33 +132,44 @@ class BillingMux(OfflineMoneyMixin):
 
         return refuse
 
-    # -- reads -------------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------------
+    def _shadow(self, info: RouteInfo, op: str, answer: Any, read: Callable[..., Any]) -> Any:
+        """Return ``answer`` unchanged; for a legacy user, let the scientist compare it with
+        the new system's answer (``read(new, ref)``) in the background, shadowed users only."""
+        if self._scientist is not None and info.system == "legacy":
+            new = self._backends["new"]
+            ref = UserRef(info.user_id, None, info.new_customer_id)
+            self._scientist.observe(info.user_id, op, answer, lambda: read(new, ref))
+        return answer
+
     def list_subscriptions(self, user_id: str) -> list[Subscription]:
         info = self.route(user_id)
-        return self._backend(info).list_subscriptions(self._ref(info))
+        answer = self._backend(info).list_subscriptions(self._ref(info))
+        return self._shadow(info, "list_subscriptions", answer, _history)  # type: ignore[no-any-return]
 
     def list_invoices(self, user_id: str) -> list[Invoice]:
         info = self.route(user_id)
-        return self._backend(info).list_invoices(self._ref(info))
+        answer = self._backend(info).list_invoices(self._ref(info))
+        return self._shadow(info, "list_invoices", answer, _history)  # type: ignore[no-any-return]
 
     def list_payments(self, user_id: str) -> list[Payment]:
         info = self.route(user_id)
-        return self._backend(info).list_payments(self._ref(info))
+        answer = self._backend(info).list_payments(self._ref(info))
+        return self._shadow(info, "list_payments", answer, _history)  # type: ignore[no-any-return]
+
+    def new_system_history(self, user_id: str) -> BillingHistory | None:
+        """For a user rolled back to legacy: everything the new system kept from the stay
+        (invoices, payments, offline money it recorded are not rewritten into legacy)."""
+        info = self.route(user_id)
+        if info.system == "new" or not info.new_customer_id or "new" not in self._backends:
+            return None
+        return self._backends["new"].get_history(self._ref(info))
 
     def summary(self, user_id: str) -> BillingSummary:
         info = self.route(user_id)
-        history = self._backend(info).get_history(self._ref(info))
-        renewals = [s.next_renewal_at for s in history.subscriptions if s.next_renewal_at]
-        customer = history.customer
-        return BillingSummary(
-            user_id=user_id,
-            system=System(info.system),
-            customer=customer,
-            subscriptions=history.subscriptions,
-            next_renewal_at=min(renewals) if renewals else None,
-            open_invoices=sum(1 for i in history.invoices if i.status is InvoiceStatus.OPEN),
-            balance=customer.balance if customer else 0,
-            currency=customer.currency if customer else info.currency,
+        answer = _summary(info, self._backend(info).get_history(self._ref(info)))
+        return self._shadow(  # type: ignore[no-any-return]
+            info, "summary", answer, lambda b, ref: _summary(info, b.get_history(ref))
         )
 
     # -- writes ------------------------------------------------------------------------------
@@ -343,3 +364,25 @@ class BillingMux(OfflineMoneyMixin):
         if not isinstance(legacy, LegacyBillingBackend):
             raise InvalidInput("no plan catalogue: the legacy backend cannot list plans")
         return legacy.get_plan(plan_code)
+
+
+def _history(backend: BillingBackend, ref: UserRef) -> BillingHistory:
+    """The new side of a list read: the user's whole history, so that the records it points
+    at (an invoice's subscription) resolve to their legacy ids before the comparison."""
+    return backend.get_history(ref)
+
+
+def _summary(info: RouteInfo, history: BillingHistory) -> BillingSummary:
+    """The billing page's summary of one history (either system's: the shadow compares)."""
+    renewals = [s.next_renewal_at for s in history.subscriptions if s.next_renewal_at]
+    customer = history.customer
+    return BillingSummary(
+        user_id=info.user_id,
+        system=System(info.system),
+        customer=customer,
+        subscriptions=history.subscriptions,
+        next_renewal_at=min(renewals) if renewals else None,
+        open_invoices=sum(1 for i in history.invoices if i.status is InvoiceStatus.OPEN),
+        balance=customer.balance if customer else 0,
+        currency=customer.currency if customer else info.currency,
+    )

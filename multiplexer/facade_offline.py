@@ -3,9 +3,11 @@
 Each record goes through the ledger (``multiplexer.offline_ledger``): decided in one
 transaction under a unique (user, kind, reference) *before* the backend write, sent
 with the row's idempotency key and body, closed with its audit entry. An identical
-retry (with or without an Idempotency-Key) is a replay; the same reference with other
-details is a 422; a row whose backend answer was lost is re-sent by the next identical
-request or by ``recover_offline`` (``twinbill`` beat / CLI), and the backend replays it.
+retry (with or without an Idempotency-Key) is a replay, answered before the target
+checks (a refund that took the whole payment replays too); the same reference with
+other details, or the caller's key on another reference, is a 422; a row whose backend
+answer was lost is re-sent by the next identical request or by ``recover_offline``
+(``twinbill`` beat / CLI), and the backend replays it.
 """
 
 from __future__ import annotations
@@ -106,41 +108,64 @@ class OfflineMoneyMixin:
         info = self._writable(user_id)
         self._check_money(info, amount)
         backend, ref = self._backend(info), self._ref(info)
-        if target_id is not None:
-            refuse = self._refuser(info, actor)
-            if kind == "payment":
-                guards.own_invoice(
-                    backend, ref, info, target_id, refuse=refuse, attempted="offline_payment"
-                )
-            else:
-                paid = guards.own_payment(
-                    backend, ref, info, target_id, refuse=refuse, attempted="offline_refund"
-                )
-                guards.refundable(paid, amount)
         fields = {
             "amount": amount.amount, "currency": amount.currency, "reference": reference,
             "at": at, "target_id": target_id, "note": note,
         }  # fmt: skip
-        entry = offline_ledger.decide(
-            self._sessions,
-            kind=kind,
-            user_id=user_id,
-            reference=reference,
-            system=info.system,
-            amount=amount.amount,
-            currency=amount.currency,
-            happened_at=at or utcnow(),
-            target_id=target_id,
-            note=note,
-            request_hash=offline_ledger.client_hash(kind, fields),
-            idempotency_key=idempotency_key or derived_key(f"offline-{kind}", user_id, reference),
-            actor=actor,
+        request_hash = offline_ledger.client_hash(kind, fields)
+        # a replay answers what the first request did: the first refund may have taken the
+        # whole payment, so the target checks (made then) are not made again; other
+        # details under the same reference are refused here, before anything is sent
+        entry = offline_ledger.earlier(
+            self._sessions, kind, user_id, reference, request_hash, idempotency_key=idempotency_key
         )
+        if entry is None:
+            if target_id is not None:
+                self._check_target(kind, info, backend, ref, target_id, amount, actor)
+            entry = offline_ledger.decide(
+                self._sessions,
+                kind=kind,
+                user_id=user_id,
+                reference=reference,
+                system=info.system,
+                amount=amount.amount,
+                currency=amount.currency,
+                happened_at=at or utcnow(),
+                target_id=target_id,
+                note=note,
+                request_hash=request_hash,
+                idempotency_key=idempotency_key
+                or derived_key(f"offline-{kind}", user_id, reference),
+                actor=actor,
+            )
         if entry.status == "recorded" and entry.record_id:
             earlier = self._find_recorded(kind, backend, ref, entry.record_id)
             if earlier is not None:
                 return earlier
         return self._send(kind, backend, ref, entry, amount, reference, target_id, note, actor)
+
+    def _check_target(
+        self,
+        kind: str,
+        info: RouteInfo,
+        backend: BillingBackend,
+        ref: UserRef,
+        target_id: str,
+        amount: Money,
+        actor: str,
+    ) -> None:
+        """The invoice (payment) or payment (refund) is the user's own; a refund fits in
+        what is left of the payment."""
+        refuse = self._refuser(info, actor)
+        if kind == "payment":
+            guards.own_invoice(
+                backend, ref, info, target_id, refuse=refuse, attempted="offline_payment"
+            )
+            return
+        paid = guards.own_payment(
+            backend, ref, info, target_id, refuse=refuse, attempted="offline_refund"
+        )
+        guards.refundable(paid, amount)
 
     @staticmethod
     def _find_recorded(

@@ -1,5 +1,6 @@
 """Multiplexer tables: routing, rollout policy, application tokens, webhook inbox and outbox,
-and the invoice-number index (``multiplexer.search_index``)."""
+the invoice-number index (``multiplexer.search_index``) and the legacy change feed
+(``multiplexer.change_feed``)."""
 
 from __future__ import annotations
 
@@ -172,3 +173,39 @@ class OfflineMoney(Base):
     __table_args__ = (
         sa.UniqueConstraint("user_id", "kind", "reference", name="uq_offline_money_reference"),
     )
+
+
+class LegacyChangeMark(Base):
+    """The last time legacy changed something an id names (a customer, a plan, a charge,
+    or ``*``: an owner the event could not tell). Written by the change feed's event reads
+    and by incoming legacy webhooks; only ever moves forward. Revision 0009."""
+
+    __tablename__ = "legacy_changes"
+
+    key: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    event_type: Mapped[str] = mapped_column(sa.String(80))
+    event_id: Mapped[str] = mapped_column(sa.String(120))
+    source: Mapped[str] = mapped_column(sa.String(10))  # events | webhook
+
+
+class LegacyChangeFeed(Base):
+    """Single row: the window the marks are complete for, and who may read next.
+
+    Every legacy change stamped from ``complete_from`` up to ``horizon`` is in
+    ``legacy_changes``. One worker at a time extends it (``lease_owner`` until
+    ``lease_until``), at most once per refresh interval after ``last_read_at``.
+    """
+
+    __tablename__ = "legacy_change_feed"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    complete_from: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    horizon: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    gap: Mapped[str | None] = mapped_column(sa.Text, default=None)  # the last read's gap
+    gap_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    last_read_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(120), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    reads: Mapped[int] = mapped_column(sa.Integer, default=0)  # event reads so far
+    requests: Mapped[int] = mapped_column(sa.Integer, default=0)  # legacy requests they took

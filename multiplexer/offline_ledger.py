@@ -1,6 +1,9 @@
 """The offline money ledger: one row per (user, kind, reference), decided before the write.
 
-``decide`` runs in one transaction: it either finds the earlier row for this reference
+``earlier`` reads the row an identical earlier request left, before any check of the
+request's target (a replay answers what the first request did, even when the first
+refund took the whole payment). ``decide`` runs in one transaction: it either finds the
+earlier row for this reference
 (a replay when the caller's own fields are the same, a 422 when they differ) or
 inserts a ``pending`` row under the unique constraint, so of two concurrent submits one
 wins and the other replays. The backend write then carries the row's idempotency key
@@ -79,6 +82,38 @@ def _same_or_refuse(row: OfflineMoney, request_hash: str) -> Entry:
             "details; use a new reference, or send exactly the same request to replay it"
         )
     return _entry(row, fresh=False)
+
+
+def earlier(
+    sessions: sessionmaker[Session],
+    kind: str,
+    user_id: str,
+    reference: str,
+    request_hash: str,
+    *,
+    idempotency_key: str | None = None,
+) -> Entry | None:
+    """The row an identical earlier request left (a replay), or None. Refused
+    (``InvalidInput``): the same reference with other details, and the caller's
+    ``idempotency_key`` already used by this user's request for another reference."""
+    with sessions() as session:
+        row = find(session, kind, user_id, reference)
+        if row is not None:
+            return _same_or_refuse(row, request_hash)
+        if idempotency_key is not None:
+            other = session.scalar(
+                sa.select(OfflineMoney).where(
+                    OfflineMoney.user_id == user_id,
+                    OfflineMoney.idempotency_key == idempotency_key,
+                )
+            )
+            if other is not None:
+                raise InvalidInput(
+                    f"Idempotency-Key {idempotency_key!r} was already used for another "
+                    f"request (offline {other.kind} {other.reference!r}); use a new key for "
+                    "a different request"
+                )
+        return None
 
 
 def decide(

@@ -23,14 +23,15 @@ LEGACY, MIGRATING, NEW, FAILED, HELD = "legacy", "migrating", "new", "failed", "
 STATES = (LEGACY, MIGRATING, NEW, FAILED, HELD)
 
 #: The state machine. ``new -> legacy`` is absent on purpose: once the legacy
-#: subscriptions are canceled, routing back would leave the user billed nowhere. For the
+#: subscriptions are canceled, routing back would leave the user billed nowhere; a
+#: rollback goes ``new -> migrating -> legacy`` and re-creates them first (``clear_pivot``). For the
 #: same reason ``failed -> legacy`` is legal only for a user whose migration never passed
 #: the pivot (``Route.pivoted_at`` unset): after it, see ``AFTER_PIVOT``.
 ALLOWED: dict[str, frozenset[str]] = {
     LEGACY: frozenset({MIGRATING, HELD}),
     MIGRATING: frozenset({LEGACY, NEW, FAILED}),
     FAILED: frozenset({MIGRATING, LEGACY, NEW, HELD}),
-    NEW: frozenset({HELD}),
+    NEW: frozenset({HELD, MIGRATING}),  # migrating: a rollback (migration.rollback) holds it
     HELD: frozenset({LEGACY, NEW, FAILED}),  # release: back to where it was held from
 }
 WRITABLE = frozenset({LEGACY, NEW})
@@ -198,6 +199,35 @@ def mark_pivoted(
         resource_type="route",
         resource_id=user_id,
         after={**route.snapshot(), "pivoted_at": route.pivoted_at.isoformat()},
+        reason=reason,
+    )
+    session.flush()
+    _invalidate_after_commit(session, cache, user_id)
+
+
+def clear_pivot(
+    session: Session, user_id: str, *, actor: str, reason: str, cache: RouteCache | None = None
+) -> None:
+    """A rollback re-created the user's legacy subscriptions and canceled the new ones: the
+    route may lead back to legacy again (in the caller's transaction, with the flip)."""
+    route = session.execute(
+        sa.select(Route).where(Route.user_id == user_id).with_for_update()
+    ).scalar_one_or_none()
+    if route is None:
+        raise UnknownUser(user_id)
+    if route.pivoted_at is None:
+        return
+    before = {**route.snapshot(), "pivoted_at": route.pivoted_at.isoformat()}
+    route.pivoted_at = None
+    route.version += 1
+    audit.record(
+        session,
+        actor=actor,
+        action="route.pivot_cleared",
+        resource_type="route",
+        resource_id=user_id,
+        before=before,
+        after={**route.snapshot(), "pivoted_at": None},
         reason=reason,
     )
     session.flush()

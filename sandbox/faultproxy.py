@@ -20,7 +20,6 @@ import asyncio
 import collections
 import json
 import random
-import re
 import socket
 import struct
 import threading
@@ -68,13 +67,16 @@ class Faults:
     burst_429_period: tuple[float, float] | None = None
 
 
-_WORD = re.compile(r"[a-z_]*|v[0-9]+")  # a route word or version; anything else is an id
+#: path segments after a resource that are actions, not ids (``/v1/invoices/upcoming``)
+_ACTIONS = frozenset({"upcoming", "create_preview", "search", "report_payment"})
 
 
 def route_of(method: str, path: str) -> str:
-    """``DELETE /v1/subscriptions/{id}``: the request's route, ids folded."""
-    segments = [seg if _WORD.fullmatch(seg) else "{id}" for seg in path.split("/")]
-    return f"{method.upper()} {'/'.join(segments)}"
+    """``GET /v1/customers/cus_1/balance_transactions`` -> ``GET /v1/customers/{id}/...``:
+    requests counted per route, so a test can tell a list from a retrieve."""
+    parts = path.strip("/").split("/")
+    named = ["{id}" if i in (2, 4) and p not in _ACTIONS else p for i, p in enumerate(parts)]
+    return f"{method.upper()} /{'/'.join(named)}"
 
 
 class _Counters:

@@ -1,8 +1,9 @@
 """The ``twinbill`` command line: one Typer app, one module per command group.
 
 Exit codes (see ``admin/cli/common.py``): 0 all good; 1 something needs a human
-(failed or halted users, differences); 2 usage or configuration error, one line
-naming the fix. ``--json`` prints one JSON document and nothing else, errors too.
+(failed or halted users, differences; a crash, one line naming its traceback file);
+2 usage or configuration error, one line naming the fix. ``--json`` prints one JSON
+document and nothing else, errors too.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from admin.cli import (
     legacy,
     migrate,
     reconcile,
+    rollback,
     routes,
     sandbox,
+    shadow,
     support,
     webhooks,
 )
@@ -37,7 +40,8 @@ app = typer.Typer(
     name="twinbill",
     help="Move paying users from a legacy billing system to a new one, safely.",
     epilog=(
-        "Exit codes: 0 all good, 1 something needs a human, 2 usage or configuration error. "
+        "Exit codes: 0 all good, 1 something needs a human (a crash too), "
+        "2 usage or configuration error. "
         "Start with `twinbill demo`, or `twinbill db upgrade` then `twinbill users sync`."
     ),
     no_args_is_help=True,
@@ -69,8 +73,12 @@ app.add_typer(routes.rollout, name="rollout")
 app.add_typer(routes.tokens, name="tokens")
 app.add_typer(webhooks.app, name="webhooks")
 app.command("serve")(routes.serve)
+cohort.cohort.command("shadow")(shadow.cohort_shadow)
+cohort.cohort.command("shadow-report")(shadow.cohort_shadow_report)
+cohort.cohort.command("shadow-stop")(shadow.cohort_shadow_stop)
 app.add_typer(cohort.cohort, name="cohort")
 app.command("migrate")(migrate.migrate)
+app.command("rollback")(rollback.rollback)
 app.command("demo")(migrate.demo)
 app.command("reconcile")(reconcile.reconcile)
 app.command("worker")(migrate.worker)

@@ -47,6 +47,13 @@ def _deps():  # type: ignore[no-untyped-def]
     return _root().saga
 
 
+def _read():  # type: ignore[no-untyped-def]
+    """Sessions for the commands that only read the database (no legacy key needed)."""
+    from admin.cli.context import database
+
+    return database()
+
+
 def _filters(where: list[str]) -> dict[str, set[str]]:
     filters: dict[str, set[str]] = {}
     for clause in where:
@@ -193,13 +200,10 @@ def _start(name: str, *, wait: bool, yes: bool, json: bool, mode: str) -> None:
 
 def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool, json: bool) -> None:
     from admin.cli.context import app_root
-    from migration import services
 
     root = app_root()
     if not root.celery.embedded:  # real workers elsewhere pick the tasks up, over Redis
-        n = services.start_cohort(
-            root.saga, name, root.enqueue_migration, actor=ACTOR, retry_failed=retry_failed
-        )
+        n = root.start_cohort(name, actor=ACTOR, retry_failed=retry_failed)
         err_console.print(f"enqueued {n} migrations for cohort {name}")
         if wait:
             _wait(name, json=json)
@@ -209,9 +213,7 @@ def _enqueue_and_maybe_wait(name: str, *, wait: bool, retry_failed: bool, json: 
     from core.queue import embedded_worker
 
     with embedded_worker(root.celery):
-        n = services.start_cohort(
-            root.saga, name, root.enqueue_migration, actor=ACTOR, retry_failed=retry_failed
-        )
+        n = root.start_cohort(name, actor=ACTOR, retry_failed=retry_failed)
         err_console.print(f"running {n} migrations for cohort {name} (embedded worker)")
         _wait(name, json=json)
 
@@ -311,7 +313,7 @@ def cohort_delete(name: str = NAME, yes: bool = YES, json: bool = JSON) -> None:
 def _show(name: str, *, as_json: bool) -> None:
     from migration import cohorts
 
-    with _deps().sessions() as session:
+    with _read()() as session:
         p = cohorts.progress(session, name)
     if as_json:
         print_json(p.as_dict())
@@ -393,7 +395,7 @@ def cohort_list(json: bool = JSON) -> None:
     from migration.cohorts import diffs_of, stats_by_cohort
     from migration.models import Cohort
 
-    with _deps().sessions() as session:
+    with _read()() as session:
         rows = list(session.scalars(sa.select(Cohort).order_by(Cohort.created_at)))
         stats = stats_by_cohort(session)
         data = []
@@ -421,3 +423,12 @@ def cohort_list(json: bool = JSON) -> None:
         rate = f"{d['diff_rate']:.1%}" if d["diff_rate"] is not None else "n/a"
         table.add_row(d["name"], status, iso(d["created_at"]) or "", members, rate)
     console.print(table)
+
+
+def _register_rollback() -> None:
+    from admin.cli.rollback import cohort_rollback
+
+    cohort.command("rollback")(cohort_rollback)
+
+
+_register_rollback()

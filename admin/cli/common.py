@@ -5,18 +5,22 @@ Exit codes (every command):
 * ``0`` all good;
 * ``1`` something needs a human: failed or halted users, differences, a deferral
   with a problem;
+  and an unexpected error (a bug): one line naming the file that holds its traceback
+  (``crash_file``), never the traceback itself on the terminal;
 * ``2`` usage or configuration error, printed as one line that names the fix
   (``--json``: one JSON object ``{"error": {...}}`` on stdout, nothing else).
 
 ``TwinbillGroup`` is the click group class of every ``typer.Typer`` here: it turns
 exceptions raised anywhere below it into those codes, so no command prints a raw
-traceback for a missing setting or an empty database.
+traceback for a missing setting, an empty database or a bug.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,9 +91,9 @@ def fail(message: str, fix: str | None = None) -> typer.Exit:
     return typer.Exit(EXIT_ERROR)
 
 
-def _report(kind: str, message: str, fix: str | None) -> None:
+def _report(kind: str, message: str, fix: str | None, **extra: Any) -> None:
     if json_requested():
-        print_json({"error": {"kind": kind, "message": message, "fix": fix}})
+        print_json({"error": {"kind": kind, "message": message, "fix": fix, **extra}})
         return
     line = f"[bold red]error[/]: {message}"
     err_console.print(line + (f" — {fix}" if fix else ""), highlight=False, soft_wrap=True)
@@ -114,19 +118,44 @@ def _classify(exc: BaseException) -> tuple[str, str, str | None] | None:
         if isinstance(exc, sa_exc.OperationalError):
             first = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
             return "database", f"cannot use the database: {first}", "check TWINBILL_DATABASE_URL"
+    if isinstance(exc, OSError) and exc.filename:  # a path given on the command line
+        return "usage", f"{exc.strerror or exc}: {exc.filename}", "check the path"
     return None
 
 
+def crash_file(exc: BaseException) -> str | None:
+    """Write the traceback (redacted: no full email or card number) to a new file only the
+    user can read, in the system's temporary directory; its path, or None if that failed."""
+    from core.observability import redact
+
+    text = "".join(traceback.format_exception(exc))
+    try:
+        fd, path = tempfile.mkstemp(prefix="twinbill-crash-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(redact(f"twinbill {' '.join(sys.argv[1:])}\n{text}"))
+    except OSError:
+        return None
+    return path
+
+
 def handle(exc: BaseException) -> typer.Exit:
-    """Report an exception raised by a command and return the exit to raise."""
+    """Report an exception raised by a command and return the exit to raise: 2 for what
+    the operator can fix, 1 for a bug (its traceback goes to ``crash_file``)."""
     found = _classify(exc)
     if found is not None:
         _report(*found)
         return typer.Exit(EXIT_ERROR)
-    if json_requested():  # a bug: still JSON, with the type; the traceback goes to stderr
-        print_json({"error": {"kind": "bug", "message": f"{type(exc).__name__}: {exc}"}})
-    traceback.print_exception(exc, file=sys.stderr)
-    return typer.Exit(EXIT_ERROR)
+    from core.observability import redact
+
+    trace = crash_file(exc)
+    message = redact(f"unexpected {type(exc).__name__}: {exc}".splitlines()[0])[:300]
+    if trace is None:  # keep the traceback somewhere a human can find it
+        traceback.print_exception(exc, file=sys.stderr)
+        fix = "a bug: the traceback is above (it could not be written to a file)"
+    else:
+        fix = f"a bug, not your input: the traceback is in {trace}"
+    _report("bug", message, fix, trace=trace)
+    return typer.Exit(EXIT_FOUND)
 
 
 class TwinbillGroup(TyperGroup):

@@ -27,17 +27,20 @@ def stdin_is_tty() -> bool:
     return sys.stdin.isatty()
 
 
+#: The banner's words for ``core.environment.key_mode``.
+KEY_WORDS = {
+    "live": "live key",
+    "test": "test key",
+    "unset": "no key",
+    "unknown": "key of unknown kind",
+}
+
+
 def key_mode(secret: str | None) -> str:
-    """``live`` / ``test`` from a Stripe key's prefix (the key itself is never printed)."""
-    if not secret:
-        return "no key"
-    for prefix in ("sk_live_", "rk_live_"):
-        if secret.startswith(prefix):
-            return "live key"
-    for prefix in ("sk_test_", "rk_test_"):
-        if secret.startswith(prefix):
-            return "test key"
-    return "key of unknown kind"
+    """``live key`` / ``test key`` from a Stripe key's prefix (the key itself is never printed)."""
+    from core.environment import key_mode as mode_of
+
+    return KEY_WORDS[mode_of(secret)]
 
 
 @dataclass(frozen=True)
@@ -61,18 +64,16 @@ class Environment:
 def environment(
     legacy: Any = None, *, with_legacy: bool = True, settings: Any = None
 ) -> Environment:
-    """Where this process points; with a legacy backend, also ask Stripe for the account."""
-    from sqlalchemy.engine import make_url
-
+    """Where this process points (``core.environment``); with a legacy backend, also ask
+    Stripe for the account."""
+    from core.environment import pointing
     from core.settings import load_settings
 
-    s = settings or load_settings()
-    secret = s.legacy_api_key.get_secret_value() if s.legacy_api_key else None
-    where = s.legacy_api_base or "https://api.stripe.com"
+    p = pointing(settings or load_settings())
     return Environment(
-        database=make_url(s.database_url).render_as_string(hide_password=True),
-        legacy=f"{s.legacy_backend} at {where}" if with_legacy else "",
-        key=key_mode(secret) if with_legacy else "",
+        database=p.database_url,
+        legacy=f"{p.legacy_backend} at {p.legacy_base}" if with_legacy else "",
+        key=KEY_WORDS[p.key] if with_legacy else "",
         account=_account(legacy) if legacy is not None else None,
     )
 

@@ -27,6 +27,7 @@ from typing import Any
 import typer
 
 from admin.cli.common import EXIT_ERROR, EXIT_FOUND, EXIT_OK, console, err_console, print_json
+from core.environment import key_mode
 from core.errors import TransformError, TwinbillError
 
 app = typer.Typer(help="Check the legacy (Stripe) account before migrating.", no_args_is_help=True)
@@ -51,14 +52,6 @@ class CheckReport:
     @property
     def ready(self) -> bool:
         return not (self.unmapped_fields or self.mapping_errors or self.webhook_problems)
-
-
-def key_mode(api_key: str) -> str:
-    """``sk_test_…`` / ``rk_live_…`` -> test / live (anything else: unknown)."""
-    for mode in ("test", "live"):
-        if api_key.startswith((f"sk_{mode}_", f"rk_{mode}_")):
-            return mode
-    return "unknown"
 
 
 def run_check(

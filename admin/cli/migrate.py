@@ -174,6 +174,9 @@ def demo(
     workdir: Path = typer.Option(
         Path(".twinbill-demo"), "--workdir", help="scratch folder (wiped first)"
     ),
+    rollback: bool = typer.Option(
+        False, "--rollback", help="end by rolling the last cohort back to legacy, verified"
+    ),
 ) -> None:
     """Seed a sandbox, migrate it in growing cohorts, reconcile; exit 0 when nothing is lost.
 
@@ -183,6 +186,7 @@ def demo(
     Examples:
       twinbill demo
       twinbill demo --users 200 --inject-bug zero-decimal   # watch the reconciler catch it
+      twinbill demo --rollback                              # ... and roll the last cohort back
     """
     from admin.demo import run_demo
     from migration.transform import BUGS
@@ -197,6 +201,7 @@ def demo(
         inject_bug=inject_bug,
         include_in_flight=include_in_flight,
         console=console,
+        rollback=rollback,
     )
     table = Table(
         "cohort",
@@ -233,6 +238,12 @@ def demo(
             else f"[red]{s['users_with_differences']} with differences[/] ({kinds}) {invariants}"
         )
         console.print(f"reconciliation of {s['users_checked']} migrated users: {verdict}")
+    if result.rolled_back:
+        clean = sum(1 for _, ok in result.rolled_back.values() if ok)
+        console.print(
+            f"rollback of the last cohort: {clean}/{len(result.rolled_back)} users back on "
+            "legacy, verified from both systems (exactly one billing system, same next charge)"
+        )
     if not result.ok:
         raise typer.Exit(EXIT_FOUND)
     console.print(

@@ -95,6 +95,7 @@ def mount(app: FastAPI, ctx: App) -> AdminWeb:
         views_activity,
         views_auth,
         views_finance,
+        views_offline,
         views_ops,
         views_reports,
         views_users,
@@ -126,6 +127,7 @@ def mount(app: FastAPI, ctx: App) -> AdminWeb:
     for module in (
         views_auth,
         views_users,
+        views_offline,
         views_activity,
         views_finance,
         views_ops,

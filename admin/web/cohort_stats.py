@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from migration.models import CohortMember, Migration
+from migration.models import CohortMember, Migration, ShadowCheck
 from multiplexer.models import Route
 from reconciler.models import ReconciliationResult
 
@@ -149,3 +149,41 @@ def members(
 
 def now_if_running(status: str) -> datetime | None:
     return utcnow() if status == "running" else None
+
+
+@dataclass
+class ShadowSeries:
+    start: datetime | None
+    compared: list[tuple[float, float]] = field(default_factory=list)  # checks per bucket
+    mismatched: list[tuple[float, float]] = field(default_factory=list)  # of which mismatched
+    failed: list[tuple[float, float]] = field(default_factory=list)  # error or timeout
+
+
+def shadow_series(session: Session, run_id: str | None, *, now: datetime | None) -> ShadowSeries:
+    """A shadow rehearsal's comparisons over time, bucketed like the cohort's progress."""
+    if run_id is None:
+        return ShadowSeries(None)
+    rows = session.execute(
+        sa.select(ShadowCheck.checked_at, ShadowCheck.outcome).where(ShadowCheck.run_id == run_id)
+    ).all()
+    if not rows:
+        return ShadowSeries(None)
+    start = min(r.checked_at for r in rows)
+    end = max([r.checked_at for r in rows] + ([now] if now is not None else []))
+    width, n = _buckets(start, end)
+    counts = {k: [0] * n for k in ("compared", "mismatched", "failed")}
+    for r in rows:
+        i = _index(r.checked_at, start, width, n)
+        if r.outcome in ("clean", "mismatch"):
+            counts["compared"][i] += 1
+        if r.outcome == "mismatch":
+            counts["mismatched"][i] += 1
+        if r.outcome in ("error", "timeout"):
+            counts["failed"][i] += 1
+    out = ShadowSeries(start)
+    for i in range(n):
+        x = (i + 1) * width
+        out.compared.append((x, float(counts["compared"][i])))
+        out.mismatched.append((x, float(counts["mismatched"][i])))
+        out.failed.append((x, float(counts["failed"][i])))
+    return out

@@ -42,9 +42,11 @@ class Draft:
     on: date
     reason: str | None
 
-    def sentence(self) -> str:
+    def sentence(self, amount_text: str | None = None) -> str:
+        """What will happen; ``amount_text`` is the amount as the page shows it (babel,
+        by the admin's locale), else ``Money.format``."""
         return (
-            f"will record {self.amount.format()} as {LABEL[self.kind]} in the "
+            f"will record {amount_text or self.amount.format()} as {LABEL[self.kind]} in the "
             f"{self.system.upper()} system for user {self.user_id}, reference "
             f"{self.reference}, dated {self.on.isoformat()}"
         )

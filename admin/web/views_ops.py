@@ -22,9 +22,9 @@ from admin.web.auth import Principal
 from admin.web.charts import Series, bar_chart, line_chart
 from admin.web.filters import number
 from core import audit
-from core.db import transaction
+from core.db import transaction, utcnow
 from core.errors import TwinbillError
-from migration import cohorts, records, services
+from migration import cohort_progress, cohorts, records, services, shadow_report
 from migration.models import Cohort, Migration
 
 router = APIRouter(dependencies=[Depends(guard)])
@@ -57,7 +57,7 @@ def cohorts_page(
         if status:
             stmt = stmt.where(Cohort.status == status)
         rows = list(session.scalars(stmt.limit(200)))
-        counts = cohorts.stats_by_cohort(session)
+        counts = cohort_progress.stats_by_cohort(session)
     return page(
         request,
         "cohorts.html",
@@ -119,13 +119,17 @@ def cohort_page(
     limits = _limits(web)
     with web.ctx.sessions() as session:
         try:
-            progress = cohorts.progress(session, name)
+            progress = cohort_progress.progress(session, name)
         except TwinbillError as exc:
             return page(request, "error.html", status=404, title="Unknown cohort", message=str(exc))
         history = list(reversed(audit.history(session, "cohort", name)))
         series = stats.series(session, name, now=stats.now_if_running(progress.status))
         members, next_after = stats.members(session, name, status=member_status, after=after)
         dry_run = bool(getattr(session.get(Cohort, name), "dry_run", False))
+        shadow = shadow_report.build(session, name)
+        shadow_series = stats.shadow_series(
+            session, shadow.run_id, now=utcnow() if shadow.status == "active" else None
+        )
     return page(
         request,
         "cohort.html",
@@ -139,6 +143,23 @@ def cohort_page(
         members_next=next_after,
         after=after,
         dry_run=dry_run,
+        shadow=shadow,
+        shadow_chart=_shadow_chart(shadow_series),
+    )
+
+
+def _shadow_chart(series: stats.ShadowSeries) -> Any:
+    return line_chart(
+        "Shadow comparisons over time (next charges and app reads)",
+        [
+            Series("compared", "info", series.compared),
+            Series("mismatched", "bad", series.mismatched),
+            Series("could not compare", "warn", series.failed),
+        ],
+        y_format=lambda v: number(round(v)),
+        start=series.start,
+        chart_id="chart-shadow",
+        integer=True,
     )
 
 
@@ -158,12 +179,8 @@ def cohort_action(
             cohorts.set_status(web.ctx.sessions, name, "paused", actor=me.actor, reason=reason)
             notice = f"Cohort {name} paused: no new user starts."
         elif action in ("resume", "retry-failed"):
-            started = services.start_cohort(
-                web.ctx.saga,
-                name,
-                web.ctx.enqueue_migration,
-                actor=me.actor,
-                retry_failed=action == "retry-failed",
+            started = web.ctx.start_cohort(
+                name, actor=me.actor, retry_failed=action == "retry-failed"
             )
             notice = f"Cohort {name} running: {started} migrations queued."
         else:

@@ -1,4 +1,5 @@
-"""Search, the user page, offline payment/refund forms, and route actions (hold/release/back).
+"""Search, the user page and route actions (hold/release/back); offline money forms are
+``views_offline``.
 
 Handlers are plain ``def`` (FastAPI runs them in its thread pool): they call the
 billing systems and the database, which must never block the event loop that also
@@ -19,20 +20,13 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from admin.web import AdminWeb, form_fields, page, redirect
 from admin.web.access import guard
 from admin.web.auth import Principal
-from admin.web.filters import money
 from admin.web.offline import (
-    LABEL,
-    Draft,
-    DraftErrors,
-    build_draft,
-    record,
     refusal,
-    writable_route,
 )
 from admin.web.search import MIN_SUBSTRING, search
 from core import audit
 from core.db import transaction
-from core.errors import IllegalTransition, InvalidInput, TwinbillError, UnknownUser
+from core.errors import IllegalTransition, TwinbillError, UnknownUser
 from migration import records
 from migration.models import Migration
 from multiplexer import routing
@@ -167,166 +161,6 @@ def user_page(request: Request, user_id: str) -> Response:
         or (latest and latest.status == "failed" and latest.pivoted)
         else None,
     )
-
-
-def _form_page(
-    request: Request,
-    kind: str,
-    user_id: str,
-    *,
-    values: dict[str, str],
-    errors: dict[str, str] | None = None,
-    refused: str | None = None,
-    status: int = 200,
-) -> Response:
-    web = _web(request)
-    with web.ctx.sessions() as session:
-        route = session.get(Route, user_id)
-    return page(
-        request,
-        "offline_form.html",
-        kind=kind,
-        label=LABEL.get(kind, kind),
-        user_id=user_id,
-        route=route,
-        values=values,
-        errors=errors or {},
-        refused=refused,
-        status=status,
-    )
-
-
-def _values(form: dict[str, str]) -> dict[str, str]:
-    return {k: form.get(k, "") for k in ("amount", "currency", "reference", "date", "reason")}
-
-
-def audit_refusal(
-    web: AdminWeb, me: Principal, kind: str, user_id: str, values: dict[str, str], why: Exception
-) -> None:
-    """A refused money action is written to the activity log (who tried what, and why)."""
-    with transaction(web.ctx.sessions) as session:
-        audit.record(
-            session,
-            actor=me.actor,
-            action="support.money_refused",
-            resource_type="user",
-            resource_id=user_id,
-            after={
-                "kind": kind,
-                "amount_entered": values.get("amount", "")[:40],
-                "currency": values.get("currency", "")[:8],
-                "reference": values.get("reference", "")[:120],
-                "refused": type(why).__name__,
-                "why": str(why)[:300],
-            },
-        )
-
-
-@router.get("/admin/users/{user_id}/offline/{kind}")
-def offline_form(request: Request, user_id: str, kind: str) -> Response:
-    if kind not in LABEL:
-        return page(
-            request,
-            "error.html",
-            status=404,
-            title="Not found",
-            message="Only offline payments and refunds can be recorded here.",
-        )
-    web = _web(request)
-    try:
-        with web.ctx.sessions() as session:
-            route = writable_route(session, user_id)
-    except TwinbillError as exc:
-        return _form_page(
-            request,
-            kind,
-            user_id,
-            values={},
-            refused=refusal(exc),
-            status=409 if not isinstance(exc, UnknownUser) else 404,
-        )
-    return _form_page(request, kind, user_id, values={"currency": route.currency or ""})
-
-
-def _draft(request: Request, kind: str, user_id: str, values: dict[str, str]) -> Draft:
-    return build_draft(
-        _web(request).ctx,
-        kind,
-        user_id,
-        amount=values["amount"],
-        currency=values["currency"] or None,
-        reference=values["reference"],
-        on=values["date"] or None,
-        reason=values["reason"],
-    )
-
-
-def _refused_page(
-    request: Request,
-    me: Principal,
-    kind: str,
-    user_id: str,
-    values: dict[str, str],
-    exc: Exception,
-    *,
-    submitted: bool,
-) -> Response:
-    if submitted or not isinstance(exc, DraftErrors):  # a typo on the form is not a refusal
-        audit_refusal(_web(request), me, kind, user_id, values, exc)
-    if isinstance(exc, DraftErrors):
-        return _form_page(request, kind, user_id, values=values, errors=exc.errors, status=422)
-    status = 404 if isinstance(exc, UnknownUser) else 422 if isinstance(exc, InvalidInput) else 409
-    return _form_page(request, kind, user_id, values=values, refused=refusal(exc), status=status)
-
-
-def sentence(draft: Draft) -> str:
-    """The confirmation sentence, with the amount as people read it (babel)."""
-    return (
-        f"will record {money(draft.amount.amount, draft.amount.currency)} as "
-        f"{LABEL[draft.kind]} in the {draft.system.upper()} system for user {draft.user_id}, "
-        f"reference {draft.reference}, dated {draft.on.isoformat()}"
-    )
-
-
-@router.post("/admin/users/{user_id}/offline/{kind}/confirm")
-def offline_confirm(
-    request: Request,
-    user_id: str,
-    kind: str,
-    form: dict[str, str] = Depends(form_fields),
-    me: Principal = Depends(guard),
-) -> Response:
-    values = _values(form)
-    try:
-        draft = _draft(request, kind, user_id, values)
-    except TwinbillError as exc:
-        return _refused_page(request, me, kind, user_id, values, exc, submitted=False)
-    return page(
-        request, "offline_confirm.html", draft=draft, values=values, sentence=sentence(draft)
-    )
-
-
-@router.post("/admin/users/{user_id}/offline/{kind}")
-def offline_submit(
-    request: Request,
-    user_id: str,
-    kind: str,
-    form: dict[str, str] = Depends(form_fields),
-    me: Principal = Depends(guard),
-) -> Response:
-    values = _values(form)
-    try:
-        draft = _draft(request, kind, user_id, values)
-        done = record(_web(request).ctx, draft, actor=me.actor)
-    except TwinbillError as exc:
-        log.warning("offline %s for %s refused: %s", kind, user_id, type(exc).__name__)
-        return _refused_page(request, me, kind, user_id, values, exc, submitted=True)
-    what = "Already recorded earlier" if done.duplicate else "Recorded"
-    notice = (
-        f"{what}: {money(draft.amount.amount, draft.amount.currency)} {LABEL[kind][3:]} "
-        f"{done.record_id} in the {done.system.upper()} system, reference {draft.reference}."
-    )
-    return redirect(request, user_url(user_id), notice=notice)
 
 
 @router.post("/admin/users/{user_id}/route/{action}")

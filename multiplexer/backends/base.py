@@ -10,7 +10,7 @@ idempotency key with every write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -75,6 +75,39 @@ class InventoryEntry:
     features: LegacyFeatures = field(default_factory=LegacyFeatures)
     snapshot: RawSnapshot | None = None
     problem: str | None = None
+
+
+#: the key of a change whose owner the event could not tell: every customer may have changed
+ANY_CUSTOMER = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyChange:
+    """One legacy event: what it names (customer id and object ids, or ``ANY_CUSTOMER``)
+    and when it happened (the legacy system's own clock, whole seconds)."""
+
+    keys: tuple[str, ...]
+    at: datetime
+    event_type: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyChanges:
+    """The account's changes since a time, read from its event stream.
+
+    ``complete_from`` is where the stream is known complete (every change from then
+    until ``read_at`` is in ``changes``); ``None`` with a ``gap`` (why) when it cannot
+    be told at all (a dialect without a usable stream, too many events). A
+    ``complete_from`` later than asked (retention exceeded) also carries a ``gap``.
+    """
+
+    since: datetime
+    read_at: datetime  # when the read started
+    changes: tuple[LegacyChange, ...] = ()
+    complete_from: datetime | None = None
+    gap: str | None = None
+    requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +209,25 @@ class LegacyBillingBackend(BillingBackend, Protocol):
         ...
 
     def snapshot(self, ref: UserRef) -> RawSnapshot: ...
+    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+        """Several users' snapshots from one bulk read, by user id, each equal to what
+        ``snapshot`` returns and dated at the read's start; a user left out of the answer
+        is read with ``snapshot``."""
+        ...
+
+    def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
+        """Estimated legacy requests to snapshot ``members`` users of an account holding
+        ``account`` objects per list: (one bulk read, per-user reads)."""
+
+    #: why this system's event stream can never prove a customer unchanged (None: it can)
+    @property
+    def events_gap(self) -> str | None: ...
+
+    def list_changes(self, since: datetime) -> LegacyChanges:
+        """The account's changes since ``since`` from its event stream, with whether the
+        stream is complete for the window (else ``gap`` says why: the caller re-reads)."""
+        ...
+
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory: ...
     def cancel_for_migration(
         self,
@@ -195,6 +247,41 @@ class LegacyBillingBackend(BillingBackend, Protocol):
         """What the legacy system will charge the user next, per live subscription, from its
         own upcoming-invoice preview (the ``prove`` step's legacy side)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Recreation:
+    """One subscription of the new system, to be re-created in legacy by a rollback.
+
+    Billing resumes in legacy exactly where the new system would have charged next:
+    the subscription is created trialing until ``renews_at`` (the new system's
+    ``trial_end`` or ``current_period_end``), with no proration and no invoice now.
+    """
+
+    of: str  # the new system's subscription id
+    plan_code: str  # the legacy plan / price id
+    quantity: int
+    renews_at: datetime
+    currency: str
+    tax_rate_ids: tuple[str, ...] = ()  # legacy tax rate ids (Stripe default_tax_rates)
+    coupon_ids: tuple[str, ...] = ()  # legacy coupons of the subscription's discounts
+    trialing: bool = False  # the new system's subscription is itself in a trial
+    payment_method_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LegacyRollbackBackend(Protocol):
+    """What only a rollback needs from legacy: re-create a subscription, remove it again."""
+
+    def recreate_subscription(
+        self, ref: UserRef, spec: Recreation, *, rollback_id: str, idempotency_key: str
+    ) -> Subscription: ...
+    def remove_recreated(
+        self, ref: UserRef, subscription_id: str, *, rollback_id: str, idempotency_key: str
+    ) -> None: ...
+    def recreated_by(self, ref: UserRef, rollback_id: str) -> list[str]: ...
+    def customer_live(self, ref: UserRef) -> bool: ...
 
 
 @runtime_checkable

@@ -202,6 +202,27 @@ class HttpNewBackend:
             self._request("GET", f"/v1/imports/{import_id}/preview", "preview import")
         )
 
+    def preview_user(self, user_id: str) -> NextCharges:
+        """What the service will charge the user next, over every subscription it holds
+        (the rollback's ``prove``: compared with the legacy re-creation's preview)."""
+        path = f"/v1/users/{user_id}/preview"
+        return map_preview(self._request("GET", path, "preview user"), endpoint=f"GET {path}")
+
+    def rollback_import(
+        self, import_id: str, *, rollback_id: str, idempotency_key: str
+    ) -> ImportResult:
+        """The rollback's pivot: every billing subscription of the user canceled now, no
+        proration, no refund, marked as the rollback's (its events carry cause=rollback)."""
+        return self._import(
+            self._write(
+                "POST",
+                f"/v1/imports/{import_id}/rollback",
+                "roll back import",
+                {"rollback_id": rollback_id},
+                idempotency_key,
+            )
+        )
+
     # -- writes ------------------------------------------------------------------------
 
     def create_customer(

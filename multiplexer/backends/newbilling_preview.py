@@ -44,10 +44,11 @@ def map_charge(obj: Any, n: int) -> NextCharge:
     )
 
 
-def map_preview(body: Any) -> NextCharges:
+def map_preview(body: Any, *, endpoint: str | None = None) -> NextCharges:
+    """An import's preview, or (``endpoint`` given) the user's: ``GET /v1/users/{id}/preview``."""
     if not isinstance(body, Mapping):
         raise TransformError("preview is not an object", record="preview")
-    record = f"preview {body.get('import_id') or '?'}"
+    record = f"preview {body.get('import_id') or body.get('user_id') or '?'}"
     charges = tuple(
         map_charge(c, n) for n, c in enumerate(_get(body, "subscriptions", record, list))
     )
@@ -59,5 +60,5 @@ def map_preview(body: Any) -> NextCharges:
         currency=_get(body, "currency", record, str),
         balance=_get(body, "balance", record, int),
         charges=charges,
-        source={"endpoint": f"GET /v1/imports/{body.get('import_id')}/preview"},
+        source={"endpoint": endpoint or f"GET /v1/imports/{body.get('import_id')}/preview"},
     )

@@ -1,5 +1,8 @@
 """Incoming webhooks: verify, store, normalise, decide — one transaction per event.
 
+A verified legacy event also marks what it names as changed in the legacy change
+feed (``multiplexer.change_feed``), in the same transaction.
+
 Every verified event is kept in ``inbound_events`` whatever its fate
 (``forwarded``, ``suppressed``, ``unknown_user``, ``ignored``), so an operator
 can always answer "did twinbill see it, and what did it do with it?". The
@@ -26,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import ConfigurationError
 from core.observability import WEBHOOKS
 from core.settings import Settings
+from multiplexer.change_feed import mark_event
 from multiplexer.models import InboundEvent, OutboxMessage, Route
 from multiplexer.webhooks import normalise as nz
 from multiplexer.webhooks.signatures import (
@@ -118,12 +122,14 @@ def migration_reason(
     """Why this event was caused by twinbill's own migration (None: it was not)."""
     if provider == nz.NEW:
         if nz.new_migration_caused(event):
-            return "caused by a migration import (cause=import or import.* event)"
+            return "caused by a migration import or rollback (cause=import|rollback, import.*)"
         return None
     if nz.legacy_migration_flagged(event):
         return f"legacy subscription marked {nz.MIGRATION_FLAG!r} by the migration's cancel step"
     if route is None or route.state not in LOCKED_BY_MIGRATION:
         return None
+    if nz.legacy_rollback_flagged(event):  # after the flip, its renewals are the user's own
+        return f"legacy subscription re-created by a rollback ({nz.ROLLBACK_FLAG!r}), user locked"
     # While a user migrates, the facade refuses writes and the saga checked that legacy
     # was unchanged just before its cancel step: a cancellation now is the saga's own
     # (localstripe cannot carry the metadata flag: docs/architecture.md, "Webhooks").
@@ -202,6 +208,8 @@ def _user_hint(provider: str, event: dict[str, Any]) -> str | None:
 
 
 def _store(session: Session, provider: str, event: dict[str, Any]) -> Outcome:
+    if provider == nz.LEGACY:  # the re-check's change feed: what it names changed (cheap)
+        mark_event(session, event)
     route = find_route(session, provider, event)
     past: frozenset[str] = frozenset()
     if route is not None and provider == nz.LEGACY and route.state in LOCKED_BY_MIGRATION:
@@ -284,8 +292,13 @@ def receive(
     body: bytes,
     signature: str | None,
     enqueue: Callable[[str], None],
+    on_legacy_event: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """The whole inbound path; raises ``WebhookRejected`` (nothing stored) on bad input."""
+    """The whole inbound path; raises ``WebhookRejected`` (nothing stored) on bad input.
+
+    ``on_legacy_event(user_id)`` is told of every new legacy event about a known user
+    after it is stored (the shadow rehearsal re-syncs a shadowed user); its failure is
+    logged, never the sender's problem."""
     if len(body) > MAX_BODY:
         raise WebhookRejected(413, f"body over {MAX_BODY} bytes")
     verify(settings, provider, body, signature)
@@ -305,6 +318,11 @@ def receive(
         log.info(
             "webhook %s %s (%s): %s", provider, event["id"], event["type"], outcome.disposition
         )
+    if on_legacy_event is not None and provider == nz.LEGACY and outcome.user_id is not None:
+        try:
+            on_legacy_event(outcome.user_id)
+        except Exception:  # noqa: BLE001 - stored and committed; the daily re-sync catches up
+            log.exception("legacy event %s: the shadow re-sync could not be scheduled", event["id"])
     if outcome.disposition == FORWARDED and outcome.user_id is not None:
         try:
             enqueue(outcome.user_id)

@@ -322,7 +322,26 @@ def _new_data(ctype: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def new_migration_caused(event: dict[str, Any]) -> bool:
-    return event.get("cause") == "import" or str(event.get("type", "")).startswith("import.")
+    """An import's events, and a rollback's cancel (``cause: rollback``)."""
+    return event.get("cause") in ("import", "rollback") or str(event.get("type", "")).startswith(
+        "import."
+    )
+
+
+ROLLBACK_FLAG = "twinbill_rollback"  # set at creation on a subscription a rollback re-created
+
+
+def legacy_rollback_flagged(event: dict[str, Any]) -> bool:
+    """Is this event about a legacy subscription a rollback re-created (or its invoice)?"""
+    obj = obj_of(event)
+    if obj.get("object") == "subscription":
+        return bool(metadata_of(obj).get(ROLLBACK_FLAG))
+    for holder in (obj.get("subscription_details"), (obj.get("parent") or {})):
+        if isinstance(holder, dict):
+            inner = holder.get("subscription_details", holder)
+            if isinstance(inner, dict) and metadata_of(inner).get(ROLLBACK_FLAG):
+                return True
+    return False
 
 
 def normalise_new(event: dict[str, Any]) -> Canonical:

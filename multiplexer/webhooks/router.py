@@ -59,7 +59,14 @@ async def _handle(request: Request, ctx: MuxContext, provider: str) -> JSONRespo
     try:
         body = await _read_capped(request, inbound.MAX_BODY)
         outcome = await run_in_threadpool(
-            inbound.receive, ctx.sessions, ctx.settings, provider, body, header, _enqueuer(ctx)
+            inbound.receive,
+            ctx.sessions,
+            ctx.settings,
+            provider,
+            body,
+            header,
+            _enqueuer(ctx),
+            ctx.on_legacy_event,
         )
     except inbound.WebhookRejected as exc:
         log.info("webhook %s refused: %s %s", provider, exc.status, exc.message)

@@ -21,6 +21,7 @@ from . import models as m
 from .clock import fmt, utcnow
 from .errors import ApiError, FieldError, not_found
 from .idempotency import WriteResult
+from .rollback import apply_customer_update, held_ids, rolled_back_customer
 from .schemas import ImportIn
 from .serialize import import_out, subscription_out
 from .validation import check_import
@@ -40,6 +41,8 @@ def create_import(session: Session, outbox: Outbox, p: ImportIn) -> WriteResult:
             problems,
         )
     _refuse_existing_user(session, p.user_id)
+    reused = rolled_back_customer(session, p.user_id)  # a re-import after a rollback
+    held = held_ids(session, p.user_id) if reused is not None else {}
     now = utcnow()
     imp = m.Import(
         id=m.new_id("imp"),
@@ -56,6 +59,7 @@ def create_import(session: Session, outbox: Outbox, p: ImportIn) -> WriteResult:
             "refunds": len(p.refunds),
             "discounts": len(p.discounts),
         },
+        customer_update=p.customer.model_dump(mode="json") if reused is not None else None,
     )
     session.add(imp)
     session.flush()  # the import row must exist before rows that reference it (PostgreSQL FKs)
@@ -63,7 +67,7 @@ def create_import(session: Session, outbox: Outbox, p: ImportIn) -> WriteResult:
         # Optimistic: the unique external_id indexes catch ids held by another user. Only
         # when they fire do we pay for the per-table lookups that name each clashing field.
         with session.begin_nested():
-            for model, rows in _rows(p, imp.id, now):
+            for model, rows in _rows(p, imp.id, now, held):
                 if rows:
                     session.execute(insert(model.__table__), rows)  # type: ignore[arg-type]
     except IntegrityError as exc:
@@ -87,7 +91,9 @@ def create_import(session: Session, outbox: Outbox, p: ImportIn) -> WriteResult:
 def _refuse_existing_user(session: Session, user_id: str, own_id: str = "") -> None:
     live = session.scalar(
         select(m.Import).where(
-            m.Import.user_id == user_id, m.Import.status != "discarded", m.Import.id != own_id
+            m.Import.user_id == user_id,
+            m.Import.status.not_in(("discarded", "rolled_back")),
+            m.Import.id != own_id,
         )
     )
     if live is not None:
@@ -97,7 +103,9 @@ def _refuse_existing_user(session: Session, user_id: str, own_id: str = "") -> N
             f"user {user_id!r} already has a {live.status} import {live.id}; "
             "discard it first (pending) or do not import again (active)",
         )
-    if session.scalar(select(m.Customer.id).where(m.Customer.user_id == user_id)):
+    if session.scalar(
+        select(m.Customer.id).where(m.Customer.user_id == user_id)
+    ) and not rolled_back_customer(session, user_id):
         raise ApiError(
             409,
             "user_already_exists",
@@ -146,14 +154,26 @@ def _refuse_foreign_external_ids(session: Session, p: ImportIn) -> None:
 
 
 Rows = list[tuple[type[m.Base], list[dict[str, Any]]]]
+Held = dict[type[m.Base], dict[str, str]]
 
 
-def _rows(p: ImportIn, import_id: str, now: datetime) -> Rows:
+def _rows(p: ImportIn, import_id: str, now: datetime, held: Held | None = None) -> Rows:
     """Column dicts per table, parents before children, for Core ``executemany`` inserts.
 
     Core bulk inserts rather than ORM objects: an import is dozens of rows and the
-    unit of work's per-attribute bookkeeping was most of its cost.
+    unit of work's per-attribute bookkeeping was most of its cost. ``held``: a re-import
+    over a rolled-back user keeps the rows it already holds (matched by external id) and
+    refers to them (``rollback.py``).
     """
+    held = held or {}
+    rows = _all_rows(p, import_id, now, held)
+    return [
+        (model, [r for r in found if r["external_id"] not in held.get(model, {})])
+        for model, found in rows
+    ]
+
+
+def _all_rows(p: ImportIn, import_id: str, now: datetime, held: Held) -> Rows:
     uid, c, imp = p.user_id, p.customer, {"import_id": import_id}
     customer = {
         "id": m.new_id("cus_nb"),
@@ -169,6 +189,7 @@ def _rows(p: ImportIn, import_id: str, now: datetime) -> Rows:
         "created_at": now,
     }
     sub_ids = {s.external_id: m.new_id("sub_nb") for s in p.subscriptions}
+    sub_ids |= held.get(m.Subscription, {})
     subs = [
         {
             "id": sub_ids[s.external_id],
@@ -202,6 +223,7 @@ def _rows(p: ImportIn, import_id: str, now: datetime) -> Rows:
         for d in p.discounts
     ]
     inv_ids = {v.external_id: m.new_id("in_nb") for v in p.invoices}
+    inv_ids |= held.get(m.Invoice, {})
     invoices = [
         {
             "id": inv_ids[v.external_id],
@@ -225,6 +247,7 @@ def _rows(p: ImportIn, import_id: str, now: datetime) -> Rows:
         for pos, li in enumerate(v.lines)
     ]
     pay_ids = {x.external_id: m.new_id("py_nb") for x in p.payments}
+    pay_ids |= held.get(m.Payment, {})
     payments = [
         {
             "id": pay_ids[x.external_id],
@@ -296,11 +319,14 @@ def get_import(session: Session, import_id: str) -> dict[str, Any]:
 
 def activate(session: Session, outbox: Outbox, import_id: str) -> WriteResult:
     imp = _load(session, import_id)
-    if imp.status == "discarded":
-        raise ApiError(409, "import_discarded", f"import {imp.id} was discarded; import again")
+    if imp.status in ("discarded", "rolled_back"):
+        raise ApiError(
+            409, f"import_{imp.status}", f"import {imp.id} is {imp.status}; import again"
+        )
     if imp.status == "active":
         return 200, import_detail(session, imp)
     imp.status, imp.activated_at = "active", utcnow()
+    apply_customer_update(session, imp)
     subs = session.scalars(
         select(m.Subscription)
         .where(m.Subscription.import_id == imp.id)
@@ -334,10 +360,11 @@ def activate(session: Session, outbox: Outbox, import_id: str) -> WriteResult:
 
 def discard(session: Session, outbox: Outbox, import_id: str) -> WriteResult:
     imp = _load(session, import_id)
-    if imp.status == "active":
+    if imp.status in ("active", "rolled_back"):
         raise ApiError(
-            409, "import_active", f"import {imp.id} is active; it can no longer be discarded"
-        )
+            409, f"import_{imp.status}", f"import {imp.id} is {imp.status}; it can no longer be "
+            "discarded"
+        )  # fmt: skip
     if imp.status == "discarded":
         return 200, import_detail(session, imp)
     for model in m.IMPORTED_TABLES:

@@ -51,6 +51,13 @@ def operable_customer(session: Session, user_id: str) -> m.Customer:
     customer = customer_or_404(session, user_id)
     if customer.import_id is not None:
         imp = session.get(m.Import, customer.import_id)
+        if imp is not None and imp.status == "rolled_back":
+            raise ApiError(
+                409,
+                "user_rolled_back",
+                f"user {user_id!r} was rolled back to the legacy system ({imp.id}); its history "
+                "here is read-only",
+            )
         if imp is not None and imp.status == "pending":
             raise ApiError(
                 409,

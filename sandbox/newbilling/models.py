@@ -32,13 +32,17 @@ class Import(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(200), index=True)
-    status: Mapped[str] = mapped_column(String(20))  # pending | active | discarded
+    status: Mapped[str] = mapped_column(String(20))  # pending | active | discarded | rolled_back
     source: Mapped[str] = mapped_column(String(50))
     source_ref: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     activated_at: Mapped[datetime | None]
     discarded_at: Mapped[datetime | None]
     counts: Mapped[dict[str, Any]]
+    rolled_back_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: a re-import over a rolled-back user keeps its customer row: the customer fields of
+    #: the payload wait here and are applied at activation (sandbox/newbilling/rollback.py)
+    customer_update: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Customer(Base):

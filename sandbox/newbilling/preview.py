@@ -115,26 +115,9 @@ def _charge(sub: m.Subscription, discounts: list[m.Discount]) -> dict[str, Any]:
     return out
 
 
-def preview_import(session: Session, import_id: str) -> dict[str, Any]:
-    """``GET /v1/imports/{id}/preview``: pending or active imports; discarded → 409."""
-    imp = session.get(m.Import, import_id)
-    if imp is None:
-        raise not_found("import", import_id)
-    if imp.status == "discarded":
-        raise ApiError(
-            409, "import_discarded", f"import {imp.id} was discarded; nothing to preview"
-        )
-    customer = session.scalar(select(m.Customer).where(m.Customer.import_id == imp.id))
-    if customer is None:  # pragma: no cover - an import always writes its customer
-        raise not_found("customer of import", import_id)
-    subs = session.scalars(
-        select(m.Subscription)
-        .where(m.Subscription.import_id == imp.id)
-        .order_by(m.Subscription.created_at, m.Subscription.id)
-    ).all()
-    discounts = list(session.scalars(select(m.Discount).where(m.Discount.import_id == imp.id)))
+def _charges(subs: list[m.Subscription], discounts: list[m.Discount], balance: int) -> list:
+    """Each subscription's next charge, the balance settling them in date order."""
     charges = [_charge(s, discounts) for s in subs]
-    balance = customer.balance
     for charge in sorted((c for c in charges if "_at" in c), key=lambda c: (c["_at"], c["id"])):
         if balance < 0:  # credit: settles as much of this charge as it can
             used = min(-balance, charge["total"])
@@ -145,11 +128,57 @@ def preview_import(session: Session, import_id: str) -> dict[str, Any]:
         charge["amount_due"] = charge["total"] - used
     for charge in charges:
         charge.pop("_at", None)
+    return charges
+
+
+def preview_import(session: Session, import_id: str) -> dict[str, Any]:
+    """``GET /v1/imports/{id}/preview``: pending or active imports; discarded → 409."""
+    imp = session.get(m.Import, import_id)
+    if imp is None:
+        raise not_found("import", import_id)
+    if imp.status in ("discarded", "rolled_back"):
+        raise ApiError(
+            409, f"import_{imp.status}", f"import {imp.id} is {imp.status}; nothing to preview"
+        )
+    customer = session.scalar(select(m.Customer).where(m.Customer.user_id == imp.user_id))
+    if customer is None:  # pragma: no cover - an import always writes its customer
+        raise not_found("customer of import", import_id)
+    # a re-import over a rolled-back user: the customer's new balance waits for activation
+    balance = (imp.customer_update or {}).get("balance", customer.balance)
+    subs = session.scalars(
+        select(m.Subscription)
+        .where(m.Subscription.import_id == imp.id)
+        .order_by(m.Subscription.created_at, m.Subscription.id)
+    ).all()
+    # a re-import keeps the discounts the user already holds (its customer's coupon)
+    owner = m.Discount.user_id == imp.user_id if imp.customer_update else None
+    mine = m.Discount.import_id == imp.id
+    discounts = list(session.scalars(select(m.Discount).where(mine if owner is None else owner)))
     return {
         "import_id": imp.id,
         "status": imp.status,
         "user_id": imp.user_id,
         "currency": customer.currency,
+        "balance": balance,
+        "subscriptions": _charges(list(subs), discounts, balance),
+    }
+
+
+def preview_user(session: Session, user_id: str) -> dict[str, Any]:
+    """``GET /v1/users/{id}/preview``: the next charge of every subscription the user holds
+    here (the orchestrator's rollback compares it with the legacy re-creation's preview)."""
+    customer = session.scalar(select(m.Customer).where(m.Customer.user_id == user_id))
+    if customer is None:
+        raise not_found("user", user_id)
+    subs = session.scalars(
+        select(m.Subscription)
+        .where(m.Subscription.user_id == user_id)
+        .order_by(m.Subscription.created_at, m.Subscription.id)
+    ).all()
+    discounts = list(session.scalars(select(m.Discount).where(m.Discount.user_id == user_id)))
+    return {
+        "user_id": user_id,
+        "currency": customer.currency,
         "balance": customer.balance,
-        "subscriptions": charges,
+        "subscriptions": _charges(list(subs), discounts, customer.balance),
     }

@@ -10,19 +10,20 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import or_, select
 
-from . import imports
+from . import imports, rollback
 from . import models as m
 from .db import wipe
 from .errors import ApiError
 from .ledger import customer_or_404
-from .preview import preview_import
-from .schemas import ImportIn
+from .preview import preview_import, preview_user
+from .schemas import ImportIn, RollbackIn
 from .schemas_out import (
     BundleOut,
     ImportDetailOut,
     ImportOut,
     ImportPreviewOut,
     OkOut,
+    UserPreviewOut,
     responses,
 )
 from .serialize import bundle
@@ -120,6 +121,46 @@ async def discard_import(
     return await write(
         request, token, idempotency_key, lambda s: imports.discard(s, outbox, import_id)
     )
+
+
+@router.post(
+    "/v1/imports/{import_id}/rollback",
+    tags=["imports"],
+    summary="Move the user back to legacy",
+    responses=responses(200, ImportDetailOut, 404, 409, 422),
+)
+async def rollback_import(
+    import_id: str,
+    body: RollbackIn,
+    request: Request,
+    token: Token,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """active → rolled_back, one transaction: every billing subscription of the user canceled
+    now (no proration, no refund, metadata ``twinbill_rollback``), events ``cause: rollback``.
+
+    Again → 200 with the same body. Pending or discarded → 409 ``import_pending`` /
+    ``import_discarded``; an open invoice → 409 ``invoice_open`` (nothing written).
+    History stays readable; native operations answer 409 ``user_rolled_back``.
+    """
+    outbox = service(request).outbox
+    return await write(
+        request,
+        token,
+        idempotency_key,
+        lambda s: rollback.roll_back(s, outbox, import_id, body.rollback_id),
+    )
+
+
+@router.get(
+    "/v1/users/{user_id}/preview",
+    tags=["users"],
+    summary="What the user will be charged next",
+    responses=responses(200, UserPreviewOut, 404),
+)
+async def get_user_preview(user_id: str, request: Request) -> JSONResponse:
+    """Like the import preview, over every subscription the user holds here. Read-only."""
+    return JSONResponse(await read(request, lambda s: preview_user(s, user_id)))
 
 
 @router.get(

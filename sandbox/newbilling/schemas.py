@@ -292,3 +292,10 @@ class OfflineRefundCreate(Strict):
     payment_id: Id | None = None
     refunded_at: Timestamp | None = None
     reason: Text | None = None
+
+
+class RollbackIn(Strict):
+    """``POST /v1/imports/{id}/rollback``: the orchestrator's rollback run id (marks the
+    canceled subscriptions and the events, so receivers can tell it from a user's cancel)."""
+
+    rollback_id: Id

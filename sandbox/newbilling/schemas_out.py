@@ -44,13 +44,16 @@ class Counts(Out):
 
 class ImportOut(Out):
     id: str
-    status: Literal["pending", "active", "discarded"]
+    status: Literal["pending", "active", "discarded", "rolled_back"]
     user_id: str
     source: str
     source_ref: str
     created_at: Ts
     activated_at: Ts | None
     discarded_at: Ts | None
+    rolled_back_at: Ts | None = Field(
+        default=None, description="when a rollback moved the user back to legacy"
+    )
     counts: Counts
 
 
@@ -86,6 +89,15 @@ class ChargePreviewOut(Out):
 class ImportPreviewOut(Out):
     import_id: str
     status: Literal["pending", "active"]
+    user_id: str
+    currency: str
+    balance: int = Field(description="the customer's balance; negative is credit")
+    subscriptions: list[ChargePreviewOut]
+
+
+class UserPreviewOut(Out):
+    """What the service will charge the user next, over every subscription it holds."""
+
     user_id: str
     currency: str
     balance: int = Field(description="the customer's balance; negative is credit")
@@ -283,6 +295,7 @@ EventType = Literal[
     "import.created",
     "import.activated",
     "import.discarded",
+    "import.rolled_back",
     "customer.created",
     "subscription.created",
     "subscription.updated",
@@ -301,13 +314,14 @@ class EventData(Out):
 
 
 class EventOut(Out):
-    """Webhook body; ``import_id`` is present only when ``cause`` is ``import``."""
+    """Webhook body; ``import_id`` is present when ``cause`` is ``import`` or ``rollback``
+    (the orchestrator's own moves: receivers suppress them, they are not the user's)."""
 
     id: str
     type: EventType
     created: Ts
     user_id: str
-    cause: Literal["import", "api"]
+    cause: Literal["import", "api", "rollback"]
     import_id: str | None = None
     data: EventData
 

@@ -26,6 +26,7 @@ def import_out(imp: m.Import) -> dict[str, Any]:
         "created_at": fmt(imp.created_at),
         "activated_at": fmt(imp.activated_at),
         "discarded_at": fmt(imp.discarded_at),
+        "rolled_back_at": fmt(imp.rolled_back_at),
         "counts": dict(imp.counts),
     }
 

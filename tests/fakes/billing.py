@@ -8,7 +8,8 @@ Idempotency is honoured per key (same key -> same answer, no second record).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,14 @@ from core.canonical import (
 )
 from core.errors import BackendRejected, NotFound
 from core.money import Money
-from multiplexer.backends.base import ImportResult, InventoryEntry, RawSnapshot, UserRef
+from multiplexer.backends.base import (
+    ImportResult,
+    InventoryEntry,
+    LegacyChange,
+    LegacyChanges,
+    RawSnapshot,
+    UserRef,
+)
 from multiplexer.facets import LegacyFeatures
 
 _STEP = {Interval.DAY: 1, Interval.WEEK: 7, Interval.MONTH: 30, Interval.YEAR: 365}
@@ -61,6 +69,9 @@ class FakeBillingBackend:
         self._keys: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self.calls: list[str] = []
+        #: the account's event stream; None: the fake keeps none (every re-check re-reads).
+        #: Tests append with ``touch``; a direct store edit without it is a lost event.
+        self.events: list[LegacyChange] | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -193,12 +204,51 @@ class FakeBillingBackend:
         return len(customers), entries()
 
     def snapshot(self, ref: UserRef) -> RawSnapshot:
+        started = self.clock()
         history = self.get_history(ref)
         return RawSnapshot(
             user_id=ref.user_id,
             customer_id=ref.legacy_customer_id or "",
             objects={"history": history.model_dump(mode="json")},
+            taken_at=started,
         )
+
+    def touch(self, *keys: str, event_type: str = "customer.updated") -> None:
+        """An event in the account's stream about these ids (a customer id, or ``*``)."""
+        assert self.events is not None, "set fake.events = [] to keep an event stream"
+        self.events.append(LegacyChange(keys, self.clock(), event_type, self._id("evt")))
+
+    @property
+    def events_gap(self) -> str | None:
+        return "the fake keeps no events" if self.events is None else None
+
+    def list_changes(self, since: datetime) -> LegacyChanges:
+        self.calls.append("list_changes")
+        read_at = datetime.now(UTC)  # when the read started, on twinbill's clock
+        if self.events is None:
+            return LegacyChanges(since=since, read_at=read_at, gap=self.events_gap)
+        floor = since.replace(microsecond=0)
+        return LegacyChanges(
+            since=since,
+            read_at=read_at,
+            changes=tuple(c for c in self.events if c.at >= floor),
+            complete_from=floor,
+            requests=1,
+        )
+
+    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+        """One "bulk read": the users the fake knows, dated at its start."""
+        self.calls.append("snapshots")
+        started = self.clock()
+        return {
+            r.user_id: replace(self.snapshot(r), taken_at=started)
+            for r in refs
+            if r.user_id in self.customers
+        }
+
+    def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
+        """As Stripe's: a page per 100 customers against 5 requests per user."""
+        return max(1, account.get("customers", 0) // 100), 5 * members
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
         return BillingHistory.model_validate(snapshot.objects["history"])

@@ -16,7 +16,11 @@ configurations with ``put`` and the double answers reads consistently after writ
   ``amount_remaining`` / ``amount_paid_off_stripe`` (includable, as on Stripe);
   credit notes with ``out_of_band_amount`` touch neither the invoice nor the balance;
   balance transactions move ``customer.balance``;
-* lists page (``limit``/``starting_after``), ``/v1/invoice_payments`` included.
+* lists page (``limit``/``starting_after``), ``/v1/invoice_payments`` included; a list
+  without its ``customer`` (or ``charge``, ``invoice``) filter is account-wide;
+* every write it models records the event Stripe sends for it (``EVENTS``: type and
+  the object it carries), stamped by the wall clock (``clock``: twinbill compares event
+  times with its own), listed by ``GET /v1/events`` (``created``, ``type``, paging).
 
 What it does not model is refused with a 400 naming the route, never guessed.
 """
@@ -27,6 +31,8 @@ import copy
 import itertools
 import json
 import re
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,11 +64,13 @@ class StripeDouble(HTTPClient):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.reads: list[str] = []  # "GET /path" of every read, in order
+        self.log: list[tuple[int, str]] = []  # (thread, "METHOD /path") of every request
         self.requests: list[str] = []  # "METHOD /path" of every request, replays included
         self.replies: dict[str, tuple[str, int]] = {}
         self.now = shapes.T0
         self._ids = itertools.count(1)
         self.fail_next: dict[str, int] = {}  # route -> HTTP status to answer once
+        self.clock: Callable[[], float] = time.time  # event timestamps (real time)
         self.fail_after: dict[str, int] = {}  # route -> status to answer once, *after* doing it
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         from tests.stripe_current import double_routes
@@ -109,9 +117,12 @@ class StripeDouble(HTTPClient):
             if replay_id in self.replies:
                 text, status = self.replies[replay_id]
                 return text, status, {"request-id": "req_replay", "idempotent-replayed": "true"}
+        self.log.append((threading.get_ident(), f"{method.upper()} {parts.path}"))
         if method == "get":
             self.reads.append(f"GET {parts.path}")
         text, status = self._answer(method, parts.path, params)
+        if method != "get" and status == 200:
+            self._emit(method, parts.path, json.loads(text))
         if method != "get":
             if status < 500 or key:
                 self.writes.append((method.upper(), parts.path, params))
@@ -139,11 +150,37 @@ class StripeDouble(HTTPClient):
                 )
         return _error(400, f"the double does not model {method.upper()} {path}"), 400
 
+    def _emit(self, method: str, path: str, answer: dict[str, Any]) -> None:
+        for m, pattern, kinds in EVENTS:
+            if m == method and re.fullmatch(pattern, path):
+                for kind, source in kinds:
+                    obj = self.get(source, answer[source]) if source else answer
+                    eid = self.new_id("evt")
+                    self.put("event", shapes.event(eid, kind, obj, created=int(self.clock())))
+                return
+
     def request_stream(self, method: str, url: str, headers: Any, post_data: Any = None) -> Any:
         raise NotImplementedError("streaming is not modelled")
 
     def close(self) -> None:
         pass
+
+
+#: (method, path, events) of the writes the double models: each event's type and where
+#: its object comes from ("": the answer; "customer" / "charge": the object the answer
+#: names). No event: a read (``create_preview``), or a write Stripe does not announce.
+EVENTS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("post", "/v1/customers", (("customer.created", ""),)),
+    ("post", "/v1/customers/[^/]+", (("customer.updated", ""),)),
+    ("post", "/v1/customers/[^/]+/balance_transactions", (("customer.updated", "customer"),)),
+    ("post", "/v1/subscriptions", (("customer.subscription.created", ""),)),
+    ("post", "/v1/subscriptions/[^/]+", (("customer.subscription.updated", ""),)),
+    ("delete", "/v1/subscriptions/[^/]+", (("customer.subscription.deleted", ""),)),
+    ("post", "/v1/invoices/[^/]+/attach_payment", (("invoice.updated", ""),)),
+    ("post", "/v1/invoices/(?!create_preview)[^/]+", (("invoice.updated", ""),)),
+    ("post", "/v1/refunds", (("refund.created", ""), ("charge.refunded", "charge"))),
+    ("post", "/v1/credit_notes", (("credit_note.created", ""),)),
+)
 
 
 def _error(status: int, message: str, code: str | None = None) -> str:

@@ -14,6 +14,7 @@ from tests.stripe_current.double_routes import (
     _expands,
     _int,
     _off_stripe,
+    _owned,
     _percent,
     _period_end,
 )
@@ -36,7 +37,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/invoices")
     def list_invoices(p: dict[str, Any]) -> Any:
-        found = [i for i in d.all("invoice") if i["customer"] == p.get("customer")]
+        found = [i for i in d.all("invoice") if _owned(i, p)]
         out = page(found, p, "/v1/invoices")
         out["data"] = [inv_view(i, _expands(p), "data.") for i in out["data"]]
         return out
@@ -171,12 +172,12 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     # -- charges, refunds, credit notes ---------------------------------------------------
     @d.route("get", "/v1/charges")
     def list_charges(p: dict[str, Any]) -> Any:
-        found = [c for c in d.all("charge") if c["customer"] == p.get("customer")]
+        found = [c for c in d.all("charge") if _owned(c, p)]
         return page(found, p, "/v1/charges")
 
     @d.route("get", "/v1/refunds")
     def list_refunds(p: dict[str, Any]) -> Any:
-        found = [r for r in d.all("refund") if r["charge"] == p.get("charge")]
+        found = [r for r in d.all("refund") if _owned(r, p, "charge")]
         return page(found, p, "/v1/refunds")
 
     @d.route("post", "/v1/refunds")
@@ -197,11 +198,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/credit_notes")
     def list_credit_notes(p: dict[str, Any]) -> Any:
-        found = [
-            c
-            for c in d.all("credit_note")
-            if c["customer"] == p.get("customer") or c["invoice"] == p.get("invoice")
-        ]
+        found = [c for c in d.all("credit_note") if _owned(c, p) and _owned(c, p, "invoice")]
         return page(found, p, "/v1/credit_notes")
 
     @d.route("post", "/v1/credit_notes")

@@ -26,6 +26,11 @@ def _expands(params: dict[str, Any]) -> set[str]:
     return set(params.get("expand") or [])
 
 
+def _owned(obj: dict[str, Any], params: dict[str, Any], key: str = "customer") -> bool:
+    """A list filtered by ``key`` (e.g. ``customer``), or account-wide without it."""
+    return key not in params or obj.get(key) == params[key]
+
+
 def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     # -- customers ----------------------------------------------------------------
     @d.route("post", "/v1/customers")
@@ -80,6 +85,21 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
         tx["description"] = p.get("description")
         return d.put("customer_balance_transaction", tx)
 
+    @d.route("get", "/v1/events")
+    def list_events(p: dict[str, Any]) -> Any:
+        found = d.all("event")
+        created = p.get("created")
+        if isinstance(created, dict):
+            tests = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+            for op, value in created.items():
+                found = [e for e in found if tests[op](e["created"], int(value))]
+        elif created is not None:
+            found = [e for e in found if e["created"] == int(created)]
+        kinds = p.get("types") or ([p["type"]] if p.get("type") else None)
+        if kinds:
+            found = [e for e in found if any(_matches(k, e["type"]) for k in kinds)]
+        return page(found, p, "/v1/events")
+
     @d.route("get", "/v1/webhook_endpoints")
     def list_webhook_endpoints(p: dict[str, Any]) -> Any:
         return page(d.all("webhook_endpoint"), p, "/v1/webhook_endpoints")
@@ -118,7 +138,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/subscriptions")
     def list_subs(p: dict[str, Any]) -> Any:
-        subs = [s for s in d.all("subscription") if s["customer"] == p.get("customer")]
+        subs = [s for s in d.all("subscription") if _owned(s, p)]
         if p.get("status", "active") != "all":
             subs = [s for s in subs if s["status"] == p.get("status", "active")]
         out = page(subs, p, "/v1/subscriptions")
@@ -140,10 +160,11 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
         sid = d.new_id("sub")
         start = d.now
         trial = int(p.get("trial_period_days") or 0)
+        trial_end = int(p["trial_end"]) if p.get("trial_end") else None  # a dated trial
         items = []
         for n, raw in enumerate(p.get("items") or []):
             price = d.get("price", raw.get("price") or "")
-            end = _period_end(start, price, trial)
+            end = trial_end or _period_end(start, price, trial)
             items.append(
                 shapes.item(
                     f"si_{sid}_{n}",
@@ -158,10 +179,14 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
             sid,
             cus["id"],
             items,
-            status="trialing" if trial else "active",
+            status="trialing" if trial or trial_end else "active",
             created=start,
             start_date=start,
+            metadata=dict(p.get("metadata") or {}),
+            default_tax_rates=[d.get("tax_rate", t) for t in p.get("default_tax_rates") or []],
+            discounts=[_new_discount(d, sid, x["coupon"]) for x in p.get("discounts") or []],
         )
+        trial = trial or bool(trial_end)
         if trial:
             sub.update(trial_start=start, trial_end=items[0]["current_period_end"])
         d.put("subscription", sub)
@@ -247,12 +272,26 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/invoiceitems")
     def list_invoice_items(p: dict[str, Any]) -> Any:
-        found = [i for i in d.all("invoiceitem") if i.get("customer") == p.get("customer")]
+        found = [i for i in d.all("invoiceitem") if _owned(i, p)]
         return page(found, p, "/v1/invoiceitems")
 
     from tests.stripe_current import double_money
 
     double_money.register(d)
+
+
+def _matches(pattern: str, kind: str) -> bool:
+    """Stripe's event type filter: an exact name or a ``*`` wildcard (``invoice.*``)."""
+    return kind == pattern or (pattern.endswith("*") and kind.startswith(pattern[:-1]))
+
+
+def _new_discount(d: StripeDouble, sid: str, coupon: str) -> str:
+    """A subscription-level discount of an existing coupon (Stripe stores it by id)."""
+    did = d.new_id("di")
+    d.put("discount", {"id": did, "object": "discount", "subscription": sid,
+                       "source": {"coupon": d.get("coupon", coupon)["id"], "type": "coupon"},
+                       "start": d.now, "end": None})  # fmt: skip
+    return did
 
 
 def _expand_discount(d: StripeDouble, ref: Any) -> Any:

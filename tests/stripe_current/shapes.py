@@ -49,6 +49,7 @@ SDK_CLASSES: dict[str, type] = {
     "customer_balance_transaction": stripe.CustomerBalanceTransaction,
     "invoiceitem": stripe.InvoiceItem,
     "payment_method": stripe.PaymentMethod,
+    "event": stripe.Event,
 }
 
 
@@ -82,6 +83,25 @@ def example(kind: str, **fields: Any) -> dict[str, Any]:
     obj = copy.deepcopy(_examples()[kind])
     obj.update(copy.deepcopy(fields))
     return obj
+
+
+def event(eid: str, kind: str, obj: dict[str, Any], *, created: int) -> dict[str, Any]:
+    """A Stripe event (no example in the fixtures: built from the SDK's declared fields)."""
+    out = {
+        "id": eid,
+        "object": "event",
+        "api_version": stripe.api_version,
+        "created": created,
+        "data": {"object": copy.deepcopy(obj)},
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+    }
+    unknown = set(out) - sdk_fields("event")
+    if unknown:
+        raise ShapeError(f"event has no field(s) {sorted(unknown)} at the pinned API version")
+    return out
 
 
 def listed(data: list[dict[str, Any]], url: str, has_more: bool = False) -> dict[str, Any]:

@@ -22,7 +22,7 @@ caller (the migration engine does re-read-then-retry), not hammered here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +41,16 @@ from core.canonical import (
 )
 from core.errors import BackendRejected, NotFound, TransformError
 from core.money import Money
-from multiplexer.backends.base import InventoryEntry, RawSnapshot, Throttle, UserRef, no_throttle
-from multiplexer.backends.stripe import bulk, cancel
+from multiplexer.backends.base import (
+    InventoryEntry,
+    LegacyChanges,
+    RawSnapshot,
+    Recreation,
+    Throttle,
+    UserRef,
+    no_throttle,
+)
+from multiplexer.backends.stripe import bulk, cancel, events, rollback, snapshot
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_CURRENCY, META_REASON, META_USER
 from multiplexer.backends.stripe.mapping import (
@@ -106,9 +114,27 @@ class StripeLegacyBackend:
         return RawSnapshot(
             user_id=ref.user_id,
             customer_id=cid,
-            objects=self._t.fetch_snapshot(cid),
+            objects=snapshot.fetch(self._t, cid),
             taken_at=started,
         )
+
+    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+        """These users' snapshots from one account-wide read (bulk), each equal to its
+        per-user ``snapshot`` and dated at the read's start; a user missing from the
+        answer (no customer id, not in the account, gone mid-read) is read per user."""
+        return bulk.snapshots(self._t, refs)
+
+    def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
+        """Estimated requests to snapshot ``members`` users: (bulk, per user)."""
+        return bulk.estimate(self._t, members, account)
+
+    @property
+    def events_gap(self) -> str | None:
+        return self._t.wire.events_gap or None
+
+    def list_changes(self, since: datetime) -> LegacyChanges:
+        """Who changed since ``since``, from the account's event stream (events)."""
+        return events.read_changes(self._t, since)
 
     def map_snapshot(self, snapshot: RawSnapshot) -> BillingHistory:
         return map_objects(
@@ -382,6 +408,27 @@ class StripeLegacyBackend:
             known_live=known_live,
         )
         return map_subscription(sub, dialect=self.dialect)
+
+    # -- a rollback's writes (stripe/rollback.py) ------------------------------------------
+    def recreate_subscription(
+        self, ref: UserRef, spec: Recreation, *, rollback_id: str, idempotency_key: str
+    ) -> Subscription:
+        sub = rollback.recreate(
+            self._t, self._customer_id(ref), spec, rollback_id=rollback_id, key=idempotency_key
+        )
+        return map_subscription(sub, dialect=self.dialect)
+
+    def remove_recreated(
+        self, ref: UserRef, subscription_id: str, *, rollback_id: str, idempotency_key: str
+    ) -> None:
+        rollback.remove(self._t, subscription_id, key=idempotency_key)
+
+    def customer_live(self, ref: UserRef) -> bool:
+        return rollback.customer_live(self._t, self._customer_id(ref))
+
+    def recreated_by(self, ref: UserRef, rollback_id: str) -> list[str]:
+        """Ids of the live subscriptions this rollback created (found by their marker)."""
+        return [s["id"] for s in rollback.recreated(self._t, self._customer_id(ref), rollback_id)]
 
     def refund_payment(
         self,

@@ -1,18 +1,19 @@
 """The legacy account read in bulk: account-wide list endpoints, grouped per customer.
 
-``twinbill users sync`` needs every customer's billing shape, not one set of lists
-per customer (7+ requests each). Stripe lists customers, subscriptions
-(``status=all``), invoices, charges and pending invoice items account-wide, 100 per
-page, so the whole account costs about (objects / 100) requests. Each customer's
-objects are grouped into the same ``objects`` dict the per-user snapshot builds
-(``StripeCalls.fetch_snapshot``) and mapped by the same ``map_snapshot``: both
-dialects are read by the existing mapping, never re-parsed here.
+``twinbill users sync`` needs every customer's billing shape, and a cohort every
+member's snapshot, not one set of lists per customer (5–7+ requests each). Stripe
+lists customers, subscriptions (``status=all``), invoices, charges, invoice items and
+credit notes account-wide, 100 per page, so the whole account costs about
+(objects / 100) requests per list. The lists, their expansions and how a customer's
+objects are completed and shaped are ``snapshot``'s, shared with the per-user read:
+a customer's ``objects`` here equal its per-user snapshot's (same content hash), and
+are mapped by the same ``map_snapshot``.
 
-Embedded lists that a page truncates (more than 10 invoice lines or subscription
-items, more than 10 refunds of a charge) are paged for that object only, as the
-per-user snapshot does. Customer balance transactions have no account-wide list:
-the bulk read leaves them out (offline money recorded by twinbill shows in the
-customer's balance, which is read).
+What cannot be read account-wide is read per object as the per-user read does
+(truncated embedded lists, invoice payments, coupons) or per customer (balance
+transactions, only when ``balance``). Refunds of charges that do not embed them are
+one account-wide pass. ``estimate`` says what a read costs against per-user reads,
+so a small cohort in a big account is read per user.
 
 Only ``LegacyFeatures`` are read from raw JSON here: the few things the canonical
 model has no field for (payment-method type, automatic tax, pending items).
@@ -20,14 +21,17 @@ model has no field for (payment-method type, automatic tax, pending items).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from core.canonical import BillingHistory
-from core.errors import TransformError
-from multiplexer.backends.base import InventoryEntry, RawSnapshot
+from core.errors import NotFound, TransformError
+from multiplexer.backends.base import InventoryEntry, RawSnapshot, UserRef
+from multiplexer.backends.stripe import snapshot
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_USER, metadata, ref_id
 from multiplexer.backends.stripe.mapping import map_customer
@@ -36,16 +40,20 @@ from multiplexer.facets import LegacyFeatures
 
 #: ``(list name, objects read so far)`` after every page
 OnPage = Callable[[str, int], None]
+#: charges with more than a page of refunds listed one by one; beyond, one account-wide list
+REFUND_LISTS_PER_CHARGE = 10
 
 
 @dataclass
 class AccountLists:
-    """Every account-wide list, read once; ``entries`` maps them per customer."""
+    """Every account-wide list, read once: each customer's ``objects`` (``snapshot`` shape)."""
 
     customers: list[dict[str, Any]] = field(default_factory=list)
-    by_customer: dict[str, dict[str, list[dict[str, Any]]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list))
-    )
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: customers whose objects could not be completed (an object gone mid-read): the
+    #: caller reads them per user (``snapshot.fetch``) or reports them
+    failed: dict[str, str] = field(default_factory=dict)
+    taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def total(self) -> int:
@@ -67,77 +75,78 @@ def _pages(
         on_page(name, n)
 
 
-def read_account(calls: StripeCalls, *, on_page: OnPage | None = None) -> AccountLists:
+def read_account(
+    calls: StripeCalls,
+    *,
+    on_page: OnPage | None = None,
+    only: Collection[str] | None = None,
+    balance: bool = False,
+) -> AccountLists:
+    """Every list once, account-wide; ``only`` keeps these customers (a cohort), every
+    page is still read. ``balance``: each customer's balance transactions too (one
+    request per customer: a snapshot needs them, ``users sync`` does not)."""
+    out = AccountLists()  # taken_at: now, before the first page
     v1 = calls.client.v1
-    current = calls.wire.list_expansions
-    out = AccountLists()
-    out.customers = list(
-        _pages(
-            calls,
-            "customers",
-            v1.customers.list,
-            {"expand": ["data.invoice_settings.default_payment_method"]},
-            on_page,
-        )
-    )
-    known = {c["id"] for c in out.customers}
-    lists: list[tuple[str, Any, dict[str, Any]]] = [
-        (
-            "subscriptions",
-            v1.subscriptions.list,
-            {"status": "all", **({"expand": ["data.discounts.source.coupon"]} if current else {})},
-        ),
-        ("invoices", v1.invoices.list, {"expand": ["data.payments"]} if current else {}),
-        ("charges", v1.charges.list, {"expand": ["data.refunds"]} if current else {}),
-        ("invoice items", v1.invoice_items.list, {}),
+    expand = {"expand": [f"data.{snapshot.CUSTOMER_EXPAND}"]}
+    out.customers = [
+        c
+        for c in _pages(calls, "customers", v1.customers.list, expand, on_page)
+        if only is None or c["id"] in only
     ]
-    charge_owner: dict[str, str] = {}
-    for name, fn, params in lists:
+    known = {c["id"] for c in out.customers}
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for name, fn, params in snapshot.lists(calls):
         for obj in _pages(calls, name, fn, params, on_page):
             cid = ref_id(obj.get("customer"))
-            if cid not in known:
-                continue  # a deleted customer's leftovers
-            if name == "invoice items" and obj.get("invoice"):
-                continue  # already on an invoice (localstripe has no `pending` filter)
-            key = "pending_invoice_items" if name == "invoice items" else name
-            out.by_customer[cid][key].append(obj)
-            if name == "charges":
-                charge_owner[obj["id"]] = cid
-    _complete_embedded(calls, out, charge_owner)
+            if cid in known:  # else another customer's, or a deleted customer's leftovers
+                grouped[cid][name].append(obj)
+    # charges embed a page of 10 refunds; more are listed per charge, or once account-wide
+    # when many charges have more
+    longer = {
+        ch["id"] for g in grouped.values() for ch in g["charges"] if snapshot.needs_refund_list(ch)
+    }
+    refunds: dict[str, list[dict[str, Any]]] | None = None
+    if len(longer) > REFUND_LISTS_PER_CHARGE:
+        refunds = defaultdict(list)
+        for rf in _pages(calls, "refunds", v1.refunds.list, {}, on_page):
+            if (charge := snapshot.charge_of(rf)) in longer:
+                refunds[charge].append(rf)
+    coupons: dict[str, dict[str, Any]] = {}
+    for cus in out.customers:
+        try:
+            out.objects[cus["id"]] = snapshot.assemble(
+                calls, cus, grouped.get(cus["id"], {}), refunds=refunds, coupons=coupons,
+                balance=balance,
+            )  # fmt: skip
+        except NotFound as exc:  # deleted while the lists were read
+            out.failed[cus["id"]] = str(exc)
     return out
 
 
-def _full(calls: StripeCalls, what: str, fn: Any, *args: Any, **params: Any) -> dict[str, Any]:
-    data = list(calls.pages(what, fn, *args, params=params or None))
-    return {"object": "list", "has_more": False, "data": data}
+def snapshots(calls: StripeCalls, refs: Collection[UserRef]) -> dict[str, RawSnapshot]:
+    """A cohort's snapshots by user id, each complete as its per-user snapshot."""
+    users = {r.legacy_customer_id: r.user_id for r in refs if r.legacy_customer_id}
+    lists = read_account(calls, only=set(users), balance=True)
+    return {
+        users[cid]: RawSnapshot(users[cid], cid, objects, taken_at=lists.taken_at)
+        for cid, objects in lists.objects.items()
+    }
 
 
-def _complete_embedded(
-    calls: StripeCalls, out: AccountLists, charge_owner: Mapping[str, str]
-) -> None:
-    """Page what a list page truncated, for the objects that need it only."""
-    v1 = calls.client.v1
-    need_refund_list = False
-    for groups in out.by_customer.values():
-        for sub in groups.get("subscriptions", []):
-            if (sub.get("items") or {}).get("has_more"):
-                sub["items"] = _full(
-                    calls, "list subscription items", v1.subscription_items.list,
-                    subscription=sub["id"],
-                )  # fmt: skip
-        for inv in groups.get("invoices", []):
-            if (inv.get("lines") or {}).get("has_more"):
-                inv["lines"] = _full(
-                    calls, "list invoice lines", v1.invoices.line_items.list, inv["id"]
-                )
-        for ch in groups.get("charges", []):
-            if "refunds" not in ch or (ch.get("refunds") or {}).get("has_more"):
-                need_refund_list = True
-    if need_refund_list:  # one account-wide pass instead of one list per charge
-        for rf in calls.pages("list refunds", v1.refunds.list):
-            cid = charge_owner.get(ref_id(rf.get("charge")) or "")
-            if cid:
-                out.by_customer[cid]["refunds"].append(rf)
+def estimate(calls: StripeCalls, members: int, account: Mapping[str, int]) -> tuple[int, int]:
+    """(bulk, per user): requests to snapshot ``members`` customers of an account of
+    ``account`` objects per list (``"customers"``, ``"subscriptions"``, ``"invoices"``,
+    ``"charges"``, ``"refunds"``, ``"invoice items"``, ``"credit notes"``)."""
+    wire = calls.wire
+    caps = dict(wire.page_caps)
+    names = ["customers", *(name for name, _, _ in snapshot.lists(calls))]
+    pages = sum(
+        max(1, math.ceil(account.get(n, 0) / min(calls.page_size, caps.get(n, calls.page_size))))
+        for n in names
+    )
+    per_customer = 1 if wire.list_expansions else 0  # balance transactions, in both reads
+    per_user = len(names) + per_customer  # retrieve the customer, then each of its lists
+    return pages + members * per_customer, members * per_user
 
 
 def features(objects: Mapping[str, Any]) -> LegacyFeatures:
@@ -166,25 +175,6 @@ def features(objects: Mapping[str, Any]) -> LegacyFeatures:
     )
 
 
-def snapshot_objects(cus: dict[str, Any], groups: Mapping[str, list[Any]]) -> dict[str, Any]:
-    """The per-user snapshot's ``objects`` shape, from the grouped account lists."""
-    subs = list(groups.get("subscriptions", []))
-    return {
-        "customer": cus,
-        "pending_invoice_items": list(groups.get("pending_invoice_items", [])),
-        "subscriptions": subs,
-        "invoices": list(groups.get("invoices", [])),
-        "charges": list(groups.get("charges", [])),
-        "refunds": list(groups.get("refunds", [])),
-        "plans": {
-            it["plan"]["id"]: it["plan"]
-            for s in subs
-            for it in (s.get("items") or {}).get("data", [])
-            if it.get("plan")
-        },
-    }
-
-
 def entries(
     lists: AccountLists,
     map_snapshot: Callable[[RawSnapshot], BillingHistory],
@@ -196,18 +186,23 @@ def entries(
     for cus in lists.customers:
         cid = cus["id"]
         user_id = metadata(cus).get(META_USER, "")
-        objects = snapshot_objects(cus, lists.by_customer.get(cid, {}))
-        snap = RawSnapshot(user_id=user_id, customer_id=cid, objects=objects)
+        objects = lists.objects.get(cid) or {"customer": cus}
+        snap = RawSnapshot(user_id, cid, objects, taken_at=lists.taken_at)
         history: BillingHistory | None = None
-        problem = None
+        problem = lists.failed.get(cid)
         try:
+            if problem is not None:
+                raise TransformError(problem, record=cid)
             history = map_snapshot(snap)
             customer = history.customer
         except TransformError as exc:
-            problem = str(exc)
+            problem = problem or str(exc)
             try:
                 customer = map_customer(
-                    cus, objects["subscriptions"], objects["invoices"], dialect=dialect
+                    cus,
+                    objects.get("subscriptions") or [],
+                    objects.get("invoices") or [],
+                    dialect=dialect,
                 )
             except TransformError:
                 customer = None

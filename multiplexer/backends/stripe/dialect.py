@@ -33,6 +33,15 @@ class Dialect:
     #: export: a page of 100 invoices outlasts the client's timeout on a few thousand
     #: customers (docs/legacy-gaps.md), so it reads invoices 10 per page
     page_caps: tuple[tuple[str, int], ...]
+    #: why its event stream (``GET /v1/events``) cannot prove a customer unchanged since a
+    #: time ("": it can): the event-based re-check then falls back to a full re-read
+    events_gap: str
+    #: how long events stay listable (Stripe: 30 days); an older window is a gap
+    event_retention_seconds: int
+    #: a re-created subscription (rollback) may name its ``discounts`` and its
+    #: ``default_payment_method`` (localstripe: 400 "Unexpected" for both)
+    subscription_discounts: bool
+    subscription_payment_method: bool
     #: the cancel request itself carries the migration mark (``cancellation_details
     #: [comment]`` on ``DELETE /v1/subscriptions/{id}``): mark and cancel are one atomic
     #: request. localstripe reads no parameter of that DELETE and drops subscription
@@ -70,6 +79,10 @@ DIALECTS: dict[str, Dialect] = {
         preview="create_preview",
         preview_endpoint="POST /v1/invoices/create_preview",
         page_caps=(),
+        events_gap="",
+        event_retention_seconds=30 * 86400,
+        subscription_discounts=True,
+        subscription_payment_method=True,
         cancel_marks=True,
         account_balance_negated=False,
         incomplete_trial_is_trialing=False,
@@ -90,6 +103,15 @@ DIALECTS: dict[str, Dialect] = {
         preview="upcoming",
         preview_endpoint="GET /v1/invoices/upcoming",
         page_caps=(("invoices", 10),),
+        # docs/legacy-gaps.md, "Events": no event for subscription updates (plan change,
+        # cancel_at_period_end, metadata), invoice items, charges, refunds, voided invoices
+        events_gap=(
+            "localstripe sends no event for subscription updates, invoice items, charges, "
+            "refunds or voided invoices (docs/legacy-gaps.md, Events)"
+        ),
+        event_retention_seconds=30 * 86400,
+        subscription_discounts=False,
+        subscription_payment_method=False,
         cancel_marks=False,
         account_balance_negated=True,
         incomplete_trial_is_trialing=True,

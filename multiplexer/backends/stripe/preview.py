@@ -32,6 +32,7 @@ from typing import Any
 
 from core.canonical import BillingState, NextCharge, NextCharges, System, TaxAmount
 from core.errors import TransformError
+from multiplexer.backends.stripe import shapes
 from multiplexer.backends.stripe.dialect import DIALECTS, DialectName
 from multiplexer.backends.stripe.fields import Obj, amount, build, currency, list_data, ref_id, rid
 
@@ -45,13 +46,9 @@ def _unix(obj: Obj, key: str, record: str) -> datetime | None:
 
 
 def _period_end(sub: Obj) -> datetime | None:
-    record = rid(sub)
-    end = _unix(sub, "current_period_end", record)
-    if end is not None:
-        return end
-    ends = [_unix(i, "current_period_end", rid(i)) for i in list_data(sub, "items", record)]
-    found = [e for e in ends if e is not None]
-    return max(found) if found else None
+    """The next billing as the mapping and the webhook normaliser read it
+    (``shapes.period_end``: the subscription's, else the item period that ends first)."""
+    return _unix({"current_period_end": shapes.period_end(sub)}, "current_period_end", rid(sub))
 
 
 def subscription_state(

@@ -61,6 +61,63 @@ def invoice_subscription(inv: Mapping[str, Any]) -> str | None:
     return sub
 
 
+#: event types about objects a customer owns: one whose owner cannot be told is a change
+#: to "any customer" (``event_keys`` -> ``("*",)``), never ignored
+CUSTOMER_OWNED = (
+    "customer.",
+    "customer_cash_balance_transaction.",
+    "invoice.",
+    "invoiceitem.",
+    "invoice_payment.",
+    "credit_note.",
+    "charge.",
+    "payment_intent.",
+    "payment_method.",
+    "refund.",
+    "subscription_schedule.",
+    "setup_intent.",
+    "quote.",
+)
+#: references an event's object may carry to objects a snapshot holds
+_REFERENCES = (
+    "charge",
+    "invoice",
+    "subscription",
+    "payment_intent",
+    "payment_method",
+    "plan",
+    "price",
+    "product",
+    "coupon",
+)
+
+
+def event_keys(event: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a Stripe event is about: its customer, its object and the objects it names.
+
+    A user's snapshot changed only if one of these is the user's customer id or an id
+    the snapshot holds (a plan, a coupon, a charge a refund belongs to...). An event
+    about a customer-owned object that names no owner at all is ``("*",)``.
+    """
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        obj = {}
+    previous = data.get("previous_attributes") if isinstance(data, Mapping) else None
+    previous = previous if isinstance(previous, Mapping) else {}
+    own = ref(obj.get("id"))
+    customer = own if obj.get("object") == "customer" else None
+    customer = customer or ref(obj.get("customer")) or ref(previous.get("customer"))
+    named = {ref(obj.get(key)) for key in _REFERENCES} | {invoice_subscription(obj)}
+    named.discard(None)
+    named.discard(own)
+    kind = event.get("type")
+    if customer is None and not named and isinstance(kind, str) and kind.startswith(CUSTOMER_OWNED):
+        return ("*",)
+    keys = {k for k in (customer, own, *named) if k}
+    return tuple(sorted(keys))
+
+
 #: twinbill's mark on a legacy subscription its migration canceled, so the webhook layer
 #: tells the resulting ``customer.subscription.deleted`` from a real cancellation
 MIGRATION_MARK = "twinbill_migration"

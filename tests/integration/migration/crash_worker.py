@@ -23,7 +23,11 @@ from typing import Any
 from admin.bootstrap import bootstrap
 from core.observability import configure_logging
 from core.settings import load_settings
+from migration import rollback
 from migration.steps import STEPS
+
+#: both directions' steps (the reverse saga's are named rb_*)
+ALL_STEPS = {**STEPS, **rollback.STEPS}
 
 
 def _die() -> None:
@@ -31,7 +35,7 @@ def _die() -> None:
 
 
 def _crashing(step: str, when: str) -> Any:
-    original = STEPS[step].run
+    original = ALL_STEPS[step].run
 
     def crashing(deps: Any, mig: Any) -> Any:
         if when == "before":
@@ -41,11 +45,11 @@ def _crashing(step: str, when: str) -> Any:
             _die()
         return result
 
-    return dataclasses.replace(STEPS[step], run=crashing)
+    return dataclasses.replace(ALL_STEPS[step], run=crashing)
 
 
 def saga_overrides() -> dict[str, Any]:
-    table = dict(STEPS)
+    table = dict(ALL_STEPS)
     for var, when in (
         ("TWINBILL_TEST_CRASH_AFTER", "after"),
         ("TWINBILL_TEST_CRASH_BEFORE", "before"),

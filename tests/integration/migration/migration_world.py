@@ -75,6 +75,10 @@ def settings_env(
         "TWINBILL_DATABASE_URL": database_url,
         "TWINBILL_REDIS_URL": redis_url or "",
         "TWINBILL_RENEWAL_GUARD": "7200",
+        # localstripe and the Stripe double list an event as soon as its write returns:
+        # the re-check needs no settle time, and may read events again at once
+        "TWINBILL_EVENT_SETTLE_SECONDS": "0",
+        "TWINBILL_EVENT_REFRESH_SECONDS": "0",
     }
     if legacy_url:
         env["TWINBILL_LEGACY_API_BASE"] = legacy_url

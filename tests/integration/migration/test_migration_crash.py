@@ -24,7 +24,7 @@ from migration_world import (
     worker_command,
 )
 
-from migration import cohorts, services
+from migration import cohort_progress, cohorts, services
 from sandbox.stack import Stack
 
 pytestmark = [
@@ -71,7 +71,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def settled(world: World, name: str) -> bool:
     with world.ctx.sessions() as session:
-        return cohorts.progress(session, name).settled
+        return cohort_progress.progress(session, name).settled
 
 
 @pytest.mark.parametrize(

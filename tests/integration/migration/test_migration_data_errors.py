@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from migration_world import PLAIN_CONFIGS, World, open_world
 
-from migration import cohorts, services
+from migration import cohort_progress, cohorts, services
 from multiplexer.backends.base import RawSnapshot
 from sandbox.legacy.population import GOOD_CARD, SeededUser
 from sandbox.stack import Stack
@@ -105,7 +105,7 @@ def test_unmappable_users_fail_as_data_and_the_cohort_goes_on(  # type: ignore[n
             actor="test",
         )
         with world.ctx.sessions() as session:
-            progress = cohorts.progress(session, "data")
+            progress = cohort_progress.progress(session, "data")
 
         assert progress.by_status == {"done": len(good), "failed": 3}, progress.as_dict()
         assert progress.failures_by_kind == {"data": 3}

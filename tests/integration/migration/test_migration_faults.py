@@ -17,7 +17,7 @@ import pytest
 from migration_world import DEFERRED_CONFIGS, open_world, wait_until
 
 from core.queue import embedded_worker
-from migration import cohorts, services
+from migration import cohort_progress, cohorts, services
 from sandbox.faultproxy import FaultProxy
 from sandbox.stack import Stack
 
@@ -86,7 +86,7 @@ def test_cohort_migrates_through_faults_on_both_apis(tmp_path) -> None:  # type:
 
             def settled():  # type: ignore[no-untyped-def]
                 with world.ctx.sessions() as session:
-                    p = cohorts.progress(session, "faulty")
+                    p = cohort_progress.progress(session, "faulty")
                 halted = p.status == "halted" and not p.by_status.get("running")
                 # the worker marks the cohort done just after the last member settles
                 done = p.settled and p.status != "running"

@@ -16,7 +16,7 @@ import pytest
 from migration_world import open_world
 
 from core.db import transaction, utcnow
-from migration import cohorts, records, recovery, saga, services
+from migration import cohort_progress, cohorts, records, recovery, saga, services
 from migration.models import Migration
 from sandbox.faultproxy import FaultProxy
 from sandbox.stack import Stack
@@ -66,7 +66,7 @@ def test_new_service_down_after_the_pivot_is_retried_until_it_is_back(tmp_path):
         assert world.bundle(user)["import"]["status"] == "pending"  # straight to newbilling
         assert len(pages) == 1 and recovery.LABEL in pages[0]
         with world.ctx.sessions() as s:
-            progress = cohorts.progress(s, "c1")
+            progress = cohort_progress.progress(s, "c1")
         assert progress.by_status == {"retrying": 1} and not progress.settled
         assert progress.as_dict()["retrying_after_pivot"][0]["user_id"] == user
 

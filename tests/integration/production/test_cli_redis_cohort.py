@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from migration_world import PLAIN_CONFIGS, ROOT, open_world, process_env, wait_until
 
-from migration import cohorts
+from migration import cohort_progress
+from migration.models import MigrationStep
 from sandbox.stack import Stack
 
 pytestmark = [
@@ -72,7 +73,7 @@ def test_cohort_run_from_the_cli_reaches_a_separate_worker_over_redis(
 
             def done() -> bool:
                 with world.ctx.sessions() as session:
-                    return cohorts.progress(session, "pilot").status == "done"
+                    return cohort_progress.progress(session, "pilot").status == "done"
 
             try:
                 wait_until(done, 90, "the separate worker to finish the cohort")
@@ -87,3 +88,13 @@ def test_cohort_run_from_the_cli_reaches_a_separate_worker_over_redis(
             log.close()
         sides = world.check_exactly_one_system(users)
         assert set(sides.values()) == {"new"}, sides
+        # the cohort's snapshots were read in bulk by the worker (the twinbill.prefetch task:
+        # 3 users cost fewer pages than 3 per-user reads), and no preflight read a user again
+        with world.ctx.sessions() as session:
+            details = [
+                s.detail or {}
+                for s in session.query(MigrationStep).filter(
+                    MigrationStep.step == "preflight", MigrationStep.outcome == "ok"
+                )
+            ]
+        assert len(details) == 3 and all(d.get("prefetched") for d in details), details

@@ -357,7 +357,7 @@ def test_unmapped_legacy_field(reconcile_world: World, monkeypatch: pytest.Monke
     cannot set such a field, so the legacy server's *answer* carries it: a fresh, not
     yet migrated user's subscriptions come back with ``billing_thresholds`` (as a newer
     API version would return them; the field is not declared in
-    ``reconciler/unmapped.py``). The user is migrated by the real saga (the field
+    ``reconciler/legacy_fields.py``). The user is migrated by the real saga (the field
     changes nothing the next-charge previews show, so ``prove`` passes) and reconciled
     from the snapshot the saga stored. This extra user stays in the world with its
     finding (the clean baseline was taken before). ``tax_percent``, used here before,

@@ -30,13 +30,27 @@ def world(tmp_path, monkeypatch):
         database_url=f"sqlite:///{tmp_path / 'saga.db'}",
         legacy_api_key="sk_live_" + "x" * 24,
     )
+
+    def enqueue(mid: str) -> None:  # "workers elsewhere": run each one inline
+        services.run_member(w.deps, mid)
+
+    def prefetch(cohort: str, ids: list[str]) -> None:
+        services.prefetch_chunk(w.deps, cohort, ids, enqueue, prefetch)
+
+    def start_cohort(name: str, *, actor: str, retry_failed: bool = False) -> int:  # as App's
+        return services.start_cohort(
+            w.deps, name, enqueue, actor=actor, retry_failed=retry_failed, prefetch=prefetch
+        )
+
     root = SimpleNamespace(
         saga=w.deps,
         settings=settings,
-        celery=SimpleNamespace(embedded=False),  # "workers elsewhere": run each one inline
-        enqueue_migration=lambda mid: services.run_member(w.deps, mid),
+        celery=SimpleNamespace(embedded=False),
+        enqueue_migration=enqueue,
+        start_cohort=start_cohort,
     )
     monkeypatch.setattr("admin.cli.context.app_root", lambda: root)
+    monkeypatch.setattr("admin.cli.context.database", lambda: w.sessions)  # list, status
     return w
 
 

@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from admin.cli import app
-from admin.cli.legacy import key_mode, run_check
+from admin.cli.legacy import run_check
+from core.environment import key_mode
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from tests.stripe_current import configurations, shapes
 from tests.stripe_current.double import StripeDouble, client_for

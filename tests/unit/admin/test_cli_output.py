@@ -68,6 +68,29 @@ def test_usage_errors_under_json_are_json(cli):
     assert "unknown user 'nobody'" in json.loads(unknown.stdout)["error"]["message"]
 
 
+def test_a_crash_exits_1_with_one_line_naming_its_traceback_file(tmp_path, monkeypatch):
+    """Exit 2 is the operator's to fix; a bug needs a human: exit 1, one line, and the
+    traceback (redacted) in a file, not on the terminal."""
+
+    def crash():  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom for jane.doe@example.test")
+
+    monkeypatch.setattr("admin.cli.context.database", crash)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    result = CliRunner().invoke(app, ["cohort", "list"])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "unexpected RuntimeError" in line and "Traceback" not in result.output
+    (trace,) = tmp_path.glob("twinbill-crash-*.log")
+    assert str(trace) in line
+    text = trace.read_text()
+    assert "Traceback" in text and "in crash" in text and "jane.doe@" not in text
+    as_json = CliRunner().invoke(app, ["cohort", "list", "--json"])
+    assert as_json.exit_code == 1 and as_json.stderr == ""
+    error = json.loads(as_json.stdout)["error"]
+    assert error["kind"] == "bug" and error["trace"] in error["fix"]
+
+
 @pytest.mark.parametrize("flags", [["--json"], ["--format", "json"]])
 def test_reconcile_errors_are_json_under_either_machine_flag(flags):
     result = CliRunner().invoke(app, ["reconcile", *flags])  # no scope

@@ -161,3 +161,15 @@ def test_status_and_preview_are_json_only(tmp_path, populated):
     )
     bad = twinbill("cohort", "create", "x", "--where", "colour=red", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "unknown field(s) colour" in bad.stderr
+
+
+def test_cohort_list_and_status_read_the_database_alone(tmp_path, populated):
+    """They only read the database: no legacy key (nor any billing setting) is needed."""
+    _, env = populated
+    db_only = {"TWINBILL_DATABASE_URL": env["TWINBILL_DATABASE_URL"]}
+    listed = twinbill("cohort", "list", "--json", cwd=tmp_path, env=db_only)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["pilot"]
+    status = twinbill("cohort", "status", "pilot", cwd=tmp_path, env=db_only)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "pilot — created, 1 users" in status.stdout and status.stderr == ""

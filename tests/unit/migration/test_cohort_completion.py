@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from core.audit import AuditEntry
 from core.db import transaction
-from migration import cohorts, records, services
+from migration import cohort_progress, cohorts, records, services
 from migration.models import CohortMember, Migration
 
 
@@ -38,19 +38,19 @@ def test_racing_finishers_mark_the_cohort_done_once_and_none_fails(world, monkey
     _settled_running_cohort(world)
     n = 6
     barrier = threading.Barrier(n)
-    real_progress = cohorts.progress
+    real_progress = cohort_progress.progress
 
     def progress_then_wait(session, name):  # only the old code path reads progress first
         p = real_progress(session, name)
         barrier.wait(timeout=5)
         return p
 
-    monkeypatch.setattr(cohorts, "progress", progress_then_wait)
+    monkeypatch.setattr(cohort_progress, "progress", progress_then_wait)
     results: list[object] = []
 
     def finish() -> None:
         try:
-            results.append(cohorts.finish_if_settled(world.sessions, "rest"))
+            results.append(cohort_progress.finish_if_settled(world.sessions, "rest"))
         except Exception as exc:  # noqa: BLE001 - the failure this test is about
             results.append(exc)
 
@@ -68,9 +68,9 @@ def test_racing_finishers_mark_the_cohort_done_once_and_none_fails(world, monkey
 
 def test_a_halt_racing_a_finish_is_not_an_error(world):
     _settled_running_cohort(world)
-    assert cohorts.finish_if_settled(world.sessions, "rest") is True
-    assert cohorts.halt_if_running(world.sessions, "rest", "too many failures") is False
-    assert cohorts.finish_if_settled(world.sessions, "rest") is False
+    assert cohort_progress.finish_if_settled(world.sessions, "rest") is True
+    assert cohort_progress.halt_if_running(world.sessions, "rest", "too many failures") is False
+    assert cohort_progress.finish_if_settled(world.sessions, "rest") is False
     with world.sessions() as s:
         assert cohorts.get(s, "rest").status == "done"
 
@@ -79,7 +79,7 @@ def test_an_unsettled_cohort_is_not_done(world):
     world.user("u1")
     cohorts.create(world.sessions, "c", ["u1"], actor="t")
     cohorts.set_status(world.sessions, "c", "running", actor="t")
-    assert cohorts.finish_if_settled(world.sessions, "c") is False  # u1 still pending
+    assert cohort_progress.finish_if_settled(world.sessions, "c") is False  # u1 still pending
 
 
 def test_a_member_with_a_deferred_migration_from_an_earlier_cohort_is_moved(world):
@@ -97,11 +97,11 @@ def test_a_member_with_a_deferred_migration_from_an_earlier_cohort_is_moved(worl
         member = s.get(CohortMember, ("second", "u1"))
         assert (member.status, member.migration_id) == ("queued", earlier)
         assert s.get(Migration, earlier).cohort == "second"
-        assert cohorts.waiting_on(s, "second").movable == ["u1"]
+        assert cohort_progress.waiting_on(s, "second").movable == ["u1"]
     services.run_member(world.deps, queued[0])
     with world.sessions() as s:
-        assert cohorts.progress(s, "second").status == "done"
-        assert cohorts.waiting_on(s, "second").movable == []
+        assert cohort_progress.progress(s, "second").status == "done"
+        assert cohort_progress.waiting_on(s, "second").movable == []
 
 
 def test_a_member_whose_route_is_not_legacy_is_not_waited_for(world):
@@ -115,7 +115,7 @@ def test_a_member_whose_route_is_not_legacy_is_not_waited_for(world):
     with world.sessions() as s:
         member = s.get(CohortMember, ("c", "u2"))
         assert member.status == "deferred" and other in member.reason
-        assert cohorts.waiting_on(s, "c").movable == ["u1"]
+        assert cohort_progress.waiting_on(s, "c").movable == ["u1"]
 
 
 def test_ctrl_c_while_waiting_exits_130_with_a_resume_hint(monkeypatch):

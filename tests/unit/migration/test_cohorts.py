@@ -8,7 +8,7 @@ import pytest
 
 from core.db import transaction, utcnow
 from core.errors import BackendRejected, InvalidInput
-from migration import cohorts, records, services
+from migration import cohort_progress, cohorts, records, services
 from migration.cohorts import Candidate, select_users
 from migration.models import Migration
 from multiplexer.models import Route
@@ -57,7 +57,7 @@ def test_a_cohort_migrates_its_users_and_finishes(world):
     cohorts.create(world.sessions, "pilot", ["u1", "u2", "u3"], actor="t")
     _run_inline(world, "pilot")
     with world.sessions() as s:
-        p = cohorts.progress(s, "pilot")
+        p = cohort_progress.progress(s, "pilot")
     assert (p.status, p.by_status) == ("done", {"done": 3})
     assert {world.route(u).state for u in ("u1", "u2", "u3")} == {"new"}
 
@@ -76,7 +76,7 @@ def test_failure_rate_over_threshold_halts_and_says_why(world):
     world.new.create_import = reject_u1
     _run_inline(world, "c")
     with world.sessions() as s:
-        p = cohorts.progress(s, "c")
+        p = cohort_progress.progress(s, "c")
     assert p.status == "halted"
     assert "failure rate" in p.halt_reason and "data: 1" in p.halt_reason
     assert p.by_status.get("failed") == 1 and p.by_status.get("done", 0) == 0
@@ -87,7 +87,7 @@ def test_failure_rate_over_threshold_halts_and_says_why(world):
     world.new.create_import = original
     _run_inline(world, "c", retry_failed=True)
     with world.sessions() as s:
-        p = cohorts.progress(s, "c")
+        p = cohort_progress.progress(s, "c")
     assert (p.status, p.by_status) == ("done", {"done": 4})
 
 
@@ -132,7 +132,7 @@ def test_continuous_reconciliation_halts_a_cohort_and_links_the_report(world):
     counts = services.reconcile_recent(world.deps)
     assert counts == {"checked": 2, "with_differences": 2, "halted": 1}
     with world.sessions() as s:
-        p = cohorts.progress(s, "c")
+        p = cohort_progress.progress(s, "c")
     assert p.status == "halted" and "reports #" in p.halt_reason
     assert verify.resolve_scope(world.sessions, cohort="c").user_ids == ["u1", "u2"]
 

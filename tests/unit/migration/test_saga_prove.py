@@ -85,7 +85,7 @@ def test_an_unavailable_preview_is_retried_then_could_not_prove(world) -> None: 
 
 
 def test_a_cohort_dry_run_yields_a_real_diff_rate_before_anyone_moves(world) -> None:  # type: ignore[no-untyped-def]
-    from migration import cohorts
+    from migration import cohort_progress, cohorts
     from reconciler.services import diff_rate
 
     for uid in ("u1", "u2", "u3", "u4"):
@@ -104,8 +104,10 @@ def test_a_cohort_dry_run_yields_a_real_diff_rate_before_anyone_moves(world) -> 
         world.deps, "dry", lambda mig_id: services.run_member(world.deps, mig_id), actor="t"
     )
     with world.sessions() as session:
-        checked, with_diffs = diff_rate(session, "dry", cohorts.progress(session, "dry").started_at)
-        status = cohorts.progress(session, "dry").status
+        checked, with_diffs = diff_rate(
+            session, "dry", cohort_progress.progress(session, "dry").started_at
+        )
+        status = cohort_progress.progress(session, "dry").status
     assert (checked, with_diffs) == (4, 1)
     assert status == "halted"  # 25 % > the 5 % threshold: nobody moved, the cohort stops
     assert all(world.route(u).state == "legacy" for u in ("u1", "u2", "u3", "u4"))

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from reconciler.diff import diff_histories
 from reconciler.findings import DiffKind
-from reconciler.unmapped import KNOWN_LEGACY_FIELDS, find_unmapped
+from reconciler.legacy_fields import KNOWN_LEGACY_FIELDS
+from reconciler.unmapped import find_unmapped
 
 
 def raw_snapshot(**extra_sub: Any) -> dict[str, Any]:

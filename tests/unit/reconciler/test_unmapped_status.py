@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from multiplexer.backends.stripe.mapping import map_objects
-from reconciler.unmapped import KNOWN_LEGACY_FIELDS, find_unmapped
+from reconciler.legacy_fields import KNOWN_LEGACY_FIELDS
+from reconciler.unmapped import find_unmapped
 from tests.fakes.reads import recording
 
 SNAPSHOT = (

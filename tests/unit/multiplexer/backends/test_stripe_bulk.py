@@ -110,6 +110,10 @@ def account():
         invoices=SimpleNamespace(list=FakeList(log, "invoices", [])),
         charges=SimpleNamespace(list=FakeList(log, "charges", [])),
         invoice_items=SimpleNamespace(list=FakeList(log, "invoice items", [])),
+        credit_notes=SimpleNamespace(list=FakeList(log, "credit notes", [])),
+        products=SimpleNamespace(
+            retrieve=lambda pid: log.append("product") or {"id": pid, "name": "Basic"}
+        ),
     )
     backend = StripeLegacyBackend(SimpleNamespace(v1=v1), dialect="current")
     return backend, log
@@ -125,9 +129,10 @@ def _facets(account):
 def test_the_whole_account_costs_one_request_per_page_of_100(account):
     total, facets, log = _facets(account)
     assert total == 250 and len(facets) == 250
-    # 250 customers, 251 subscriptions: 3 pages each; empty lists: 1 page each
-    assert sorted(log) == sorted(["customers"] * 3 + ["subscriptions"] * 3 + ["invoices",
-                                  "charges", "invoice items"])  # fmt: skip
+    # 250 customers, 251 subscriptions: 3 pages each; empty lists: 1 page each; the
+    # catalogue's product once (a Price names it by id)
+    once = ["invoices", "charges", "invoice items", "credit notes", "product"]
+    assert sorted(log) == sorted(["customers"] * 3 + ["subscriptions"] * 3 + once)
 
 
 def test_current_dialect_facets_are_read_through_the_mapping(account):

@@ -222,7 +222,7 @@ def test_catalogue_products_are_read_once_per_process() -> None:
     ],
 )
 def test_feature_deferrals_are_grouped_as_expected_waits(name: str, kind: str) -> None:
-    from migration.cohorts import EXPECTED_WAITS, _reason_class
+    from migration.cohort_progress import EXPECTED_WAITS, _reason_class
 
     h, raw, _ = read(name)
     reason = defer(h, raw)

@@ -222,3 +222,52 @@ def test_a_stored_snapshot_is_read_as_of_when_it_was_taken() -> None:
     history = backend.map_snapshot(RawSnapshot("u1", "cus_1", objects, taken_at=NOW))
     assert history.subscriptions[0].status is SubscriptionStatus.TRIALING
     assert history.customer is not None and history.customer.user_id == "u1"  # from the route
+
+
+def current_two_period_sub(**kw: Any) -> dict[str, Any]:
+    """Current API: no subscription-level period; a yearly item (listed first) and a
+    monthly one, each with its own period."""
+
+    def item(iid: str, end: int, interval: str) -> dict[str, Any]:
+        price = {"id": f"price_{interval}", "object": "price", "currency": "eur"}
+        price.update(unit_amount=990, recurring={"interval": interval, "interval_count": 1})
+        return {
+            "id": iid,
+            "object": "subscription_item",
+            "price": price,
+            "quantity": 1,
+            "current_period_start": T0 - DAY,
+            "current_period_end": end,
+        }
+
+    sub = {
+        "id": "sub_mixed",
+        "object": "subscription",
+        "status": "active",
+        "currency": "eur",
+        "created": T0 - 5 * DAY,
+        "cancel_at_period_end": False,
+        "items": {
+            "object": "list",
+            "has_more": False,
+            "data": [item("si_y", T0 + 364 * DAY, "year"), item("si_m", T0 + 29 * DAY, "month")],
+        },
+    }
+    return {**sub, **kw}
+
+
+def test_mixed_item_periods_preview_and_mapping_agree_on_the_next_billing() -> None:
+    """The preview read the latest item period end (the yearly one) where the mapping
+    reads the one that ends first (the monthly renewal): a canceling subscription's end
+    and an undated preview's charge date were a year late, so prove compared a charge
+    the legacy side dates in a month with one it dated in a year."""
+    first_end = datetime.fromtimestamp(T0 + 29 * DAY, UTC)
+    canceling_sub = current_two_period_sub(cancel_at_period_end=True)
+    assert sm.map_subscription(canceling_sub, dialect="current").current_period_end == first_end
+    (canceling,) = preview([canceling_sub], {"sub_mixed": None}, dialect="current").charges
+    assert (canceling.state, canceling.until) == (BillingState.CANCELING, first_end)
+    undated = {"object": "invoice", "currency": "eur", "subtotal": 1980, "total": 1980}
+    undated.update(amount_due=1980, lines={"object": "list", "has_more": False, "data": []})
+    out = preview([current_two_period_sub()], {"sub_mixed": undated}, dialect="current")
+    (renewing,) = out.charges
+    assert (renewing.state, renewing.charge_at) == (BillingState.RENEWING, first_end)

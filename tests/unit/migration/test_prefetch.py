@@ -1,0 +1,157 @@
+"""Cohort-level snapshot prefetch: one bulk read, a stored snapshot per member, preflight
+reuses it (no per-user read) unless it is too old; chosen by cost; failures fall back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import sqlalchemy as sa
+import stripe
+
+from core.db import transaction
+from core.errors import BackendUnavailable
+from migration import cohorts, prefetch, services
+from migration.models import Migration, MigrationStep, Snapshot
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
+from multiplexer.models import Route
+
+
+def _run(world, name: str, *, chunks: list[list[str]] | None = None) -> list[str]:
+    """Start a cohort as the root does: members run inline as they are enqueued; every
+    prefetch hand-over is noted in ``chunks``."""
+    ran: list[str] = []
+
+    def enqueue(mid: str) -> None:
+        ran.append(mid)
+        services.run_member(world.deps, mid)
+
+    def again(cohort: str, ids: list[str]) -> None:
+        if chunks is not None:
+            chunks.append(list(ids))
+        services.prefetch_chunk(world.deps, cohort, ids, enqueue, again)
+
+    services.start_cohort(world.deps, name, enqueue, actor="t", prefetch=again)
+    return ran
+
+
+def _preflights(world) -> dict[str, dict]:
+    with world.sessions() as s:
+        rows = (
+            s.query(MigrationStep, Migration)
+            .join(Migration)
+            .filter(MigrationStep.step == "preflight", MigrationStep.outcome == "ok")
+        )
+        return {m.user_id: step.detail for step, m in rows}
+
+
+def _cohort(world, n: int, name: str = "wave") -> list[str]:
+    users = [f"u{i}" for i in range(n)]
+    for u in users:
+        world.user(u)
+    cohorts.create(world.sessions, name, users, actor="t")
+    return users
+
+
+def test_preflight_reuses_the_cohorts_bulk_read_and_reads_no_user_again(world):
+    users = _cohort(world, 3)
+    world.legacy.calls.clear()
+    _run(world, "wave")
+    details = _preflights(world)
+    assert set(details) == set(users)
+    assert all(d.get("prefetched") is True for d in details.values()), details
+    assert world.legacy.calls.count("snapshots") == 1  # one read for the whole cohort
+    with world.sessions() as s:
+        assert cohorts.progress(s, "wave").status == "done"
+        assert {r.state for r in s.query(Route)} == {"new"}
+
+
+def test_a_snapshot_older_than_the_limit_is_read_again_per_user(world):
+    users = _cohort(world, 2)
+    world.deps = dataclasses.replace(world.deps, snapshot_max_age=0.0)
+    _run(world, "wave")
+    details = _preflights(world)
+    assert set(details) == set(users)
+    assert not any(d.get("prefetched") for d in details.values()), details
+    with world.sessions() as s:
+        migs = list(s.query(Migration))
+        assert all(m.status == "succeeded" for m in migs)
+        # the stale prefetched row and the fresh per-user one: preflight used the fresh one
+        assert s.scalar(sa.select(sa.func.count()).select_from(Snapshot)) == 2 * len(users)
+
+
+def test_chunks_are_read_one_after_another_and_every_member_runs_once(world):
+    users = _cohort(world, 5)
+    world.deps = dataclasses.replace(world.deps, bulk_chunk=2)
+    chunks: list[list[str]] = []
+    ran = _run(world, "wave", chunks=chunks)
+    assert [len(c) for c in chunks] == [5, 3, 1]  # what was left at each hand-over
+    assert len(ran) == len(set(ran)) == len(users)
+    assert world.legacy.calls.count("snapshots") == 3
+    assert all(d.get("prefetched") for d in _preflights(world).values())
+
+
+def test_a_failed_bulk_read_leaves_every_member_to_the_per_user_read(world, monkeypatch):
+    users = _cohort(world, 3)
+
+    def down(refs):
+        raise BackendUnavailable("legacy down during the bulk read", backend="legacy")
+
+    monkeypatch.setattr(world.legacy, "snapshots", down)
+    ran = _run(world, "wave")
+    assert len(ran) == len(users)
+    details = _preflights(world)
+    assert set(details) == set(users) and not any(d.get("prefetched") for d in details.values())
+
+
+def test_a_paused_cohort_is_not_read(world):
+    _cohort(world, 2)
+    world.legacy.calls.clear()
+    handed: list[list[str]] = []
+    enqueued: list[str] = []
+    services.start_cohort(
+        world.deps, "wave", enqueued.append, actor="t", prefetch=lambda c, ids: handed.append(ids)
+    )
+    assert len(handed) == 1 and enqueued == []  # members wait for their chunk's read
+    cohorts.set_status(world.sessions, "wave", "paused", actor="t")
+    with world.sessions() as s:
+        ids = [m.id for m in s.query(Migration)]
+    services.prefetch_chunk(world.deps, "wave", ids, enqueued.append, lambda c, i: None)
+    assert "snapshots" not in world.legacy.calls and sorted(enqueued) == sorted(ids)
+
+
+def _stripe(dialect: str) -> StripeLegacyBackend:
+    return StripeLegacyBackend(stripe.StripeClient("sk_test_unused"), dialect=dialect)
+
+
+def _account(customers: int) -> dict[str, int]:
+    return {
+        "customers": customers,
+        "subscriptions": customers,
+        "invoices": 6 * customers,
+        "charges": 6 * customers,
+        "refunds": customers // 5,
+        "invoice items": customers // 10,
+        "credit notes": customers // 5,
+    }
+
+
+@pytest.mark.parametrize("dialect", ["current", "localstripe"])
+def test_a_small_cohort_in_a_big_account_is_read_per_user(dialect):
+    legacy = _stripe(dialect)
+    bulk, per_user = legacy.read_costs(10, _account(600_000))
+    assert bulk > 100 * per_user
+    bulk, per_user = legacy.read_costs(500, _account(1_000))
+    assert bulk < per_user / 2
+
+
+def test_the_account_is_sized_from_the_routes_and_their_facets(world):
+    for u in ("a", "b", "c", "d"):
+        world.user(u)
+    with transaction(world.sessions) as s:
+        for u in ("a", "b"):
+            s.get(Route, u).facets = {"subscriptions": 2, "invoices": 10, "refunds": 1}
+    size = prefetch.account_size(world.deps)
+    # four customers, two with facets: the other two are taken to look like them
+    assert size["customers"] == 4
+    assert (size["subscriptions"], size["invoices"], size["refunds"]) == (8, 40, 4)

@@ -1,0 +1,85 @@
+"""Current dialect: a customer's snapshot from the account-wide lists equals its per-user
+snapshot (same objects, same content hash), for every current-shape configuration.
+
+One Stripe double holds every configuration (tests/stripe_current/configurations.py);
+the bulk read runs once, inside the first test (so the SDK-params conformance fixture
+checks its requests), and each configuration compares against its own per-user read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from migration.records import content_hash
+from multiplexer.backends.base import UserRef
+from multiplexer.backends.stripe.backend import StripeLegacyBackend
+from tests.stripe_current import configurations, shapes
+from tests.stripe_current.double import StripeDouble, client_for
+
+pytestmark = pytest.mark.skipif(not shapes.available(), reason="Stripe's fixtures are missing")
+
+NAMES = sorted(configurations.CONFIGURATIONS)
+
+
+@pytest.fixture(scope="module")
+def account() -> dict[str, Any]:
+    double = StripeDouble()
+    customers = {name: configurations.CONFIGURATIONS[name](double) for name in NAMES}
+    return {"double": double, "customers": customers}
+
+
+def _bulk(account: dict[str, Any]) -> dict[str, Any]:
+    if "bulk" not in account:
+        double = account["double"]
+        backend = StripeLegacyBackend(client_for(double), dialect="current")
+        refs = [UserRef(f"u-{n}", cid) for n, cid in account["customers"].items()]
+        before = len(double.reads)
+        account["bulk"] = backend.snapshots([*refs, UserRef("u-gone", "cus_gone")])
+        account["bulk_reads"] = double.reads[before:]
+    return account["bulk"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_bulk_snapshot_is_the_per_user_snapshot(account: dict[str, Any], name: str) -> None:
+    bulk = _bulk(account)[f"u-{name}"]
+    backend = StripeLegacyBackend(client_for(account["double"]), dialect="current")
+    single = backend.snapshot(UserRef(f"u-{name}", account["customers"][name]))
+    assert bulk.customer_id == single.customer_id
+    assert bulk.objects == single.objects
+    assert content_hash(bulk.objects) == content_hash(single.objects)
+    if name not in configurations.UNMAPPABLE:
+        assert backend.map_snapshot(bulk) == backend.map_snapshot(single)
+
+
+def test_one_bulk_read_costs_a_page_per_list_plus_one_call_per_customer(
+    account: dict[str, Any],
+) -> None:
+    _bulk(account)
+    reads = Counter(account["bulk_reads"])
+    # customers, subscriptions, invoices, charges, invoice items, credit notes: one page
+    # each (fewer than 100 objects); the rest is what no list carries and costs the same
+    # per user: balance transactions, payment records, coupons, products
+    for path in ("customers", "subscriptions", "invoices", "charges", "invoiceitems",
+                 "credit_notes"):  # fmt: skip
+        assert reads[f"GET /v1/{path}"] == 1, path
+    balance = [r for r in reads if r.endswith("/balance_transactions")]
+    assert len(balance) == len(NAMES) and all(reads[r] == 1 for r in balance)
+    per_user = 0
+    backend = StripeLegacyBackend(client_for(account["double"]), dialect="current")
+    for name, cid in account["customers"].items():
+        before = len(account["double"].reads)
+        backend.snapshot(UserRef(f"u-{name}", cid))
+        per_user += len(account["double"].reads) - before
+    assert sum(reads.values()) < per_user / 2, (sum(reads.values()), per_user)
+
+
+def test_a_customer_the_bulk_read_did_not_see_is_left_to_the_per_user_read(
+    account: dict[str, Any],
+) -> None:
+    bulk = _bulk(account)
+    assert "u-gone" not in bulk
+    assert set(bulk) == {f"u-{n}" for n in NAMES}
+    assert len({s.taken_at for s in bulk.values()}) == 1  # the read's start, for all
