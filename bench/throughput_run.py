@@ -249,7 +249,7 @@ def _migrate(
     from core import dbschema
     from core.queue import embedded_worker
     from core.settings import load_settings
-    from migration import cohorts, services
+    from migration import cohorts
     from multiplexer.inventory import sync_customers
 
     settings = load_settings()
@@ -273,7 +273,7 @@ def _migrate(
         proxy.reset_stats()
         waited_before = limiter.stats()["waited_seconds"]
         started = time.perf_counter()
-        services.start_cohort(ctx.saga, name, ctx.enqueue_migration, actor="bench")
+        ctx.start_cohort(name, actor="bench")  # App.start_cohort: the bulk prefetch when on
         last = -1
         while True:
             with ctx.sessions() as session:
