@@ -143,11 +143,10 @@ class StripeDouble(HTTPClient):
                 except Refused as exc:
                     return _error(exc.status, str(exc), exc.code), exc.status
                 lost = self.fail_after.pop(route, None)  # done, but the answer is an error
-                return (
-                    (_error(lost, "injected failure after the write"), lost)
-                    if lost
-                    else (text, 200)
-                )
+                if not lost:
+                    return text, 200
+                self._emit(method, path, json.loads(text))  # it happened: Stripe tells
+                return _error(lost, "injected failure after the write"), lost
         return _error(400, f"the double does not model {method.upper()} {path}"), 400
 
     def _emit(self, method: str, path: str, answer: dict[str, Any]) -> None:

@@ -257,18 +257,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
                 "reason": "cancellation_requested",
             },
         )
-        # what Stripe sends its webhook endpoints about it (the payload carries the object)
-        d.put(
-            "event",
-            {
-                "id": d.new_id("evt"),
-                "object": "event",
-                "type": "customer.subscription.deleted",
-                "created": d.now,
-                "data": {"object": sub_view(sub, set())},
-            },
-        )
-        return sub_view(sub, set())
+        return sub_view(sub, set())  # its customer.subscription.deleted: double.EVENTS
 
     @d.route("get", "/v1/invoiceitems")
     def list_invoice_items(p: dict[str, Any]) -> Any:

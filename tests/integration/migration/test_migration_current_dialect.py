@@ -87,7 +87,11 @@ def test_saga_in_the_current_dialect(tmp_path) -> None:  # type: ignore[no-untyp
             to_sub = [r for r in double.requests[sent:] if r.endswith(sub_path)]
             assert to_sub == [f"DELETE {sub_path}"], (name, to_sub)
             # what Stripe sent about it: one event, marked, suppressed on its payload alone
-            [event] = [e for e in double.all("event") if e["data"]["object"]["id"] == subs[0]["id"]]
+            [event] = [
+                e
+                for e in double.all("event")
+                if e["data"]["object"]["id"] == subs[0]["id"] and e["type"].endswith(".deleted")
+            ]
             assert migration_mark(event["data"]["object"]) == mig.id
             assert migration_reason("legacy", event, None, frozenset()), name
             # new, from newbilling's own API: the user is billed there
