@@ -27,6 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 #: the other engineers' settings for bulk snapshot reads and the event-based re-check
 BULK_ENV = {"TWINBILL_BULK_READS": "on", "TWINBILL_EVENT_RECHECK": "auto"}
+#: the per-user path, explicitly (their defaults may be ``auto``)
+PER_USER_ENV = {"TWINBILL_BULK_READS": "off", "TWINBILL_EVENT_RECHECK": "off"}
 
 
 @dataclass
@@ -191,7 +193,7 @@ def run_scenario(
     from sandbox.stack import Stack
 
     workdir.mkdir(parents=True, exist_ok=True)
-    extra = BULK_ENV if path == "bulk" else {}
+    extra = BULK_ENV if path == "bulk" else PER_USER_ENV
     with (
         Stack(workdir / "sandbox") as ep,
         FaultProxy(ep.legacy_url, seed=seed) as proxy,
