@@ -58,10 +58,23 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def _worker_redis_url(url: str) -> str:
+    """One Redis db per pytest-xdist worker: gw0 keeps the configured db, gw1 the one below it.
+
+    Two workers flushing one db would wipe each other's brokers and limiters mid-test.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    offset = int(worker.removeprefix("gw") or 0)
+    if offset == 0:
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) - offset) % 16}"
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """Redis db 15, flushed before and after the test."""
-    url = os.environ.get("TWINBILL_TEST_REDIS_URL", DEFAULT_REDIS)
+    """The worker's Redis db (15 for the first), flushed before and after the test."""
+    url = _worker_redis_url(os.environ.get("TWINBILL_TEST_REDIS_URL", DEFAULT_REDIS))
     import redis
 
     try:
