@@ -64,7 +64,8 @@ def _row(o: Outcome) -> str:
 def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\nmigration throughput — B = {args.budget:g} legacy req/s at the proxy, limiter "
+        f"\nmigration throughput — legacy {args.legacy}, B = {args.budget:g} legacy req/s at "
+        f"the proxy, limiter "
         f"{args.limiter_share:g}·B, {args.threads} threads per worker; "
         f"{os.cpu_count()} cores, load average {load} (a busy machine starves the workers)\n"
     )
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=sorted(SCENARIOS), action="append")
     parser.add_argument("--threads", type=int, default=3, help="threads per worker")
     parser.add_argument("--bulk", action="store_true", help="also run the bulk read path")
+    parser.add_argument(
+        "--bulk-only", action="store_true", help="only the bulk read path (no per-user baseline)"
+    )
     parser.add_argument("--processes", type=int, default=0, help="also on N worker processes")
     parser.add_argument("--embedded", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
@@ -122,14 +126,20 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     parser.add_argument("--routes", action="store_true", help="calls per user by route")
+    parser.add_argument(
+        "--legacy",
+        choices=["localstripe", "double"],
+        default="localstripe",
+        help="localstripe (sandbox mix, no usable events) or the current-API double over HTTP",
+    )
     args = parser.parse_args(argv)
-    if args.bulk and not known_bulk_settings():
+    if (args.bulk or args.bulk_only) and not known_bulk_settings():
         print(
             "warning: this build knows neither TWINBILL_BULK_READS nor TWINBILL_EVENT_RECHECK"
             " (bulk reads / event re-check not merged yet): the bulk rows run the per-user path",
             file=sys.stderr,
         )
-    paths = ["per-user", "bulk"] if args.bulk else ["per-user"]
+    paths = ["bulk"] if args.bulk_only else ["per-user", "bulk"] if args.bulk else ["per-user"]
     shapes = ([0] if args.embedded else []) + ([args.processes] if args.processes else [])
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="twinbill-bench-") as tmp:
@@ -157,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                             processes=processes,
                             redis_url=args.redis_url,
                             postgres_url=args.postgres_url,
+                            legacy=args.legacy,
                         )
                     )
                     print(f"  {_row(outcomes[-1])}", file=sys.stderr, flush=True)

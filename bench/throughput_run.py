@@ -7,8 +7,12 @@ Two worker shapes run the same Celery task code:
 * ``processes``: N ``twinbill worker`` processes (Redis broker, PostgreSQL, one Redis
   limiter shared by every process): the production shape. This process only enqueues.
 
-Legacy calls are counted at the fault proxy in front of localstripe (what the server
-saw, retries and rejected requests included), by route.
+Legacy is localstripe (``legacy="localstripe"``: the sandbox population's mix of
+configurations, in localstripe's dialect, whose event stream cannot prove anything) or
+the current-API Stripe double served over HTTP (``legacy="double"``: plain monthly
+subscribers at the SDK's pinned API version, whose ``/v1/events`` the re-check reads).
+Legacy calls are counted at the fault proxy in front of it (what the server saw,
+retries and rejected requests included), by route.
 """
 
 from __future__ import annotations
@@ -186,25 +190,23 @@ def run_scenario(
     processes: int = 0,
     redis_url: str | None = None,
     postgres_url: str | None = None,
+    legacy: str = "localstripe",
 ) -> Outcome:
     from sandbox.faultproxy import FaultProxy
-    from sandbox.legacy.launcher import make_client
-    from sandbox.legacy.population import seed as seed_population
     from sandbox.stack import Stack
 
     workdir.mkdir(parents=True, exist_ok=True)
     extra = BULK_ENV if path == "bulk" else PER_USER_ENV
     with (
         Stack(workdir / "sandbox") as ep,
-        FaultProxy(ep.legacy_url, seed=seed) as proxy,
+        _legacy(legacy, ep, users, seed) as (legacy_url, legacy_env, seed_seconds),
+        FaultProxy(legacy_url, seed=seed) as proxy,
         _env(extra),
         _postgres(postgres_url) if processes else contextlib.nullcontext("") as pg,
     ):
-        t0 = time.perf_counter()
-        seed_population(make_client(ep.legacy_url, ep.legacy_api_key), users, seed)
-        seed_seconds = time.perf_counter() - t0
         env = {
             **ep.env(),
+            **legacy_env,
             "TWINBILL_LEGACY_API_BASE": proxy.url,
             "TWINBILL_DATABASE_URL": pg or f"sqlite:///{workdir / 'twinbill.db'}",
             "TWINBILL_REDIS_URL": redis_url if processes and redis_url else "",
@@ -231,6 +233,34 @@ def run_scenario(
                 processes,
                 workdir,
             )
+
+
+@contextlib.contextmanager
+def _legacy(
+    kind: str, ep: Any, users: int, seed: int
+) -> Iterator[tuple[str, dict[str, str], float]]:
+    """Seed ``users`` into the legacy system; yield its URL, its env and the seeding time."""
+    if kind == "localstripe":
+        from sandbox.legacy.launcher import make_client
+        from sandbox.legacy.population import seed as seed_population
+
+        t0 = time.perf_counter()
+        seed_population(make_client(ep.legacy_url, ep.legacy_api_key), users, seed)
+        yield ep.legacy_url, {}, time.perf_counter() - t0
+        return
+    # the current-API double lives in the test tree: it is a test double, not a sandbox
+    from tests.stripe_current import configurations
+    from tests.stripe_current.double import StripeDouble
+    from tests.stripe_current.served import API_KEY, ServedDouble
+
+    double = StripeDouble()
+    t0 = time.perf_counter()
+    for i in range(users):
+        configurations.seed_plain_named(double, f"b{i:05d}")
+    seconds = time.perf_counter() - t0
+    with ServedDouble(double) as url:
+        env = {"TWINBILL_LEGACY_BACKEND": "stripe", "TWINBILL_LEGACY_API_KEY": API_KEY}
+        yield url, env, seconds
 
 
 def _migrate(

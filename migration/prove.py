@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.db import transaction, utcnow
 from core.errors import TwinbillError
-from multiplexer.backends.base import UserRef
+from migration import records
+from multiplexer.backends.base import RawSnapshot, UserRef
 from reconciler.next_charge import ProveResult, compare_next_charges
 from reconciler.report import Report, ReportBuilder, UserResult
 from reconciler.services import store_report
@@ -59,17 +60,24 @@ def store_result(deps: SagaDeps, mig: Migration, result: ProveResult) -> int | N
     return report.id
 
 
-def compare_previews(deps: SagaDeps, ref: UserRef, import_id: str) -> ProveResult:
+def compare_previews(
+    deps: SagaDeps, ref: UserRef, import_id: str, *, known: RawSnapshot | None = None
+) -> ProveResult:
     """Both systems' own previews of the user's next charges, compared (``prove`` and the
-    shadow rehearsal's daily and per-webhook check share this)."""
-    legacy = deps.legacy.preview_next_charges(ref)
+    shadow rehearsal's daily and per-webhook check share this). ``known``: a legacy
+    snapshot just proved current, so legacy is asked only for its previews."""
+    legacy = deps.legacy.preview_next_charges(ref, known=known)
     new = deps.new.preview_import(import_id)
     return compare_next_charges(legacy, new)
 
 
 def prove(deps: SagaDeps, mig: Migration, ref: UserRef) -> dict[str, Any]:
     assert mig.import_id is not None, "prove runs after load"
-    result = compare_previews(deps, ref, mig.import_id)
+    assert mig.snapshot_id is not None, "prove runs after the re-check"
+    # the re-check step just proved the snapshot is legacy's state now (unchanged since
+    # it was read): its customer and subscriptions are legacy's own answers
+    current = records.load_snapshot(deps.sessions, mig.snapshot_id)
+    result = compare_previews(deps, ref, mig.import_id, known=current)
     report_id = store_result(deps, mig, result)
     detail = {**result.to_dict(), "report_id": report_id}
     if not result.clean:

@@ -209,7 +209,7 @@ def independent_violations(mig: Migration, deps: SagaDeps) -> list[Any]:
     if proved is not None and (proved.detail or {}).get("legacy"):
         preview = NextCharges.model_validate(proved.detail["legacy"])
     ref = UserRef(mig.user_id, route.legacy_customer_id if route else None)
-    subs_now = deps.legacy.snapshot(ref).objects.get("subscriptions") or []
+    subs_now = deps.legacy.subscriptions_now(ref)  # one list request, the server's own answer
     try:
         bundle: dict[str, Any] | None = deps.new.get_bundle(mig.user_id)
     except NotFound:
@@ -243,13 +243,16 @@ def reconcile_verifier(mig: Migration, deps: SagaDeps) -> dict[str, Any]:
     one-user report when any is broken."""
     mig = records.load(deps.sessions, mig.id)
     scope = Scope("user", mig.user_id, [mig.user_id], {mig.user_id: mig})
+    # The snapshot (proved current by the re-check just before the cancel) against the
+    # new bundle; what legacy bills *now* is one list of its subscriptions, read once and
+    # judged by the independent invariants (billed twice, billed by neither...) — a full
+    # re-read would cost 5–7 requests for lists the cancel does not touch.
     report = reconcile(
         deps.sessions,
         deps.legacy,
         deps.new,
         scope,
         created_by="system:saga",
-        refetch=True,
         index_invoices=True,
     )
     independent = independent_violations(mig, deps)

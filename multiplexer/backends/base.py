@@ -243,9 +243,17 @@ class LegacyBillingBackend(BillingBackend, Protocol):
         live, so it needs no read first (one request per subscription)."""
         ...
 
-    def preview_next_charges(self, ref: UserRef) -> NextCharges:
+    def preview_next_charges(
+        self, ref: UserRef, *, known: RawSnapshot | None = None
+    ) -> NextCharges:
         """What the legacy system will charge the user next, per live subscription, from its
-        own upcoming-invoice preview (the ``prove`` step's legacy side)."""
+        own upcoming-invoice preview (the ``prove`` step's legacy side). ``known``: a raw
+        snapshot just proved current, whose customer and subscriptions need no re-read."""
+        ...
+
+    def subscriptions_now(self, ref: UserRef) -> list[dict[str, Any]]:
+        """The user's subscriptions as the legacy server lists them now, raw (the verify
+        step's "is anything still billing?" read: one list, not a whole snapshot)."""
         ...
 
 

@@ -557,7 +557,13 @@ class FakeBillingBackend:
         except KeyError:
             raise NotFound(f"no import {import_id!r}", backend=self.name) from None
 
-    def preview_next_charges(self, ref: UserRef) -> NextCharges:
+    def subscriptions_now(self, ref: UserRef) -> list[dict[str, Any]]:
+        # the fake's snapshot holds a mapped history, no raw subscriptions (as before)
+        return list(self.snapshot(ref).objects.get("subscriptions") or [])
+
+    def preview_next_charges(
+        self, ref: UserRef, *, known: RawSnapshot | None = None
+    ) -> NextCharges:
         from tests.fakes import preview
 
         self.calls.append("preview_next_charges")

@@ -85,6 +85,13 @@ def fetch(calls: StripeCalls, cid: str) -> Obj:
     return assemble(calls, customer, got)
 
 
+def subscriptions(calls: StripeCalls, cid: str) -> list[Obj]:
+    """Only the customer's subscriptions, as ``fetch`` lists them (same params, same order)."""
+    name, fn, params = lists(calls)[0]
+    assert name == "subscriptions"
+    return ordered(list(calls.pages(f"list {name}", fn, params={**params, "customer": cid})))
+
+
 def needs_refund_list(charge: Mapping[str, Any]) -> bool:
     refunds = charge.get("refunds")
     return refunds is None or bool(isinstance(refunds, Mapping) and refunds.get("has_more"))

@@ -71,7 +71,7 @@ def test_an_unavailable_preview_is_retried_then_could_not_prove(world) -> None: 
     world.user()
     calls = {"n": 0}
 
-    def down(ref):  # type: ignore[no-untyped-def]
+    def down(ref, **_):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         raise BackendUnavailable("legacy upcoming invoice: 503", backend="stripe")
 
