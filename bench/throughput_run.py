@@ -281,7 +281,7 @@ def _migrate(
     from core import dbschema
     from core.queue import embedded_worker
     from core.settings import load_settings
-    from migration import cohorts
+    from migration import cohort_progress, cohorts
     from multiplexer.inventory import sync_customers
 
     settings = load_settings()
@@ -309,7 +309,7 @@ def _migrate(
         last = -1
         while True:
             with ctx.sessions() as session:
-                p = cohorts.progress(session, name)
+                p = cohort_progress.progress(session, name)
             if p.settled:
                 break
             finished = p.finished + p.by_status.get("deferred", 0)

@@ -217,18 +217,3 @@ def latest_migration(session: Session, user_id: str) -> Migration | None:
         .order_by(Migration.created_at.desc())
         .limit(1)
     )
-
-
-#: Names that moved to ``migration.cohort_progress``, still readable here for the callers
-#: not yet moved (``migration/services.py``, ``admin/cli/cohort.py``, ``bench/`` were being
-#: edited in parallel when the module was split). Resolved on first use, so the two
-#: modules do not import each other at load time. New code imports cohort_progress.
-_MOVED = frozenset({"check_halt", "diffs_of", "finish_if_settled", "progress", "stats_by_cohort"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from migration import cohort_progress
-
-        return getattr(cohort_progress, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

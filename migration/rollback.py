@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from core.canonical import BillingState, NextCharges
 from core.db import transaction
 from core.errors import TwinbillError, UnknownUser
-from migration import records
+from migration import records, steps
 from migration.deps import Result, SagaDeps, Step
 from migration.rollback_plan import check, plan_of_bundle, spec_from_dict
 from multiplexer import routing
@@ -93,17 +93,7 @@ def _route_state(deps: SagaDeps, mig: Migration) -> str | None:
 
 
 def unlock(deps: SagaDeps, mig: Migration) -> None:
-    with transaction(deps.sessions) as session:
-        route = session.get(Route, mig.user_id)
-        if route is not None and route.state == routing.MIGRATING:
-            routing.transition(
-                session,
-                mig.user_id,
-                routing.NEW,
-                actor=ACTOR,
-                reason=f"rollback {mig.id} compensated",
-                cache=deps.cache,
-            )
+    steps.release_lock(deps, mig, routing.NEW, f"rollback {mig.id} compensated", actor=ACTOR)
 
 
 def step_snapshot(deps: SagaDeps, mig: Migration) -> Result:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction, utcnow
 from core.errors import InvalidInput, TwinbillError
-from migration import cohorts, records, saga
+from migration import cohort_progress, cohorts, records, saga
 from migration import prefetch as prefetch_mod
 from migration.models import Cohort, CohortMember, Migration
 from migration.saga import SagaDeps
@@ -129,7 +129,7 @@ def start_cohort(
             enqueue(mig_id)
     started = len(ids)
     if not users:
-        cohorts.finish_if_settled(deps.sessions, name)
+        cohort_progress.finish_if_settled(deps.sessions, name)
     return started
 
 
@@ -227,8 +227,8 @@ def run_member(deps: SagaDeps, migration_id: str) -> Migration | None:
 
     shadow.release_member(deps, result)  # a shadow import its load step did not adopt
     if result.cohort:
-        cohorts.check_halt(deps.sessions, result.cohort)
-        cohorts.finish_if_settled(deps.sessions, result.cohort)
+        cohort_progress.check_halt(deps.sessions, result.cohort)
+        cohort_progress.finish_if_settled(deps.sessions, result.cohort)
     return result
 
 
@@ -252,7 +252,7 @@ def reconcile_recent(
     with deps.sessions() as session:
         running = list(session.scalars(sa.select(Cohort.name).where(Cohort.status == "running")))
     for name in running:
-        halted += bool(cohorts.check_halt(deps.sessions, name))
+        halted += bool(cohort_progress.check_halt(deps.sessions, name))
     return {
         "checked": report.summary.users_checked,
         "with_differences": report.summary.users_with_differences,

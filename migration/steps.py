@@ -323,32 +323,30 @@ def discard_import(deps: SagaDeps, mig: Migration) -> None:
         raise
 
 
-def unlock(deps: SagaDeps, mig: Migration) -> None:
+def release_lock(
+    deps: SagaDeps, mig: Migration, to_state: str, reason: str, *, actor: str = ACTOR
+) -> None:
+    """Move the user's route from ``migrating`` to ``to_state`` (the compensation of either
+    saga's lock, or failed); a route that already left ``migrating`` is left alone."""
     with transaction(deps.sessions) as session:
         route = session.get(Route, mig.user_id)
         if route is not None and route.state == routing.MIGRATING:
             routing.transition(
                 session,
                 mig.user_id,
-                routing.LEGACY,
-                actor=ACTOR,
-                reason=f"migration {mig.id} compensated",
-                cache=deps.cache,
-            )
-
-
-def mark_failed(deps: SagaDeps, mig: Migration, *, reason: str) -> None:
-    with transaction(deps.sessions) as session:
-        route = session.get(Route, mig.user_id)
-        if route is not None and route.state == routing.MIGRATING:
-            routing.transition(
-                session,
-                mig.user_id,
-                routing.FAILED,
-                actor=ACTOR,
+                to_state,
+                actor=actor,
                 reason=reason[:500],
                 cache=deps.cache,
             )
+
+
+def unlock(deps: SagaDeps, mig: Migration) -> None:
+    release_lock(deps, mig, routing.LEGACY, f"migration {mig.id} compensated")
+
+
+def mark_failed(deps: SagaDeps, mig: Migration, *, reason: str) -> None:
+    release_lock(deps, mig, routing.FAILED, reason)
 
 
 # -- the table the saga runs ------------------------------------------------------------

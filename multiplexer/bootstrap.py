@@ -75,8 +75,7 @@ class MuxContext:
         (the shadow rehearsal re-syncs and re-compares a shadowed user)."""
 
     def close(self) -> None:
-        if self.mux is not None:  # a webhooks-only context (tests) is built without a facade
-            self.mux.close()
+        self.mux.close()
         for backend in self.backends.values():
             close = getattr(backend, "close", None)
             if close:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
@@ -31,7 +32,7 @@ from core.canonical import (
 from core.db import transaction
 from core.errors import CurrencyMismatch, InvalidInput, UserHeld, UserMigrating
 from core.money import Money
-from multiplexer import guards, routing
+from multiplexer import guards, offline_ledger, routing
 from multiplexer.backends.base import BillingBackend, LegacyBillingBackend, UserRef
 from multiplexer.cache import RouteCache, RouteInfo
 from multiplexer.facade_offline import OfflineMoneyMixin, derived_key
@@ -337,27 +338,62 @@ class BillingMux(OfflineMoneyMixin):
             refuse=self._refuser(info, actor),
             attempted="refund",
         )
-        guards.refundable(payment, amount)  # localstripe would accept 10,000 on 8.99
+        fields = {
+            "payment": payment_id, "reason": reason,
+            "amount": amount.amount if amount else None,
+            "currency": amount.currency if amount else None,
+        }  # fmt: skip
+        request_hash = offline_ledger.client_hash("card_refund", fields)
+        # as for offline refunds: a replay answers what the first request did, before the
+        # remainder check (the first refund may have taken the whole payment); the backend
+        # replays it under the same key
+        replay = idempotency_key is not None and self._refunded_before(
+            info, idempotency_key, request_hash
+        )
+        if not replay:
+            guards.refundable(payment, amount)  # localstripe would accept 10,000 on 8.99
+        key = idempotency_key or self._new_key()
         refund = self._backend(info).refund_payment(
-            self._ref(info),
-            payment_id,
-            amount=amount,
-            reason=reason,
-            idempotency_key=idempotency_key or self._new_key(),
+            self._ref(info), payment_id, amount=amount, reason=reason, idempotency_key=key
         )
-        self._audit(
-            info,
-            actor,
-            "billing.payment_refunded",
-            {
-                "payment": payment_id,
-                "refund": refund.id,
-                "amount": refund.amount,
-                "currency": refund.currency,
-            },
-            reason,
-        )
+        if not replay:
+            self._audit(
+                info,
+                actor,
+                "billing.payment_refunded",
+                {
+                    "payment": payment_id,
+                    "refund": refund.id,
+                    "amount": refund.amount,
+                    "currency": refund.currency,
+                    "idempotency_key": key,
+                    "request_hash": request_hash,
+                },
+                reason,
+            )
         return refund
+
+    def _refunded_before(self, info: RouteInfo, idempotency_key: str, request_hash: str) -> bool:
+        """True: this user's refund under this key was the same request (a replay).
+        The key on another request is refused (``InvalidInput``), before anything is sent."""
+        with self._sessions() as session:
+            entries = session.scalars(
+                sa.select(audit.AuditEntry).where(
+                    audit.AuditEntry.resource_type == "user",
+                    audit.AuditEntry.resource_id == info.user_id,
+                    audit.AuditEntry.action == "billing.payment_refunded",
+                )
+            )
+            for entry in entries:
+                after = entry.after or {}
+                if after.get("idempotency_key") != idempotency_key:
+                    continue
+                if after.get("request_hash") != request_hash:
+                    raise offline_ledger.key_reused(
+                        idempotency_key, f"refund {after.get('refund')} of {after.get('payment')}"
+                    )
+                return True
+        return False
 
     def _plan(self, plan_code: str):  # type: ignore[no-untyped-def]
         legacy = self._backends["legacy"]

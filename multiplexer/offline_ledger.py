@@ -108,12 +108,16 @@ def earlier(
                 )
             )
             if other is not None:
-                raise InvalidInput(
-                    f"Idempotency-Key {idempotency_key!r} was already used for another "
-                    f"request (offline {other.kind} {other.reference!r}); use a new key for "
-                    "a different request"
-                )
+                raise key_reused(idempotency_key, f"offline {other.kind} {other.reference!r}")
         return None
+
+
+def key_reused(idempotency_key: str, first: str) -> InvalidInput:
+    """The refusal of a caller's key sent again with another request than ``first``."""
+    return InvalidInput(
+        f"Idempotency-Key {idempotency_key!r} was already used for another request "
+        f"({first}); use a new key for a different request"
+    )
 
 
 def decide(

@@ -176,7 +176,7 @@ def _preview(
 
 def _start(name: str, *, wait: bool, yes: bool, json: bool, mode: str) -> None:
     """``mode``: run | resume | retry-failed."""
-    from migration import cohorts
+    from migration import cohort_progress, cohorts
     from multiplexer.models import Route
 
     deps = _deps()
@@ -185,7 +185,7 @@ def _start(name: str, *, wait: bool, yes: bool, json: bool, mode: str) -> None:
         c = cohorts.get(session, name)
         if mode == "resume" and c.status == "created":
             raise fail(f"cohort {name!r} never ran", f"start it with `twinbill cohort run {name}`")
-        skip = set(cohorts.progress(session, name).failed_after_pivot)
+        skip = set(cohort_progress.progress(session, name).failed_after_pivot)
         users = [u for u in cohorts.members_to_start(session, name, statuses) if u not in skip]
         routes = [r for u in users if (r := session.get(Route, u)) is not None]
         dry_run = bool(c.dry_run)
@@ -297,12 +297,12 @@ def cohort_delete(name: str = NAME, yes: bool = YES, json: bool = JSON) -> None:
     Example:
       twinbill cohort delete pilot --yes
     """
-    from migration import cohort_ops, cohorts
+    from migration import cohort_ops, cohort_progress
 
     deps = _deps()
     banner(settings=_root().settings)
     with deps.sessions() as session:
-        size = cohorts.progress(session, name).total
+        size = cohort_progress.progress(session, name).total
     confirm(f"will delete cohort {name} ({size} users, never ran)", yes=yes, nothing="nothing done")
     n = cohort_ops.delete(deps.sessions, name, actor=ACTOR)
     print_json({"name": name, "deleted": True, "users": n}) if json else console.print(
@@ -311,10 +311,10 @@ def cohort_delete(name: str = NAME, yes: bool = YES, json: bool = JSON) -> None:
 
 
 def _show(name: str, *, as_json: bool) -> None:
-    from migration import cohorts
+    from migration import cohort_progress
 
     with _read()() as session:
-        p = cohorts.progress(session, name)
+        p = cohort_progress.progress(session, name)
     if as_json:
         print_json(p.as_dict())
     else:
@@ -392,7 +392,7 @@ def cohort_list(json: bool = JSON) -> None:
     """
     import sqlalchemy as sa
 
-    from migration.cohorts import diffs_of, stats_by_cohort
+    from migration.cohort_progress import diffs_of, stats_by_cohort
     from migration.models import Cohort
 
     with _read()() as session:

@@ -269,7 +269,7 @@ def test_cli_rollback_and_cohort_rollback(world: World, monkeypatch: pytest.Monk
     from typer.testing import CliRunner
 
     from admin.cli import app
-    from migration import cohorts
+    from migration import cohort_progress, cohorts
 
     monkeypatch.setattr("admin.cli.rollback._root", lambda: world.ctx)
     monkeypatch.setattr("admin.cli.migrate._deps", lambda: world.deps)
@@ -302,5 +302,5 @@ def test_cli_rollback_and_cohort_rollback(world: World, monkeypatch: pytest.Monk
     (result,) = json.loads(cohort_run.stdout)["results"]
     assert result["user_id"] == member and result["status"] == "succeeded"
     with world.ctx.sessions() as session:  # pending again: `cohort run` would move it anew
-        assert cohorts.progress(session, "rb-cli").by_status.get("pending") == 1
+        assert cohort_progress.progress(session, "rb-cli").by_status.get("pending") == 1
     assert world.check_exactly_one_system([single, member]) == {single: "legacy", member: "legacy"}

@@ -215,13 +215,9 @@ def test_an_offline_refund_replayed_after_it_refunded_the_payment_in_full_is_a_r
         assert s.query(OfflineMoney).filter_by(reference="BANK-REFUND-REPLAY-2").count() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BillingMux.refund_payment (multiplexer/facade.py, not this branch's file) checks "
-    "the refundable remainder before the backend's replay: a replay of a refund that took "
-    "the whole payment answers 422 'already refunded in full'",
-)
 def test_a_gateway_refund_replayed_after_it_refunded_the_payment_in_full_is_a_replay(world):
+    """The remainder check ran before the backend's replay: the retry of a refund that took
+    the whole payment answered 422 "already refunded in full" instead of the first refund."""
     user = world.new_users[1]
     pay = _paid(world, user, "BANK-CARD-REFUND-REPLAY-P", 700)
     path, key = f"/users/{user}/payments/{pay['id']}/refunds", {"Idempotency-Key": "it-rf-1"}
@@ -230,6 +226,8 @@ def test_a_gateway_refund_replayed_after_it_refunded_the_payment_in_full_is_a_re
     assert _ok(world.http.post(path, json={"reason": "replay"}, headers=key), 201) == first
     resp = world.http.post(path, json={"reason": "another"}, headers=key)
     assert resp.status_code in (409, 422) and "idempotency" in resp.text.lower()
+    _error(world.http.post(path, json={"reason": "replay"}, headers={"Idempotency-Key": "it-rf-2"}),
+           422, "invalid_input", "refunded in full")  # a new refund: nothing left  # fmt: skip
     assert world.both(user) == before
 
 

@@ -39,6 +39,7 @@ from multiplexer.backends.base import UserRef
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from multiplexer.bootstrap import MuxContext
 from multiplexer.cache import LocalRouteCache
+from multiplexer.facade import BillingMux
 from multiplexer.models import InboundEvent, OutboxMessage
 from multiplexer.tasks import sweep_outbox
 from multiplexer.webhooks.router import build_router
@@ -200,14 +201,15 @@ def settings_for(database_url: str, receiver: AppReceiver, redis_url: str | None
 def context_for(settings: Settings, celery: TwinbillCelery | None = None) -> MuxContext:
     dbschema.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
+    sessions, cache = make_sessionmaker(engine), LocalRouteCache()
     return MuxContext(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
-        cache=LocalRouteCache(),
+        sessions=sessions,
+        cache=cache,
         limiters={},
         backends={},
-        mux=None,  # type: ignore[arg-type] - webhooks never use the facade
+        mux=BillingMux(sessions, cache, {}, max_amount_major=settings.max_amount_major),
         celery=celery,
     )
 

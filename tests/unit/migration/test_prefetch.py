@@ -11,7 +11,7 @@ import stripe
 
 from core.db import transaction
 from core.errors import BackendUnavailable
-from migration import cohorts, prefetch, services
+from migration import cohort_progress, cohorts, prefetch, services
 from migration.models import Migration, MigrationStep, Snapshot
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from multiplexer.models import Route
@@ -62,7 +62,7 @@ def test_preflight_reuses_the_cohorts_bulk_read_and_reads_no_user_again(world):
     assert all(d.get("prefetched") is True for d in details.values()), details
     assert world.legacy.calls.count("snapshots") == 1  # one read for the whole cohort
     with world.sessions() as s:
-        assert cohorts.progress(s, "wave").status == "done"
+        assert cohort_progress.progress(s, "wave").status == "done"
         assert {r.state for r in s.query(Route)} == {"new"}
 
 

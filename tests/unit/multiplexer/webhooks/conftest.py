@@ -16,6 +16,7 @@ from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, load_settings
 from multiplexer.bootstrap import MuxContext
 from multiplexer.cache import LocalRouteCache
+from multiplexer.facade import BillingMux
 from multiplexer.webhooks.router import build_router
 
 
@@ -41,15 +42,15 @@ def enqueued() -> list[str]:
 @pytest.fixture
 def ctx(settings: Settings, enqueued: list[str]) -> Iterator[MuxContext]:
     engine = make_engine(settings.database_url)
-    sessions = make_sessionmaker(engine)
+    sessions, cache = make_sessionmaker(engine), LocalRouteCache()
     context = MuxContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        cache=LocalRouteCache(),
+        cache=cache,
         limiters={},
         backends={},
-        mux=None,  # type: ignore[arg-type] - webhooks never use the facade
+        mux=BillingMux(sessions, cache, {}, max_amount_major=settings.max_amount_major),
         enqueue_webhook=lambda user_id, countdown: enqueued.append(user_id),
     )
     yield context
