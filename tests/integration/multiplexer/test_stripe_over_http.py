@@ -43,9 +43,7 @@ def test_every_configuration_reads_over_http_as_at_the_seam() -> None:
             ref = UserRef(f"u-{name}", cid)
             over_http, at_seam = wired.snapshot(ref), seam.snapshot(ref)
             assert over_http.objects == at_seam.objects, name
-            assert records.content_hash(over_http.objects) == records.content_hash(
-                at_seam.objects
-            )
+            assert records.content_hash(over_http.objects) == records.content_hash(at_seam.objects)
             if name in configurations.UNMAPPABLE:
                 continue
             assert wired.map_snapshot(over_http) == seam.map_snapshot(at_seam), name
