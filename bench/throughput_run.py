@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,24 +113,6 @@ def _env(extra: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _postgres(admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for one scenario, dropped afterwards."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    name = f"twinbill_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextlib.contextmanager
 def _workers(n: int, threads: int, env: dict[str, str], logdir: Path) -> Iterator[None]:
     """``twinbill worker`` x n, started and stopped by this bench (their pids only)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINBILL_")}
@@ -193,6 +174,7 @@ def run_scenario(
     legacy: str = "localstripe",
 ) -> Outcome:
     from sandbox.faultproxy import FaultProxy
+    from sandbox.pgdb import scratch_database
     from sandbox.stack import Stack
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +184,9 @@ def run_scenario(
         _legacy(legacy, ep, users, seed) as (legacy_url, legacy_env, seed_seconds),
         FaultProxy(legacy_url, seed=seed) as proxy,
         _env(extra),
-        _postgres(postgres_url) if processes else contextlib.nullcontext("") as pg,
+        scratch_database(postgres_url, "twinbill_bench")
+        if processes
+        else contextlib.nullcontext("") as pg,
     ):
         env = {
             **ep.env(),

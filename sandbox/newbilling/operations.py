@@ -237,6 +237,12 @@ def change_plan(session: Session, outbox: Outbox, sub_id: str, b: ChangePlan) ->
     return 200, {"subscription": out, "invoice": invoice_out(invoice) if invoice else None}
 
 
+def end_now(sub: m.Subscription, now: Any) -> None:
+    """Over at ``now``: no renewal left (a cancel, a rollback)."""
+    sub.status, sub.canceled_at, sub.ended_at = "canceled", now, now
+    sub.next_renewal_at, sub.cancel_at_period_end = None, False
+
+
 def cancel(session: Session, outbox: Outbox, sub_id: str, b: Cancel) -> WriteResult:
     sub, customer = _subscription(session, sub_id)
     if sub.status in ("canceled", "incomplete_expired"):
@@ -259,8 +265,7 @@ def cancel(session: Session, outbox: Outbox, sub_id: str, b: Cancel) -> WriteRes
     refund = None
     if b.refund != "none":
         refund = _refund_last_payment(session, outbox, sub, b.refund, now)
-    sub.status, sub.canceled_at, sub.ended_at = "canceled", now, now
-    sub.next_renewal_at, sub.cancel_at_period_end = None, False
+    end_now(sub, now)
     session.flush()
     out = subscription_out(sub)
     outbox.emit(session, user_id=sub.user_id, type_="subscription.canceled", obj=out)

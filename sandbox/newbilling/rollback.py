@@ -26,6 +26,7 @@ from .clock import utcnow
 from .errors import ApiError, not_found
 from .idempotency import WriteResult
 from .ledger import BILLING_STATUSES
+from .operations import end_now
 from .serialize import subscription_out
 from .webhooks import Outbox
 
@@ -73,8 +74,7 @@ def roll_back(session: Session, outbox: Outbox, import_id: str, rollback_id: str
         .with_for_update()
     ).all()
     for sub in subs:
-        sub.status, sub.canceled_at, sub.ended_at = "canceled", now, now
-        sub.next_renewal_at, sub.cancel_at_period_end = None, False
+        end_now(sub, now)
         sub.metadata_ = {**sub.metadata_, MARK: rollback_id}
     imp.status, imp.rolled_back_at = "rolled_back", now
     session.flush()
