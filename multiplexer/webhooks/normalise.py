@@ -170,14 +170,8 @@ def legacy_migration_flagged(event: dict[str, Any]) -> bool:
 
 def _sub_currency(obj: dict[str, Any]) -> str | None:
     """Current API: on the subscription; Plans API (localstripe): on the plan or price."""
-    if obj.get("currency"):
-        return _cur(obj.get("currency"))
-    rows = shapes.item_rows(obj)
-    first = rows[0] if rows else {}
-    for holder in (obj.get("plan"), first.get("price"), first.get("plan")):
-        if isinstance(holder, dict) and holder.get("currency"):
-            return _cur(holder.get("currency"))
-    return None
+    found = shapes.subscription_currency(obj)
+    return _cur(found) if found else None
 
 
 def _legacy_items(obj: dict[str, Any]) -> list[dict[str, Any]]:

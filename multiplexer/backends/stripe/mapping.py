@@ -35,6 +35,7 @@ from core.canonical import (
     System,
 )
 from core.errors import TransformError
+from multiplexer.backends.stripe import shapes
 from multiplexer.backends.stripe.dialect import DIALECTS, DialectName
 from multiplexer.backends.stripe.fields import (
     META_CURRENCY,
@@ -63,7 +64,6 @@ from multiplexer.backends.stripe.payments import (
     map_refund,
 )
 from multiplexer.backends.stripe.subscriptions import (  # noqa: F401 - one mapping API
-    _first_item_price,
     map_discount,
     map_item,
     map_plan,
@@ -94,7 +94,7 @@ def customer_currency(
     for sub in sorted(
         [*subscriptions, *embedded], key=lambda s: s.get("created") or 0, reverse=True
     ):
-        cur = sub.get("currency") or _first_item_price(sub).get("currency")
+        cur = shapes.subscription_currency(sub)
         if cur:
             return currency(cur, rid(sub))
     for inv in sorted(invoices, key=lambda i: i.get("created") or 0, reverse=True):

@@ -148,7 +148,7 @@ def map_upcoming(sub: Obj, inv: Obj | None, *, dialect: DialectName, now: dateti
     """One subscription and its preview invoice (None: the server has no upcoming invoice)."""
     record = rid(sub)
     state, until = subscription_state(sub, dialect=dialect, now=now)
-    cur = sub.get("currency") or ((sub.get("plan") or {}).get("currency"))
+    cur = shapes.subscription_currency(sub)
     if inv is None or state in (BillingState.NONE, BillingState.CANCELING, BillingState.PAUSED):
         if state in (BillingState.RENEWING, BillingState.TRIALING):
             state, until = BillingState.NONE, None  # the server itself says: no next charge

@@ -37,6 +37,20 @@ def item_price(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def subscription_currency(sub: Mapping[str, Any]) -> Any:
+    """The currency as sent, unchecked: the subscription's own (current API), else its first
+    item's price or plan, else the subscription-level ``plan`` (Plans API, localstripe).
+    The one reading for the mapping, the preview and the webhook normaliser."""
+    if sub.get("currency"):
+        return sub.get("currency")
+    rows = item_rows(sub)
+    first = item_price(rows[0]) if rows else None
+    for holder in (first, sub.get("plan")):
+        if isinstance(holder, Mapping) and holder.get("currency"):
+            return holder.get("currency")
+    return None
+
+
 def period_end(sub: Mapping[str, Any]) -> Any:
     """The next billing, unix seconds: the subscription's period end (old API) as sent,
     else the item period that ends first (current API: each item has its own period)."""

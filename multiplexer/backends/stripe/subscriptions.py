@@ -88,14 +88,6 @@ def map_plan(obj: Obj, products: Mapping[str, Obj] | None = None) -> Plan:
 # --- subscriptions and discounts -------------------------------------------------
 
 
-def _first_item_price(sub: Obj) -> Obj:
-    items = sub.get("items")
-    data = items.get("data") if isinstance(items, Mapping) else items
-    if data:
-        return _price_of(data[0])
-    return sub.get("plan") or {}
-
-
 def _price_of(item: Obj) -> Obj:
     price = shapes.item_price(item)
     if price is not None:
@@ -218,7 +210,7 @@ def map_subscription(
     items = tuple(map_item(i, products) for i in raw_items)
     start, end = _period(sub, raw_items)
     paused, resumes = _pause(sub)
-    cur = sub.get("currency") or _first_item_price(sub).get("currency")
+    cur = shapes.subscription_currency(sub)
     cancel_at = ts(sub, "cancel_at")
     if sub.get("cancel_at_period_end"):
         cancel_at = None  # Stripe fills cancel_at with the period end then: not a dated cancel
