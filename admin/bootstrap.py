@@ -60,6 +60,15 @@ class App(MuxContext):
         """Hand one migration to a worker, through *this* app's broker."""
         self.celery.send_task(MIGRATE, args=(migration_id,))
 
+    def enqueue_migration_later(self, migration_id: str, seconds: float) -> None:
+        """The same, ``seconds`` from now: a step waits (the re-check for the event feed)
+        without holding a worker thread. The user's route is locked meanwhile, so it goes
+        on the control queue, ahead of the cohort's backlog: a worker reserves the ETA task
+        at once and runs it when due."""
+        self.celery.send_task(
+            MIGRATE, args=(migration_id,), countdown=max(seconds, 0.0), queue=CONTROL_QUEUE
+        )
+
     def start_cohort(self, name: str, *, actor: str, retry_failed: bool = False) -> int:
         """Run a cohort through this app's queue: members go to the workers, their
         snapshots read in bulk first where that is cheaper (``migration.prefetch``)."""

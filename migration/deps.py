@@ -41,6 +41,22 @@ class Restart(Exception):
     """Legacy changed since the snapshot: go back to fetch under a new generation."""
 
 
+class Later(Exception):
+    """Not yet: run this step again in ``seconds`` (the re-check waiting for the event feed).
+
+    A worker does not sleep through it: the saga releases the lease and schedules the
+    migration again (``saga.run(..., later=...)``), so the thread migrates someone else
+    meanwhile; run in-process (``twinbill migrate USER``) it sleeps and tries again."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+
+
+#: (migration id, seconds) -> run the migration again that much later (a countdown task)
+Requeue = Callable[[str, float], None]
+
+
 Verifier = Callable[["Migration", "SagaDeps"], dict[str, Any]]
 StepFn = Callable[["SagaDeps", "Migration"], Result]
 UndoFn = Callable[["SagaDeps", "Migration"], None]

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from core.db import utcnow
 from migration import records
-from migration.deps import Restart, Result, SagaDeps
+from migration.deps import Later, Restart, Result, SagaDeps
 from migration.models import MigrationStep
 from multiplexer.backends.base import RawSnapshot, UserRef
 
@@ -49,6 +49,8 @@ def recheck(deps: SagaDeps, mig: Migration, ref: UserRef) -> Result:
                 "horizon": horizon,
                 "read_events": verdict.read,
             }
+        if verdict.wait is not None:  # the read that can tell is not due yet
+            raise Later(verdict.wait, verdict.reason)
         why = verdict.reason
     fresh = deps.legacy.snapshot(ref)
     after = records.content_hash(fresh.objects)

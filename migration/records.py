@@ -129,6 +129,18 @@ def claim(
         return mig
 
 
+def release(sessions: sessionmaker[Session], migration_id: str, owner: str) -> None:
+    """Give the lease back without finishing (a step waits: ``saga.Later``); the next run
+    claims it again, and the heartbeat set now lets the reaper resume it if that run is lost."""
+    with transaction(sessions) as session:
+        session.execute(
+            sa.update(Migration)
+            .where(Migration.id == migration_id, Migration.owner == owner)
+            .values(owner=None, heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
 def load(sessions: sessionmaker[Session], migration_id: str) -> Migration:
     with sessions() as session:
         mig = session.get(Migration, migration_id)

@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import structlog
 
@@ -40,7 +41,7 @@ from core.errors import (
 )
 from core.ratelimit import backoff_delay
 from migration import records, recovery, rollback, steps
-from migration.deps import Deferred, Restart, SagaDeps, Step, Verifier
+from migration.deps import Deferred, Later, Requeue, Restart, SagaDeps, Step, Verifier
 from migration.models import Migration
 
 log = logging.getLogger("twinbill.saga")
@@ -53,7 +54,7 @@ VERIFY_STEPS = frozenset({"verify", rollback.VERIFY})
 #: RateLimited.backend carries the adapter's name; the shared budgets are keyed by role.
 LIMITER_OF_BACKEND = {"stripe": "legacy", "localstripe": "legacy", "http": "new"}
 
-__all__ = ["Deferred", "Restart", "SagaDeps", "Verifier", "next_step", "run"]
+__all__ = ["Deferred", "Later", "Requeue", "Restart", "SagaDeps", "Verifier", "next_step", "run"]
 
 
 def _table(deps: SagaDeps) -> Mapping[str, Step]:
@@ -80,13 +81,17 @@ def next_step(mig: Migration) -> str | None:
     return order[idx + 1] if idx + 1 < len(order) else None
 
 
-def run(deps: SagaDeps, migration_id: str) -> Migration:
-    """Drive one migration as far as it goes now. Safe to call again at any time."""
+def run(deps: SagaDeps, migration_id: str, *, later: Requeue | None = None) -> Migration:
+    """Drive one migration as far as it goes now. Safe to call again at any time.
+
+    A step that must wait (``Later``) hands the migration to ``later`` (a worker: a
+    countdown task) with its lease released, and this returns it still ``running``;
+    without ``later`` (in-process) the wait is slept here."""
     with structlog.contextvars.bound_contextvars(migration_id=migration_id):
-        return _run(deps, migration_id)
+        return _run(deps, migration_id, later)
 
 
-def _run(deps: SagaDeps, migration_id: str) -> Migration:
+def _run(deps: SagaDeps, migration_id: str, later: Requeue | None) -> Migration:
     # the lease holder is this thread of this process: SagaDeps is built once per process and
     # shared by its worker threads, so deps.owner alone would let a sibling thread (or another
     # process on the same host) take over a migration that is being run right now
@@ -103,6 +108,13 @@ def _run(deps: SagaDeps, migration_id: str) -> Migration:
             return records.load(deps.sessions, migration_id)
         try:
             _run_step(deps, mig, step)
+        except Later as exc:
+            if later is None:
+                deps.sleep(exc.seconds)
+                continue
+            records.release(deps.sessions, mig.id, owner)
+            later(mig.id, exc.seconds)  # lost (a crash right here): the reaper resumes it
+            return records.load(deps.sessions, migration_id)
         except Deferred as exc:
             if mig.generation > 1 or mig.step is not None:  # after a restart: route locked
                 _compensate(deps, mig)
@@ -138,13 +150,13 @@ def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
         try:
             with records.keep_alive(deps.sessions, mig.id, every=deps.stale_after / 3):
                 advance, detail = fn(deps, mig)
-        except (Deferred, Restart) as signal:
-            records.end_step(
-                deps.sessions,
-                step_id,
-                outcome="deferred" if isinstance(signal, Deferred) else "restart",
-                detail={"reason": str(signal)},
-            )
+        except (Deferred, Restart, Later) as signal:
+            said: dict[str, Any] = {"reason": str(signal)}
+            if isinstance(signal, Later):
+                outcome, said["retry_in"] = "waiting", round(signal.seconds, 3)
+            else:
+                outcome = "deferred" if isinstance(signal, Deferred) else "restart"
+            records.end_step(deps.sessions, step_id, outcome=outcome, detail=said)
             raise
         except (RateLimited, BackendUnavailable) as exc:
             records.end_step(deps.sessions, step_id, outcome="error", error=exc)

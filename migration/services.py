@@ -18,7 +18,7 @@ from core.errors import InvalidInput, TwinbillError
 from migration import cohort_progress, cohorts, records, saga
 from migration import prefetch as prefetch_mod
 from migration.models import Cohort, CohortMember, Migration
-from migration.saga import SagaDeps
+from migration.saga import Requeue, SagaDeps
 from multiplexer import routing
 from multiplexer.cache import RouteCache
 from multiplexer.models import Route
@@ -210,8 +210,11 @@ def _migration_for_member(
     return records.create(deps.sessions, user_id, cohort=cohort, **opts)
 
 
-def run_member(deps: SagaDeps, migration_id: str) -> Migration | None:
-    """Worker entry point: run one migration unless its cohort is paused or halted."""
+def run_member(deps: SagaDeps, migration_id: str, later: Requeue | None = None) -> Migration | None:
+    """Worker entry point: run one migration unless its cohort is paused or halted.
+
+    ``later`` schedules it again when a step must wait (``saga.run``): the worker's
+    thread is not held through the wait."""
     mig = records.load(deps.sessions, migration_id)
     if mig.cohort:
         with deps.sessions() as session:
@@ -222,7 +225,7 @@ def run_member(deps: SagaDeps, migration_id: str) -> Migration | None:
                 and mig.status == "pending"
             ):
                 return None  # stays queued; `cohort resume` enqueues it again
-    result = saga.run(deps, migration_id)
+    result = saga.run(deps, migration_id, later=later)
     from migration import shadow
 
     shadow.release_member(deps, result)  # a shadow import its load step did not adopt

@@ -24,6 +24,8 @@ class MigrationRoot(Protocol):
 
     def enqueue_migration(self, migration_id: str) -> None: ...
 
+    def enqueue_migration_later(self, migration_id: str, seconds: float) -> None: ...
+
     def enqueue_resumed(self, migration_id: str) -> None: ...
 
     def enqueue_prefetch(self, cohort: str, migration_ids: list[str]) -> None: ...
@@ -43,7 +45,8 @@ def _root(task: RootTask) -> MigrationRoot:
     ignore_result=True,
 )
 def migrate(self: RootTask, migration_id: str) -> None:
-    services.run_member(_root(self).saga, migration_id)
+    root = _root(self)
+    services.run_member(root.saga, migration_id, later=root.enqueue_migration_later)
 
 
 @shared_task(

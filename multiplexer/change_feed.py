@@ -11,11 +11,12 @@ that answer in the database, for all threads and worker processes:
 * ``legacy_change_feed`` (one row): the window ``[complete_from, horizon]`` those
   marks are complete for, and the lease of the one worker extending it.
 
-A worker that needs a horizon later than its import (``check``) waits until events
-of that moment can be listed (``settle``), then takes the lease with a conditional
-UPDATE (the same on PostgreSQL and SQLite) at most once per ``refresh_every``,
-reads the events since the current horizon (``LegacyBillingBackend.list_changes``)
-and extends the window; everyone else waits for it and reuses its read. A worker
+A worker that needs a horizon later than its import (``check``) takes the lease
+with a conditional UPDATE (the same on PostgreSQL and SQLite) once events of that
+moment can be listed (``settle``) and at most once per ``refresh_every``, reads the
+events since the current horizon (``LegacyBillingBackend.list_changes``) and extends
+the window; everyone else reuses its read. ``check`` never sleeps: until a read can
+serve it, it answers "ask again in N seconds" and the saga frees the worker's thread. A worker
 that dies holding the lease loses it after ``lease`` seconds. Times of events are
 the legacy system's clock: ``margin`` widens every window by the clock skew allowed.
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +56,7 @@ class Verdict:
     horizon: datetime | None = None
     read: bool = False  # this call read legacy events itself
     changed: bool = False  # the user was named by an event (not merely a gap)
+    wait: float | None = None  # not known yet: ask again in this many seconds
 
 
 def _floor(at: datetime) -> datetime:
@@ -119,7 +120,6 @@ class ChangeFeed:
         margin: float = 5.0,
         max_wait: float = 30.0,
         lease: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -129,41 +129,48 @@ class ChangeFeed:
         self.margin = timedelta(seconds=margin)
         self.max_wait = timedelta(seconds=max_wait)
         self.lease = timedelta(seconds=lease)
-        self.sleep = sleep
         self.clock = clock
 
     # -- the question the re-check asks ---------------------------------------------
     def check(self, ids: Iterable[str], since: datetime, imported_at: datetime) -> Verdict:
         """Did anything named by ``ids`` change after ``since``, as known up to the import?
 
-        The horizon must reach ``imported_at`` (any read that started after it serves,
-        so workers whose imports finished before one read share it), and at least one
-        refresh interval before now: a re-check resumed long after its import (a worker
-        died) is not proved by a horizon from back then.
+        Never sleeps: when the answer needs a read that cannot start yet (events of the
+        import's moment are not listable before ``settle``; another worker is reading; one
+        read too recently), the verdict says ``wait`` seconds and the caller asks again
+        then — the saga hands its thread to another user meanwhile (``migration.deps.Later``).
+        This call reads the events itself when it may. Any read that started ``settle``
+        after the import serves, so workers whose imports finished before one read share it.
+        A re-check resumed long after its import (a worker died, ``max_wait`` ago) needs a
+        horizon of now, not of back then, and waits for nobody: a full re-read is cheaper
+        than a queue of waits behind a lease.
         """
-        until = max(imported_at, self.clock() - self.refresh_every)
         why = self.legacy.events_gap
         if why is not None:  # this legacy system's stream can never prove it: no wait, no read
             return Verdict(False, f"gap: {why}")
-        lo = _floor(since - self.margin)
+        now = self.clock()
+        resumed = now - imported_at > self.max_wait
+        until = now - self.refresh_every if resumed else imported_at
         ready_at = until + self.settle  # a read started earlier cannot see up to `until`
-        deadline = self.clock() + self.max_wait
+        deadline = now if resumed else ready_at + self.max_wait
+        lo = _floor(since - self.margin)
         read = False
         while True:
             st = self._state()
             if _covers(st, lo, until):
                 break
-            now = self.clock()
             last = st.last_read_at
             if st.gap and last is not None and last >= ready_at and not _held(st, now):
                 return Verdict(False, f"gap: {st.gap}", st.horizon, read)
-            if now >= deadline:
-                return Verdict(False, _short(st, lo, until, self.max_wait), st.horizon, read)
-            if now >= ready_at and self._claim(now):
+            if now >= ready_at and not read and self._claim(now):
                 read = True
                 self._refresh(lo)
+                now = self.clock()
                 continue
-            self.sleep(_pause(st, now, ready_at, self.refresh_every))
+            if now >= deadline or read:
+                return Verdict(False, _short(st, lo, until, self.max_wait), st.horizon, read)
+            wait = _pause(st, now, ready_at, self.refresh_every)
+            return Verdict(False, f"waiting {wait:.1f}s for the event feed", st.horizon, wait=wait)
         named = self._named(set(ids) | {ANY_CUSTOMER}, lo)
         untold = [(t, at) for key, t, at in named if key == ANY_CUSTOMER]
         if untold:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from migration import services
+from migration import records, services
 from migration.records import steps_of
 from multiplexer.change_feed import ChangeFeed
+from multiplexer.models import Route
 
 
 @pytest.fixture
@@ -77,3 +80,46 @@ def test_without_a_feed_every_re_check_re_reads(world):
     mig = services.migrate_user(world.deps, ref.user_id)
     [detail] = _recheck(world, mig.id)
     assert detail["proved_by"] == "full re-read" and "TWINBILL_EVENT_RECHECK=off" in detail["why"]
+
+
+def test_a_worker_waiting_for_the_feed_frees_its_thread_and_is_run_again(feed_world):
+    """Events of the import's moment are not listable yet: a worker's run hands the
+    migration back to the queue (lease released, user still locked) instead of sleeping;
+    the run it scheduled proves it from the events, with no per-user re-read."""
+    feed_world.deps.change_feed = ChangeFeed(
+        feed_world.sessions, feed_world.legacy, refresh_every=0, settle=0.3, margin=0
+    )
+    ref = feed_world.user()
+    mig_id = records.create(feed_world.sessions, ref.user_id)
+    queued: list[tuple[str, float]] = []
+    mig = services.run_member(feed_world.deps, mig_id, later=lambda m, s: queued.append((m, s)))
+    assert (mig.status, mig.owner, mig.step) == ("running", None, "load")
+    assert [m for m, _ in queued] == [mig_id] and 0 < queued[0][1] <= 1.0
+    with feed_world.sessions() as s:
+        route = s.get(Route, ref.user_id)
+        assert route is not None and route.state == "migrating"  # nobody writes meanwhile
+        [waiting] = [r for r in steps_of(s, mig_id) if r.outcome == "waiting"]
+        assert waiting.step == "recheck" and waiting.detail["retry_in"] == round(queued[0][1], 3)
+    reads_before = feed_world.legacy.calls.count("get_history")
+    for _ in range(10):  # the countdown task, as many times as it is scheduled
+        time.sleep(queued[-1][1])
+        mig = services.run_member(feed_world.deps, mig_id, later=lambda m, s: queued.append((m, s)))
+        if mig.status != "running":
+            break
+    assert mig.status == "succeeded"
+    [detail] = _recheck(feed_world, mig_id)
+    assert detail["proved_by"] == "events"
+    assert feed_world.legacy.calls.count("get_history") == reads_before  # no re-read
+
+
+def test_run_in_process_a_wait_for_the_feed_is_slept_through(feed_world):
+    feed_world.deps.change_feed = ChangeFeed(
+        feed_world.sessions, feed_world.legacy, refresh_every=0, settle=0.3, margin=0
+    )
+    slept: list[float] = []
+    feed_world.deps.sleep = lambda s: (slept.append(s), time.sleep(s))  # type: ignore[assignment]
+    ref = feed_world.user()
+    mig = services.migrate_user(feed_world.deps, ref.user_id)
+    assert mig.status == "succeeded" and slept and all(0 < s <= 1.0 for s in slept)
+    [detail] = _recheck(feed_world, mig.id)
+    assert detail["proved_by"] == "events"

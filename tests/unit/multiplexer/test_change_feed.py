@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -114,11 +116,46 @@ def test_an_event_that_names_no_owner_is_a_gap_for_everyone(sessions):
 
 def test_a_stream_that_cannot_tell_is_a_gap_without_waiting_or_reading(sessions):
     legacy = _legacy(events=False)
-    waits: list[float] = []
-    feed = ChangeFeed(sessions, legacy, settle=30, sleep=waits.append)
+    feed = ChangeFeed(sessions, legacy, settle=30)
     verdict = feed.check({"cus_a"}, datetime.now(UTC), datetime.now(UTC))
     assert not verdict.unchanged and "the fake keeps no events" in verdict.reason
-    assert waits == [] and _reads(legacy) == 0
+    assert verdict.wait is None and _reads(legacy) == 0
+
+
+def test_events_not_yet_listable_say_when_to_ask_again_and_then_prove_it(sessions):
+    """Events of the import's moment are listable only ``settle`` later: the check reads
+    nothing and names the wait (the saga frees its thread); asked again then, it reads."""
+    now = datetime.now(UTC)
+    clock = [now]
+    legacy = _legacy()
+    read = legacy.list_changes  # the read starts on the feed's (test) clock
+    legacy.list_changes = lambda since: dataclasses.replace(read(since), read_at=clock[0])  # type: ignore[method-assign]
+    feed = _feed(sessions, legacy, settle=2, clock=lambda: clock[0])
+    early = feed.check({"cus_a"}, now - timedelta(seconds=5), now)
+    assert (early.unchanged, early.wait, _reads(legacy)) == (False, 1.0, 0)  # 1 s per ask at most
+    clock[0] = now + timedelta(seconds=1)
+    assert feed.check({"cus_a"}, now - timedelta(seconds=5), now).wait == 1.0
+    clock[0] = now + timedelta(seconds=2)
+    later = feed.check({"cus_a"}, now - timedelta(seconds=5), now)
+    assert later.unchanged and later.read and later.wait is None and _reads(legacy) == 1
+
+
+def test_a_recheck_resumed_long_after_its_import_waits_for_nobody(sessions):
+    """A worker died after the import: its re-check needs a horizon of now; if another
+    worker holds the read, it falls back to the full re-read instead of queueing."""
+    legacy = _legacy()
+    feed = _feed(sessions, legacy, max_wait=30)
+    now = datetime.now(UTC)
+    feed._state()  # the feed row exists
+    with transaction(sessions) as s:  # someone else is reading right now
+        s.execute(
+            sa.update(LegacyChangeFeed).values(
+                lease_owner="other:1:1", lease_until=now + timedelta(seconds=60)
+            )
+        )
+    verdict = feed.check({"cus_a"}, now - timedelta(minutes=10), now - timedelta(minutes=5))
+    assert not verdict.unchanged and verdict.wait is None and verdict.reason.startswith("gap:")
+    assert _reads(legacy) == 0
 
 
 def test_a_snapshot_older_than_the_window_extends_it_backwards(sessions):
@@ -198,7 +235,11 @@ def _two_workers_share_one_read(factory) -> None:  # type: ignore[no-untyped-def
     def worker(cid: str) -> None:
         feed = _feed(factory, legacy, refresh_every=60)  # each worker builds its own
         gate.wait()
-        verdicts.append(feed.check({cid}, since, until))
+        verdict = feed.check({cid}, since, until)
+        while verdict.wait is not None:  # the other one is reading: ask again, as the saga
+            time.sleep(verdict.wait)
+            verdict = feed.check({cid}, since, until)
+        verdicts.append(verdict)
 
     threads = [threading.Thread(target=worker, args=(c,)) for c in ("cus_a", "cus_b")]
     for t in threads:
