@@ -39,7 +39,7 @@ def recheck(deps: SagaDeps, mig: Migration, ref: UserRef) -> Result:
     before = records.snapshot_hash(deps.sessions, mig.snapshot_id)
     why = "event re-check off (TWINBILL_EVENT_RECHECK=off)"
     if deps.change_feed is not None and snap.taken_at is not None:
-        verdict = deps.change_feed.check(_ids(snap), snap.taken_at, _imported_at(deps, mig))
+        verdict = deps.change_feed.check(snapshot_ids(snap), snap.taken_at, _imported_at(deps, mig))
         horizon = verdict.horizon.isoformat() if verdict.horizon else None
         if verdict.unchanged:
             return {}, {
@@ -77,7 +77,7 @@ def _imported_at(deps: SagaDeps, mig: Migration) -> datetime:
     return at or utcnow()
 
 
-def _ids(snap: RawSnapshot) -> set[str]:
+def snapshot_ids(snap: RawSnapshot) -> set[str]:
     """The customer id and every string the snapshot holds: any object id an event may
     name (subscriptions, invoices, charges, plans, coupons...) is among them."""
     return {snap.customer_id, *_strings(snap.objects)}

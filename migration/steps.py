@@ -191,49 +191,54 @@ def step_cancel(deps: SagaDeps, mig: Migration) -> Result:
     snap = records.load_snapshot(deps.sessions, mig.snapshot_id)
     history = deps.legacy.map_snapshot(snap)
     ref = _ref(deps, mig.user_id)
-    canceled = []
+    answers: dict[str, str] = {}
     # every subscription that is not over, not only the billing ones: an `incomplete` one
     # turns `active` when its first invoice gets paid (and localstripe shows trials as
     # `incomplete`, docs/legacy-gaps.md), which would bill a user who now lives in new
     for sub in history.subscriptions:
         if sub.status in _OVER:
             continue
-        _cancel_one(deps, mig, ref, sub.id, known_live=not resumed)
-        canceled.append(sub.id)
-    return {}, {"canceled": canceled}
+        answers[sub.id] = _cancel_one(deps, mig, ref, sub.id, known_live=not resumed)
+    # each status as legacy answered the cancel: verify reads them instead of a listing
+    # when the event feed proves nothing else changed (migration.verify)
+    return {}, {"canceled": list(answers), "answers": answers}
 
 
 def _cancel_one(
     deps: SagaDeps, mig: Migration, ref: UserRef, sub_id: str, *, known_live: bool
-) -> None:
-    """Stripe replays a saved 500 under the same idempotency key: after a 5xx, re-read the
-    subscription; only if it is still live, try again under a *new* key."""
+) -> str:
+    """Cancel one subscription; its status as legacy answered (the cancel's response, or
+    the listing after a 5xx). Stripe replays a saved 500 under the same idempotency key:
+    after a 5xx, re-read the subscription; only if it is still live, try again under a
+    *new* key."""
     for attempt in range(1, deps.max_attempts + 1):
         key = f"{mig.id}:cancel:{sub_id}:{attempt}"
         try:
-            deps.legacy.cancel_for_migration(
+            answer = deps.legacy.cancel_for_migration(
                 ref, sub_id, migration_id=mig.id, idempotency_key=key, known_live=known_live
             )
-            return
+            return str(answer.status)
         except BackendUnavailable:
-            over = _legacy_canceled(deps, ref, sub_id)
-            if over:
-                return
-            known_live = over is False  # just read, still live (None: the read failed)
+            status = _legacy_status(deps, ref, sub_id)
+            if status in _OVER:
+                return str(status)
+            known_live = status is not None  # just read, still live (None: the read failed)
             if attempt == deps.max_attempts:
                 raise
             from core.ratelimit import backoff_delay
 
             deps.sleep(min(backoff_delay(attempt), 30.0))
+    raise AssertionError("unreachable: the last attempt raises")
 
 
-def _legacy_canceled(deps: SagaDeps, ref: UserRef, sub_id: str) -> bool | None:
-    """Is it over, as legacy lists it now? None: legacy could not say."""
+def _legacy_status(deps: SagaDeps, ref: UserRef, sub_id: str) -> str | None:
+    """Its status as legacy lists it now ("missing" if not listed); None: legacy could
+    not say."""
     try:
         subs = deps.legacy.list_subscriptions(ref)
     except TwinbillError:
         return None
-    return any(s.id == sub_id and s.status in _OVER for s in subs)
+    return next((str(s.status) for s in subs if s.id == sub_id), "missing")
 
 
 def step_activate(deps: SagaDeps, mig: Migration) -> Result:

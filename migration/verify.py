@@ -186,9 +186,12 @@ def _noting_invoices(
     return legacy_side, new_side
 
 
-def independent_violations(mig: Migration, deps: SagaDeps) -> list[Any]:
+def independent_violations(
+    mig: Migration, deps: SagaDeps, legacy_subs: list[Any] | None = None
+) -> list[Any]:
     """``reconciler.independent`` over each system's own answers: the legacy previews the
-    prove step kept, the legacy server's raw subscriptions now, the new service's bundle."""
+    prove step kept, the legacy server's raw subscriptions now (``legacy_subs``, else
+    listed), the new service's bundle."""
     from core.canonical import NextCharges
     from migration.models import MigrationStep
     from reconciler.independent import check_independent
@@ -209,7 +212,9 @@ def independent_violations(mig: Migration, deps: SagaDeps) -> list[Any]:
     if proved is not None and (proved.detail or {}).get("legacy"):
         preview = NextCharges.model_validate(proved.detail["legacy"])
     ref = UserRef(mig.user_id, route.legacy_customer_id if route else None)
-    subs_now = deps.legacy.subscriptions_now(ref)  # one list request, the server's own answer
+    subs_now = legacy_subs
+    if subs_now is None:
+        subs_now = deps.legacy.subscriptions_now(ref)  # one list request, the server's own answer
     try:
         bundle: dict[str, Any] | None = deps.new.get_bundle(mig.user_id)
     except NotFound:
@@ -222,6 +227,47 @@ def independent_violations(mig: Migration, deps: SagaDeps) -> list[Any]:
         now=utcnow(),
         cohort=mig.cohort,
     )
+
+
+def legacy_subscriptions_after_cancel(deps: SagaDeps, mig: Migration) -> list[Any] | None:
+    """Legacy's subscriptions now, from legacy's own answers without listing them: the
+    snapshot's, each one the cancel canceled as the cancel's response said — when the
+    event feed proves that nothing else named the user from the snapshot's read until
+    after the cancel (the cancel's own deletions name nothing: ``event_keys``). None when
+    it cannot prove it (no feed, a gap, an event about the user): the caller lists them.
+
+    Raises ``Later`` while the feed has not read past the cancel yet: the verify step is
+    scheduled again instead of holding its worker's thread."""
+    from migration.deps import Later
+    from migration.models import MigrationStep
+    from migration.recheck import snapshot_ids
+
+    if deps.change_feed is None or mig.direction != "forward" or mig.snapshot_id is None:
+        return None
+    with deps.sessions() as session:
+        cancel = session.scalar(
+            sa.select(MigrationStep)
+            .where(
+                MigrationStep.migration_id == mig.id,
+                MigrationStep.step == "cancel",
+                MigrationStep.outcome == "ok",
+            )
+            .order_by(MigrationStep.id.desc())
+            .limit(1)
+        )
+    answers = (cancel.detail or {}).get("answers") if cancel is not None else None
+    if cancel is None or cancel.finished_at is None or not isinstance(answers, dict):
+        return None  # a cancel from before its answers were kept: list them
+    snap = records.load_snapshot(deps.sessions, mig.snapshot_id)
+    if snap.taken_at is None:
+        return None
+    verdict = deps.change_feed.check(snapshot_ids(snap), snap.taken_at, cancel.finished_at)
+    if verdict.wait is not None:
+        raise Later(verdict.wait, verdict.reason)
+    if not verdict.unchanged:
+        return None
+    subs = snap.objects.get("subscriptions") or []
+    return [{**sub, "status": answers[sub["id"]]} if sub["id"] in answers else sub for sub in subs]
 
 
 def _store_violations(deps: SagaDeps, mig: Migration, violations: list[Any]) -> int | None:
@@ -242,11 +288,15 @@ def reconcile_verifier(mig: Migration, deps: SagaDeps) -> dict[str, Any]:
     then the independent invariants (each system's own answers), stored as their own
     one-user report when any is broken."""
     mig = records.load(deps.sessions, mig.id)
+    # first, before anything is stored: it may say Later (the feed has not read past the
+    # cancel yet), and the step then runs again from the start
+    legacy_subs = legacy_subscriptions_after_cancel(deps, mig)
     scope = Scope("user", mig.user_id, [mig.user_id], {mig.user_id: mig})
     # The snapshot (proved current by the re-check just before the cancel) against the
-    # new bundle; what legacy bills *now* is one list of its subscriptions, read once and
-    # judged by the independent invariants (billed twice, billed by neither...) — a full
-    # re-read would cost 5–7 requests for lists the cancel does not touch.
+    # new bundle; what legacy bills *now* — the snapshot's subscriptions as the cancel
+    # answered, where the event feed proves nobody else touched the user, else one list
+    # of them — is judged by the independent invariants (billed twice, billed by
+    # neither...). A full re-read would cost 5–7 requests for lists the cancel does not touch.
     report = reconcile(
         deps.sessions,
         deps.legacy,
@@ -255,7 +305,7 @@ def reconcile_verifier(mig: Migration, deps: SagaDeps) -> dict[str, Any]:
         created_by="system:saga",
         index_invoices=True,
     )
-    independent = independent_violations(mig, deps)
+    independent = independent_violations(mig, deps, legacy_subs)
     independent_report = _store_violations(deps, mig, independent) if independent else None
     return {
         "clean": report.clean and not independent,
@@ -264,6 +314,9 @@ def reconcile_verifier(mig: Migration, deps: SagaDeps) -> dict[str, Any]:
         "violations": report.summary.violations + len(independent),
         "independent": [v.to_dict() for v in independent],
         "independent_report_id": independent_report,
+        # how legacy's subscriptions were known: from the cancel's answers (the feed proved
+        # nothing else changed) or listed
+        "legacy_subscriptions": "cancel answers" if legacy_subs is not None else "listed",
     }
 
 

@@ -111,12 +111,18 @@ def event_keys(event: Mapping[str, Any]) -> tuple[str, ...]:
 
     A user's snapshot changed only if one of these is the user's customer id or an id
     the snapshot holds (a plan, a coupon, a charge a refund belongs to...). An event
-    about a customer-owned object that names no owner at all is ``("*",)``.
+    about a customer-owned object that names no owner at all is ``("*",)``. The deletion
+    of a subscription twinbill's migration canceled (it carries the migration's mark)
+    names nothing: it is the one legacy write the saga makes, and the saga knows it from
+    the cancel's own answer — so "no event since the snapshot" still proves that nobody
+    else changed the user, up to after the cancel (``migration.verify``).
     """
     data = event.get("data")
     obj = data.get("object") if isinstance(data, Mapping) else None
     if not isinstance(obj, Mapping):
         obj = {}
+    if event.get("type") == "customer.subscription.deleted" and migration_mark(obj):
+        return ()
     previous = data.get("previous_attributes") if isinstance(data, Mapping) else None
     previous = previous if isinstance(previous, Mapping) else {}
     own = ref(obj.get("id"))

@@ -44,8 +44,9 @@ pytestmark = [
 
 #: events are listed at once (settle 0); a read may follow the last one at once
 FEED = {"event_settle_seconds": "0", "event_refresh_seconds": "0"}
-#: ...or only after 30 s: two workers that share one read never wait that long
-SHARED = {**FEED, "event_refresh_seconds": "30"}
+#: ...or only 5 s after the last one: two workers whose re-checks meet share one read (each
+#: verify then waits for the next read, past its cancel: that long, in this test only)
+SHARED = {**FEED, "event_refresh_seconds": "5"}
 #: per-user reads of the full re-read (a feed read is GET /v1/events)
 PER_USER = ("GET /v1/customers/", "GET /v1/subscriptions", "GET /v1/invoices", "GET /v1/charges")
 
@@ -223,3 +224,59 @@ def test_localstripe_cannot_prove_from_events_and_falls_back(ep, tmp_path):  # t
     assert world.user(changed).customer_id in named
     assert not any(ch.event_type == "customer.subscription.updated" for ch in got.changes)
     world.ctx.close()
+
+
+def _verify_detail(ctx: MuxContext, user_id: str) -> dict:
+    with ctx.sessions() as s:
+        mig = s.scalars(sa.select(Migration).where(Migration.user_id == user_id)).one()
+        [row] = s.scalars(
+            sa.select(MigrationStep).where(
+                MigrationStep.migration_id == mig.id,
+                MigrationStep.step == "verify",
+                MigrationStep.outcome == "ok",
+            )
+        )
+        return row.detail or {}
+
+
+def test_verify_knows_legacy_from_the_cancel_answer_unless_someone_else_touched_the_user(
+    ep, tmp_path
+):  # type: ignore[no-untyped-def]
+    """After the pivot, legacy's subscriptions are the snapshot's as the cancel answered —
+    no listing — when the event stream shows nothing else about the user (the cancel's own
+    deletion names nothing). A subscription someone creates right after the cancel is an
+    event about the user: verify lists legacy, and sees it billing next to the new system."""
+    double = StripeDouble()
+    for name in ("quiet", "meddled"):
+        configurations.seed_plain_named(double, name)
+    db = f"sqlite:///{tmp_path / 'twinbill.db'}"
+    dbschema.upgrade(db)
+    ctx = _double_ctx(ep, double, db, FEED)
+    sync_customers(ctx.sessions, ctx.legacy.iter_customers(), actor="test")
+    stripe = client_for(double)
+    [price] = [p["id"] for p in double.all("price")]
+
+    def cancel(deps: SagaDeps, mig: Migration):  # type: ignore[no-untyped-def]
+        out = steps.step_cancel(deps, mig)
+        if mig.user_id == "u-meddled":  # someone else, through Stripe's API, right after
+            stripe.v1.subscriptions.create({"customer": "cus_meddled", "items": [{"price": price}]})
+        return out
+
+    deps = saga_deps(ctx, verifier=reconcile_verifier, steps=_table(cancel=cancel))
+    after_cancel: dict[str, list[str]] = {}
+    for name in ("quiet", "meddled"):
+        mig = services.migrate_user(deps, f"u-{name}")
+        assert mig.status == "succeeded", (name, mig.error_message)
+        paths = [p for _, p in double.log]
+        last_delete = max(
+            i for i, p in enumerate(paths) if p.startswith("DELETE /v1/subscriptions")
+        )
+        after_cancel[name] = paths[last_delete + 1 :]
+    quiet = _verify_detail(ctx, "u-quiet")
+    assert quiet["legacy_subscriptions"] == "cancel answers" and quiet["clean"], quiet
+    assert not any(p.startswith("GET /v1/subscriptions") for p in after_cancel["quiet"])
+    meddled = _verify_detail(ctx, "u-meddled")
+    assert meddled["legacy_subscriptions"] == "listed", meddled
+    assert any(p.startswith("GET /v1/subscriptions") for p in after_cancel["meddled"])
+    assert not meddled["clean"] and meddled["independent"], meddled  # billed by both
+    ctx.close()

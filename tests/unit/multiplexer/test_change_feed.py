@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from core import dbschema
 from core.canonical import System
 from core.db import make_engine, make_sessionmaker, transaction
-from multiplexer.backends.stripe.shapes import event_keys
+from multiplexer.backends.stripe.shapes import event_keys, migration_comment
 from multiplexer.change_feed import ChangeFeed, mark_event
 from multiplexer.models import LegacyChangeFeed, LegacyChangeMark
 from tests.fakes.billing import FakeBillingBackend
@@ -187,6 +187,16 @@ def test_a_webhook_marks_its_customer_and_never_moves_a_mark_back(sessions):
         assert (row.event_id, int(row.changed_at.timestamp())) == ("evt_1", at)
 
 
+def _own_cancel() -> dict:
+    return {
+        "id": "sub_1",
+        "object": "subscription",
+        "customer": "cus_a",
+        "status": "canceled",
+        "cancellation_details": {"comment": migration_comment("mig_1")},
+    }
+
+
 @pytest.mark.parametrize(
     ("event", "keys"),
     [
@@ -218,6 +228,21 @@ def test_a_webhook_marks_its_customer_and_never_moves_a_mark_back(sessions):
         (
             {"type": "payout.paid", "data": {"object": {"id": "po_1", "object": "payout"}}},
             ("po_1",),
+        ),
+        (  # twinbill's own migration cancel: names nothing (verify knows it from the answer)
+            {"type": "customer.subscription.deleted", "data": {"object": _own_cancel()}},
+            (),
+        ),
+        (  # someone else's cancel of a subscription
+            {
+                "type": "customer.subscription.deleted",
+                "data": {"object": {**_own_cancel(), "cancellation_details": {"comment": None}}},
+            },
+            ("cus_a", "sub_1"),
+        ),
+        (  # a later change to the subscription twinbill canceled is someone else's
+            {"type": "customer.subscription.updated", "data": {"object": _own_cancel()}},
+            ("cus_a", "sub_1"),
         ),
     ],
 )
