@@ -14,6 +14,7 @@ tasks take it without importing this layer) plus the migration engine's parts.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,12 +63,21 @@ class App(MuxContext):
 
     def enqueue_migration_later(self, migration_id: str, seconds: float) -> None:
         """The same, ``seconds`` from now: a step waits (the re-check for the event feed)
-        without holding a worker thread. The user's route is locked meanwhile, so it goes
-        on the control queue, ahead of the cohort's backlog: a worker reserves the ETA task
-        at once and runs it when due."""
-        self.celery.send_task(
-            MIGRATE, args=(migration_id,), countdown=max(seconds, 0.0), queue=CONTROL_QUEUE
-        )
+        without holding a worker thread. The user's route is locked meanwhile, so when due
+        it goes on the control queue, ahead of the cohort's backlog.
+
+        Not a Celery countdown: each ETA task a worker holds raises its prefetch, and with
+        hundreds of waits in a cohort the worker had fetched the whole backlog ahead of
+        them — a 1 s wait became 30-90 s on a 500-user cohort (bench/migration_throughput.py),
+        and a re-check that late must re-read its user. A timer thread publishes the task
+        when due; if this process dies first, the reaper resumes the migration (the saga
+        set its heartbeat when it released the lease)."""
+        timer = threading.Timer(max(seconds, 0.0), self._enqueue_ahead, args=(migration_id,))
+        timer.daemon = True
+        timer.start()
+
+    def _enqueue_ahead(self, migration_id: str) -> None:
+        self.celery.send_task(MIGRATE, args=(migration_id,), queue=CONTROL_QUEUE)
 
     def start_cohort(self, name: str, *, actor: str, retry_failed: bool = False) -> int:
         """Run a cohort through this app's queue: members go to the workers, their

@@ -21,12 +21,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from core.db import utcnow
 from migration import records
 from migration.deps import Later, Restart, Result, SagaDeps
-from migration.models import MigrationStep
 from multiplexer.backends.base import RawSnapshot, UserRef
 
 if TYPE_CHECKING:
@@ -64,17 +61,8 @@ def recheck(deps: SagaDeps, mig: Migration, ref: UserRef) -> Result:
 def _imported_at(deps: SagaDeps, mig: Migration) -> datetime:
     """When this generation's import finished: the feed's horizon must reach it."""
     with deps.sessions() as session:
-        at = session.scalar(
-            sa.select(MigrationStep.finished_at)
-            .where(
-                MigrationStep.migration_id == mig.id,
-                MigrationStep.step == "load",
-                MigrationStep.outcome == "ok",
-            )
-            .order_by(MigrationStep.id.desc())
-            .limit(1)
-        )
-    return at or utcnow()
+        load = records.last_ok_step(session, mig.id, "load")
+        return (load.finished_at if load is not None else None) or utcnow()
 
 
 def snapshot_ids(snap: RawSnapshot) -> set[str]:

@@ -350,6 +350,20 @@ def snapshot_hash(sessions: sessionmaker[Session], snapshot_id: int) -> str:
         return row.content_hash
 
 
+def last_ok_step(session: Session, migration_id: str, step: str) -> MigrationStep | None:
+    """The latest successful run of one step (its detail, its end), or None."""
+    return session.scalar(
+        sa.select(MigrationStep)
+        .where(
+            MigrationStep.migration_id == migration_id,
+            MigrationStep.step == step,
+            MigrationStep.outcome == "ok",
+        )
+        .order_by(MigrationStep.id.desc())
+        .limit(1)
+    )
+
+
 def steps_of(session: Session, migration_id: str) -> list[MigrationStep]:
     return list(
         session.scalars(

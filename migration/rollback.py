@@ -64,9 +64,9 @@ def _ref(deps: SagaDeps, user_id: str) -> UserRef:
 def _detail(deps: SagaDeps, mig: Migration, step: str) -> dict[str, Any]:
     """The detail a finished step recorded (durable: a later step of any run reads it)."""
     with deps.sessions() as session:
-        for row in reversed(records.steps_of(session, mig.id)):
-            if row.step == step and row.outcome == "ok":
-                return dict(row.detail or {})
+        row = records.last_ok_step(session, mig.id, step)
+        if row is not None:
+            return dict(row.detail or {})
     raise TwinbillError(f"rollback {mig.id}: step {step} has not finished")
 
 

@@ -193,20 +193,10 @@ def independent_violations(
     prove step kept, the legacy server's raw subscriptions now (``legacy_subs``, else
     listed), the new service's bundle."""
     from core.canonical import NextCharges
-    from migration.models import MigrationStep
     from reconciler.independent import check_independent
 
     with deps.sessions() as session:
-        proved = session.scalar(
-            sa.select(MigrationStep)
-            .where(
-                MigrationStep.migration_id == mig.id,
-                MigrationStep.step == "prove",
-                MigrationStep.outcome == "ok",
-            )
-            .order_by(MigrationStep.id.desc())
-            .limit(1)
-        )
+        proved = records.last_ok_step(session, mig.id, "prove")
         route = session.get(Route, mig.user_id)
     preview = None
     if proved is not None and (proved.detail or {}).get("legacy"):
@@ -239,22 +229,12 @@ def legacy_subscriptions_after_cancel(deps: SagaDeps, mig: Migration) -> list[An
     Raises ``Later`` while the feed has not read past the cancel yet: the verify step is
     scheduled again instead of holding its worker's thread."""
     from migration.deps import Later
-    from migration.models import MigrationStep
     from migration.recheck import snapshot_ids
 
     if deps.change_feed is None or mig.direction != "forward" or mig.snapshot_id is None:
         return None
     with deps.sessions() as session:
-        cancel = session.scalar(
-            sa.select(MigrationStep)
-            .where(
-                MigrationStep.migration_id == mig.id,
-                MigrationStep.step == "cancel",
-                MigrationStep.outcome == "ok",
-            )
-            .order_by(MigrationStep.id.desc())
-            .limit(1)
-        )
+        cancel = records.last_ok_step(session, mig.id, "cancel")
     answers = (cancel.detail or {}).get("answers") if cancel is not None else None
     if cancel is None or cancel.finished_at is None or not isinstance(answers, dict):
         return None  # a cancel from before its answers were kept: list them

@@ -130,6 +130,8 @@ class ChangeFeed:
         self.max_wait = timedelta(seconds=max_wait)
         self.lease = timedelta(seconds=lease)
         self.clock = clock
+        #: how far behind now the horizon may be: one refresh, the settle, one wait
+        self.lag = self.refresh_every + self.settle + timedelta(seconds=POLL * 5)
 
     # -- the question the re-check asks ---------------------------------------------
     def check(self, ids: Iterable[str], since: datetime, imported_at: datetime) -> Verdict:
@@ -141,18 +143,17 @@ class ChangeFeed:
         then — the saga hands its thread to another user meanwhile (``migration.deps.Later``).
         This call reads the events itself when it may. Any read that started ``settle``
         after the import serves, so workers whose imports finished before one read share it.
-        A re-check resumed long after its import (a worker died, ``max_wait`` ago) needs a
-        horizon of now, not of back then, and waits for nobody: a full re-read is cheaper
-        than a queue of waits behind a lease.
+        Asked long after the import (a queue in front of it, a worker that died), the
+        horizon must reach ``lag`` before now — as fresh as the shared read ever is — so a
+        late re-check still proves the user unchanged until just before it returns.
         """
         why = self.legacy.events_gap
         if why is not None:  # this legacy system's stream can never prove it: no wait, no read
             return Verdict(False, f"gap: {why}")
         now = self.clock()
-        resumed = now - imported_at > self.max_wait
-        until = now - self.refresh_every if resumed else imported_at
+        until = max(imported_at, now - self.lag)
         ready_at = until + self.settle  # a read started earlier cannot see up to `until`
-        deadline = now if resumed else ready_at + self.max_wait
+        deadline = ready_at + self.max_wait
         lo = _floor(since - self.margin)
         read = False
         while True:

@@ -140,22 +140,21 @@ def test_events_not_yet_listable_say_when_to_ask_again_and_then_prove_it(session
     assert later.unchanged and later.read and later.wait is None and _reads(legacy) == 1
 
 
-def test_a_recheck_resumed_long_after_its_import_waits_for_nobody(sessions):
-    """A worker died after the import: its re-check needs a horizon of now; if another
-    worker holds the read, it falls back to the full re-read instead of queueing."""
-    legacy = _legacy()
-    feed = _feed(sessions, legacy, max_wait=30)
+def test_a_recheck_asked_long_after_its_import_needs_a_horizon_of_just_before_now(sessions):
+    """A queue in front of it, or a worker that died: the window that proved the user
+    at its import no longer proves the minutes since, so the check reads again."""
     now = datetime.now(UTC)
-    feed._state()  # the feed row exists
-    with transaction(sessions) as s:  # someone else is reading right now
-        s.execute(
-            sa.update(LegacyChangeFeed).values(
-                lease_owner="other:1:1", lease_until=now + timedelta(seconds=60)
-            )
-        )
-    verdict = feed.check({"cus_a"}, now - timedelta(minutes=10), now - timedelta(minutes=5))
-    assert not verdict.unchanged and verdict.wait is None and verdict.reason.startswith("gap:")
-    assert _reads(legacy) == 0
+    clock = [now]
+    legacy = _legacy()
+    read = legacy.list_changes  # the read starts on the feed's (test) clock
+    legacy.list_changes = lambda since: dataclasses.replace(read(since), read_at=clock[0])  # type: ignore[method-assign]
+    feed = _feed(sessions, legacy, refresh_every=1, settle=1, clock=lambda: clock[0])
+    since, imported = now - timedelta(seconds=5), now - timedelta(seconds=2)
+    assert feed.check({"cus_a"}, since, imported).unchanged and _reads(legacy) == 1
+    clock[0] = now + timedelta(seconds=120)
+    late = feed.check({"cus_a"}, since, imported)
+    assert late.unchanged and late.read and _reads(legacy) == 2
+    assert late.horizon is not None and late.horizon >= clock[0] - feed.lag
 
 
 def test_a_snapshot_older_than_the_window_extends_it_backwards(sessions):
