@@ -84,7 +84,9 @@ def read_account(
 ) -> AccountLists:
     """Every list once, account-wide; ``only`` keeps these customers (a cohort), every
     page is still read. ``balance``: each customer's balance transactions too (one
-    request per customer: a snapshot needs them, ``users sync`` does not)."""
+    request per customer: a snapshot needs them, ``users sync`` does not). Each request
+    is retried after a transient failure (``StripeCalls.retrying_reads``)."""
+    calls = calls.retrying_reads()
     out = AccountLists()  # taken_at: now, before the first page
     v1 = calls.client.v1
     expand = {"expand": [f"data.{snapshot.CUSTOMER_EXPAND}"]}

@@ -83,3 +83,28 @@ def test_a_customer_the_bulk_read_did_not_see_is_left_to_the_per_user_read(
     assert "u-gone" not in bulk
     assert set(bulk) == {f"u-{n}" for n in NAMES}
     assert len({s.taken_at for s in bulk.values()}) == 1  # the read's start, for all
+
+
+def test_a_transient_failure_mid_read_is_retried_not_the_whole_read_lost() -> None:
+    """One 500 among a bulk read's hundreds of GETs: that request is tried again, and the
+    snapshots are those of a clean read (a per-user read is retried whole by the saga)."""
+    double = StripeDouble()
+    cid = configurations.seed_plain(double)
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    clean = backend.snapshots([UserRef("u-plain", cid)])
+    double.fail_next["GET /v1/invoices"] = 500
+    double.fail_next["GET /v1/customers/([^/]+)/balance_transactions"] = 503
+    again = backend.snapshots([UserRef("u-plain", cid)])
+    assert double.fail_next == {}  # both failures were met
+    assert again["u-plain"].objects == clean["u-plain"].objects
+
+
+def test_a_per_user_read_is_not_retried_by_the_transport() -> None:
+    from core.errors import BackendUnavailable
+
+    double = StripeDouble()
+    cid = configurations.seed_plain(double)
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    double.fail_next["GET /v1/invoices"] = 500
+    with pytest.raises(BackendUnavailable):
+        backend.snapshot(UserRef("u-plain", cid))
