@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,3 +306,45 @@ def process_env(env: dict[str, str], **extra: str) -> dict[str, str]:
         **env,
         **extra,
     }
+
+
+def twinbill_cli(*args: str) -> list[str]:
+    """The command line of `twinbill ARGS`, as an operator runs it."""
+    return [sys.executable, "-m", "admin.cli", *args]
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `twinbill ARGS` to completion in ``env`` (from `process_env`); assert it succeeded."""
+    done = subprocess.run(
+        twinbill_cli(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+@contextmanager
+def cli_worker(env: dict[str, str], log: Path, *, concurrency: int) -> Iterator[None]:
+    """A `twinbill worker` process for the block, its output in ``log``.
+
+    An AssertionError raised in the block (a wait that timed out) carries the log's tail:
+    what the worker did is the only clue to why the cohort did not finish.
+    """
+    with log.open("ab") as out:
+        worker = subprocess.Popen(
+            twinbill_cli("worker", "--concurrency", str(concurrency)),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- worker log ---\n{log.read_text()[-4000:]}") from None
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()

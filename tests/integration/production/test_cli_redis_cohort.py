@@ -8,12 +8,10 @@ Redis idled, and the cohort sat `queued` until the reaper, an hour later.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from migration_world import PLAIN_CONFIGS, ROOT, open_world, process_env, wait_until
+from migration_world import PLAIN_CONFIGS, cli_worker, open_world, process_env, run_cli, wait_until
 
 from migration import cohort_progress
 from migration.models import MigrationStep
@@ -29,10 +27,6 @@ pytestmark = [
 ]
 
 
-def twinbill(*args: str) -> list[str]:
-    return [sys.executable, "-m", "admin.cli", *args]
-
-
 def test_cohort_run_from_the_cli_reaches_a_separate_worker_over_redis(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
@@ -41,51 +35,16 @@ def test_cohort_run_from_the_cli_reaches_a_separate_worker_over_redis(
         users = world.seed(3, configs=PLAIN_CONFIGS)
         assert world.sync() == 3
         env = process_env(world.env)
-        log = (tmp_path / "worker.log").open("ab")
-        worker = subprocess.Popen(
-            twinbill("worker", "--concurrency", "2"),
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            create = subprocess.run(
-                twinbill("cohort", "create", "pilot", "--users", ",".join(users)),
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert create.returncode == 0, create.stderr
-            run = subprocess.run(
-                twinbill("cohort", "run", "pilot", "--yes"),
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert run.returncode == 0, run.stderr
+        with cli_worker(env, tmp_path / "worker.log", concurrency=2):
+            run_cli(env, "cohort", "create", "pilot", "--users", ",".join(users))
+            run = run_cli(env, "cohort", "run", "pilot", "--yes")
             assert "enqueued 3" in run.stdout + run.stderr, (run.stdout, run.stderr)
 
             def done() -> bool:
                 with world.ctx.sessions() as session:
                     return cohort_progress.progress(session, "pilot").status == "done"
 
-            try:
-                wait_until(done, 90, "the separate worker to finish the cohort")
-            except AssertionError:
-                raise AssertionError((tmp_path / "worker.log").read_text()[-4000:]) from None
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-            log.close()
+            wait_until(done, 90, "the separate worker to finish the cohort")
         sides = world.check_exactly_one_system(users)
         assert set(sides.values()) == {"new"}, sides
         # the cohort's snapshots were read in bulk by the worker (the twinbill.prefetch task:

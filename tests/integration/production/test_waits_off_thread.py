@@ -11,12 +11,17 @@ knows legacy's subscriptions from the cancel's answers.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from migration_world import ROOT, process_env, settings_env, settings_from, wait_until
+from migration_world import (
+    cli_worker,
+    process_env,
+    run_cli,
+    settings_env,
+    settings_from,
+    wait_until,
+)
 
 from admin.bootstrap import bootstrap
 from core import dbschema
@@ -38,10 +43,6 @@ pytestmark = [
 ]
 
 USERS = 5
-
-
-def twinbill(*args: str) -> list[str]:
-    return [sys.executable, "-m", "admin.cli", *args]
 
 
 def test_a_waiting_migration_frees_the_only_worker_thread_for_the_next_user(
@@ -68,45 +69,15 @@ def test_a_waiting_migration_frees_the_only_worker_thread_for_the_next_user(
         assert report.created == USERS
         users = [f"u-w{i}" for i in range(USERS)]
         penv = process_env(env)
-        log = (tmp_path / "worker.log").open("ab")
-        worker = subprocess.Popen(
-            twinbill("worker", "--concurrency", "1"),
-            cwd=ROOT,
-            env=penv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            for args in (
-                ("create", "waits", "--users", ",".join(users)),
-                ("run", "waits", "--yes"),
-            ):
-                done = subprocess.run(
-                    twinbill("cohort", *args),
-                    cwd=ROOT,
-                    env=penv,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
-                assert done.returncode == 0, done.stdout + done.stderr
+        with cli_worker(penv, tmp_path / "worker.log", concurrency=1):
+            run_cli(penv, "cohort", "create", "waits", "--users", ",".join(users))
+            run_cli(penv, "cohort", "run", "waits", "--yes")
 
             def settled() -> bool:
                 with ctx.sessions() as session:
                     return cohort_progress.progress(session, "waits").settled
 
-            try:
-                wait_until(settled, 120, "the worker to finish the cohort")
-            except AssertionError:
-                raise AssertionError((tmp_path / "worker.log").read_text()[-4000:]) from None
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-            log.close()
+            wait_until(settled, 120, "the worker to finish the cohort")
         with ctx.sessions() as session:
             migs = {m.id: m for m in session.query(Migration)}
             rows = session.query(MigrationStep).order_by(MigrationStep.started_at).all()
