@@ -212,31 +212,47 @@ def _reason_class(reason: str | None) -> str:
 
 def check_halt(sessions: sessionmaker[Session], name: str) -> str | None:
     """Halt the cohort if its failure rate or its reconciliation diff rate crossed the
-    threshold; returns the reason."""
+    threshold; returns the reason.
+
+    Every worker calls this after every member, so it reads aggregates only (not
+    `progress`, which loads every member): measured on a 200-user cohort, the full
+    progress read here was a fifth of a worker's time, and grows with the cohort."""
     from reconciler.services import diff_rate, latest_results
 
     with sessions() as session:
-        p = progress(session, name)
-        since = p.started_at or utcnow()
+        cohort = get(session, name)
+        if cohort.status != "running":
+            return None
+        since = cohort.started_at or utcnow()
         checked, with_diffs = diff_rate(session, name, since)
-        reports = sorted({r.report_id for r in latest_results(session, name, since) if not r.clean})
-    if p.status != "running":
+        if with_diffs and with_diffs * 10_000 > checked * cohort.halt_at_bp:
+            reports = sorted(
+                {r.report_id for r in latest_results(session, name, since) if not r.clean}
+            )
+            reason = (
+                f"reconciliation found differences for {with_diffs} of {checked} migrated "
+                f"users ({with_diffs / checked:.1%} > {cohort.halt_at_bp / 100:.1f}%); reports "
+                f"{', '.join(f'#{r}' for r in reports)} (admin: Reconciliation reports), or "
+                f"run `twinbill reconcile --cohort {name} --format html`"
+            )
+            return reason if halt_if_running(sessions, name, reason) else None
+        rows = session.execute(
+            sa.select(CohortMember.status, CohortMember.error_kind, sa.func.count())
+            .where(CohortMember.cohort == name, CohortMember.status.in_(FINISHED))
+            .group_by(CohortMember.status, CohortMember.error_kind)
+        ).all()
+    finished = sum(n for _, _, n in rows)
+    kinds: Counter[str] = Counter()
+    for status, kind, n in rows:
+        if status == "failed":
+            kinds[kind or "unknown"] += n
+    failed = sum(kinds.values())
+    if failed < MIN_SAMPLE_FOR_HALT or failed * 10_000 <= finished * cohort.halt_at_bp:
         return None
-    if with_diffs and with_diffs * 10_000 > checked * p.halt_at_bp:
-        reason = (
-            f"reconciliation found differences for {with_diffs} of {checked} migrated "
-            f"users ({with_diffs / checked:.1%} > {p.halt_at_bp / 100:.1f}%); reports "
-            f"{', '.join(f'#{r}' for r in reports)} (admin: Reconciliation reports), or run "
-            f"`twinbill reconcile --cohort {name} --format html`"
-        )
-        return reason if halt_if_running(sessions, name, reason) else None
-    failed = p.by_status.get("failed", 0)
-    if failed < MIN_SAMPLE_FOR_HALT or p.failure_rate * 10_000 <= p.halt_at_bp:
-        return None
-    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(p.failures_by_kind.items()))
     reason = (
-        f"failure rate {p.failure_rate:.1%} crossed the {p.halt_at_bp / 100:.1f}% "
-        f"threshold ({failed} of {p.finished} finished users failed; {kinds})"
+        f"failure rate {failed / finished:.1%} crossed the {cohort.halt_at_bp / 100:.1f}% "
+        f"threshold ({failed} of {finished} finished users failed; "
+        f"{', '.join(f'{k}: {v}' for k, v in sorted(kinds.items()))})"
     )
     return reason if halt_if_running(sessions, name, reason) else None
 
