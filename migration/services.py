@@ -136,20 +136,28 @@ def start_cohort(
 def prefetch_chunk(
     deps: SagaDeps, cohort: str, migration_ids: list[str], enqueue: Enqueue, again: Prefetch
 ) -> dict[str, int]:
-    """The ``twinbill.prefetch`` task: read the first chunk's snapshots in bulk, enqueue its
-    members, then hand the rest to the next prefetch, queued behind them. A failed read
-    (or a cohort no longer running) stores nothing: the members are read per user."""
+    """The ``twinbill.prefetch`` task: read the first chunk's snapshots in bulk, enqueueing
+    each member as soon as its snapshot is stored, then hand the rest to the next prefetch,
+    queued behind them. A member the read did not store (a failed read, a cohort no longer
+    running) is enqueued after it, and read per user."""
     chunk, rest = migration_ids[: deps.bulk_chunk], migration_ids[deps.bulk_chunk :]
     counts = {"members": len(chunk), "read": 0, "stored": 0}
+    enqueued: set[str] = set()
+
+    def ready(mig_id: str) -> None:
+        enqueued.add(mig_id)
+        enqueue(mig_id)
+
     with deps.sessions() as session:
         running = cohorts.get(session, cohort).status == "running"
     if running and prefetch_mod.wanted(deps, len(chunk)):
         try:
-            counts = prefetch_mod.store(deps, chunk)
+            counts = prefetch_mod.store(deps, chunk, on_stored=ready)
         except TwinbillError as exc:
             log.warning("cohort %s: bulk read failed (%s); members are read per user", cohort, exc)
     for mig_id in chunk:
-        enqueue(mig_id)
+        if mig_id not in enqueued:
+            enqueue(mig_id)
     if rest:
         again(cohort, rest)
     return counts

@@ -209,10 +209,15 @@ class LegacyBillingBackend(BillingBackend, Protocol):
         ...
 
     def snapshot(self, ref: UserRef) -> RawSnapshot: ...
-    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+    def snapshots(
+        self,
+        refs: Sequence[UserRef],
+        on_snapshot: Callable[[RawSnapshot], None] | None = None,
+    ) -> dict[str, RawSnapshot]:
         """Several users' snapshots from one bulk read, by user id, each equal to what
         ``snapshot`` returns and dated at the read's start; a user left out of the answer
-        is read with ``snapshot``."""
+        is read with ``snapshot``. ``on_snapshot`` is given each snapshot as soon as it is
+        complete, while the read goes on."""
         ...
 
     def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:

@@ -236,15 +236,21 @@ class FakeBillingBackend:
             requests=1,
         )
 
-    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+    def snapshots(
+        self,
+        refs: Sequence[UserRef],
+        on_snapshot: Callable[[RawSnapshot], None] | None = None,
+    ) -> dict[str, RawSnapshot]:
         """One "bulk read": the users the fake knows, dated at its start."""
         self.calls.append("snapshots")
         started = self.clock()
-        return {
-            r.user_id: replace(self.snapshot(r), taken_at=started)
-            for r in refs
-            if r.user_id in self.customers
-        }
+        out = {}
+        for r in refs:
+            if r.user_id in self.customers:
+                out[r.user_id] = replace(self.snapshot(r), taken_at=started)
+                if on_snapshot is not None:
+                    on_snapshot(out[r.user_id])
+        return out
 
     def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
         """As Stripe's: a page per 100 customers against 5 requests per user."""

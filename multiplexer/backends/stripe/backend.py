@@ -118,11 +118,15 @@ class StripeLegacyBackend:
             taken_at=started,
         )
 
-    def snapshots(self, refs: Sequence[UserRef]) -> dict[str, RawSnapshot]:
+    def snapshots(
+        self,
+        refs: Sequence[UserRef],
+        on_snapshot: Callable[[RawSnapshot], None] | None = None,
+    ) -> dict[str, RawSnapshot]:
         """These users' snapshots from one account-wide read (bulk), each equal to its
         per-user ``snapshot`` and dated at the read's start; a user missing from the
         answer (no customer id, not in the account, gone mid-read) is read per user."""
-        return bulk.snapshots(self._t, refs)
+        return bulk.snapshots(self._t, refs, on_snapshot)
 
     def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
         """Estimated requests to snapshot ``members`` users: (bulk, per user)."""

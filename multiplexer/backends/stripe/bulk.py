@@ -40,6 +40,8 @@ from multiplexer.facets import LegacyFeatures
 
 #: ``(list name, objects read so far)`` after every page
 OnPage = Callable[[str, int], None]
+#: ``(customer id, objects)`` as soon as one customer's objects are complete
+OnCustomer = Callable[[str, dict[str, Any]], None]
 #: charges with more than a page of refunds listed one by one; beyond, one account-wide list
 REFUND_LISTS_PER_CHARGE = 10
 
@@ -81,11 +83,15 @@ def read_account(
     on_page: OnPage | None = None,
     only: Collection[str] | None = None,
     balance: bool = False,
+    on_customer: OnCustomer | None = None,
 ) -> AccountLists:
     """Every list once, account-wide; ``only`` keeps these customers (a cohort), every
     page is still read. ``balance``: each customer's balance transactions too (one
     request per customer: a snapshot needs them, ``users sync`` does not). Each request
-    is retried after a transient failure (``StripeCalls.retrying_reads``)."""
+    is retried after a transient failure (``StripeCalls.retrying_reads``).
+    ``on_customer`` is told each customer as soon as its objects are complete, before
+    the next customer's own requests: a cohort's first members can be migrated while
+    the read goes on."""
     calls = calls.retrying_reads()
     out = AccountLists()  # taken_at: now, before the first page
     v1 = calls.client.v1
@@ -122,17 +128,30 @@ def read_account(
             )  # fmt: skip
         except NotFound as exc:  # deleted while the lists were read
             out.failed[cus["id"]] = str(exc)
+            continue
+        if on_customer is not None:
+            on_customer(cus["id"], out.objects[cus["id"]])
     return out
 
 
-def snapshots(calls: StripeCalls, refs: Collection[UserRef]) -> dict[str, RawSnapshot]:
-    """A cohort's snapshots by user id, each complete as its per-user snapshot."""
+def snapshots(
+    calls: StripeCalls,
+    refs: Collection[UserRef],
+    on_snapshot: Callable[[RawSnapshot], None] | None = None,
+) -> dict[str, RawSnapshot]:
+    """A cohort's snapshots by user id, each complete as its per-user snapshot;
+    ``on_snapshot`` gets each one as soon as it is complete."""
     users = {r.legacy_customer_id: r.user_id for r in refs if r.legacy_customer_id}
-    lists = read_account(calls, only=set(users), balance=True)
-    return {
-        users[cid]: RawSnapshot(users[cid], cid, objects, taken_at=lists.taken_at)
-        for cid, objects in lists.objects.items()
-    }
+    out: dict[str, RawSnapshot] = {}
+    started = datetime.now(UTC)  # before the first page, as the read's own ``taken_at``
+
+    def done(cid: str, objects: dict[str, Any]) -> None:
+        snap = out[users[cid]] = RawSnapshot(users[cid], cid, objects, taken_at=started)
+        if on_snapshot is not None:
+            on_snapshot(snap)
+
+    read_account(calls, only=set(users), balance=True, on_customer=done)
+    return out
 
 
 def estimate(calls: StripeCalls, members: int, account: Mapping[str, int]) -> tuple[int, int]:

@@ -94,7 +94,7 @@ def test_chunks_are_read_one_after_another_and_every_member_runs_once(world):
 def test_a_failed_bulk_read_leaves_every_member_to_the_per_user_read(world, monkeypatch):
     users = _cohort(world, 3)
 
-    def down(refs):
+    def down(refs, on_snapshot=None):
         raise BackendUnavailable("legacy down during the bulk read", backend="legacy")
 
     monkeypatch.setattr(world.legacy, "snapshots", down)
@@ -102,6 +102,43 @@ def test_a_failed_bulk_read_leaves_every_member_to_the_per_user_read(world, monk
     assert len(ran) == len(users)
     details = _preflights(world)
     assert set(details) == set(users) and not any(d.get("prefetched") for d in details.values())
+
+
+def test_members_start_as_the_read_reaches_them_and_a_read_failing_midway_loses_none(
+    world, monkeypatch
+):
+    """The first member is migrated while the read goes on; when legacy goes down after it,
+    that member keeps its bulk snapshot, the others are enqueued after, read per user, and
+    nobody is enqueued twice."""
+    users = _cohort(world, 3)
+    real = world.legacy.snapshots
+    order: list[str] = []
+
+    def first_then_down(refs, on_snapshot=None):
+        real(refs[:1], on_snapshot=on_snapshot)
+        order.append("read failed")
+        raise BackendUnavailable("legacy down during the bulk read", backend="legacy")
+
+    monkeypatch.setattr(world.legacy, "snapshots", first_then_down)
+
+    def enqueue(mid: str) -> None:
+        order.append(mid)
+        services.run_member(world.deps, mid)
+
+    services.start_cohort(
+        world.deps,
+        "wave",
+        enqueue,
+        actor="t",
+        prefetch=lambda c, ids: services.prefetch_chunk(world.deps, c, ids, enqueue, None),
+    )
+    assert order.index("read failed") == 1, order  # one member ran before the read ended
+    migrations = [o for o in order if o != "read failed"]
+    assert len(migrations) == len(set(migrations)) == len(users)
+    details = _preflights(world)
+    assert sorted(bool(d.get("prefetched")) for d in details.values()) == [False, False, True]
+    with world.sessions() as s:
+        assert {m.status for m in s.query(Migration)} == {"succeeded"}
 
 
 def test_a_paused_cohort_is_not_read(world):
