@@ -98,6 +98,11 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
             print(f"\n  {o.scenario}/{o.path}/{o.shape}: legacy calls per user by route")
             for route, n in sorted(o.routes.items(), key=lambda kv: -kv[1]):
                 print(f"    {n / o.users:>7.2f}  {route}")
+    if args.timeline:
+        print("\n  utilisation (accepted legacy req/s / B) in each tenth of the run")
+        for o in outcomes:
+            tenths = " ".join(f"{r:.2f}" for r in o.rates())
+            print(f"    {o.scenario}/{o.path}/{o.shape}: {tenths}")
     print("\ntargets: <= 4 calls/user (bulk, >= 500 users), utilisation >= 0.95, 0 failed")
     for o in outcomes:
         if o.failed:
@@ -126,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     parser.add_argument("--routes", action="store_true", help="calls per user by route")
+    parser.add_argument(
+        "--timeline", action="store_true", help="utilisation in each tenth of every run"
+    )
     parser.add_argument(
         "--legacy",
         choices=["localstripe", "double"],

@@ -17,6 +17,7 @@ retries and rejected requests included), by route.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import subprocess
@@ -55,6 +56,26 @@ class Outcome:
     waited: float | None  # seconds threads spent waiting for the limiter (embedded only)
     failures: dict[str, int] = field(default_factory=dict)
     routes: dict[str, int] = field(default_factory=dict)
+    #: (seconds into the migration, requests the proxy accepted so far), every poll
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+    def rates(self, parts: int = 10) -> list[float]:
+        """Accepted legacy requests per second / B in each of ``parts`` equal spans of the
+        run: where the budget went unused (the read's start, the cohort's tail)."""
+        if not self.timeline or not self.seconds:
+            return []
+        points = [*self.timeline, (self.seconds, self.accepted)]
+        times = [t for t, _ in points]
+        span = self.seconds / parts
+
+        def accepted_by(t: float) -> int:
+            i = bisect.bisect_right(times, t + 1e-9) - 1
+            return points[i][1] if i >= 0 else 0
+
+        return [
+            (accepted_by((i + 1) * span) - accepted_by(i * span)) / (span * self.budget)
+            for i in range(parts)
+        ]
 
     @property
     def users_per_second(self) -> float:
@@ -291,7 +312,12 @@ def _migrate(
         started = time.perf_counter()
         ctx.start_cohort(name, actor="bench")  # App.start_cohort: the bulk prefetch when on
         last = -1
+        timeline: list[tuple[float, int]] = []
         while True:
+            stats = proxy.stats()
+            timeline.append(
+                (time.perf_counter() - started, stats["requests"] - stats["injected_429"])
+            )
             with ctx.sessions() as session:
                 p = cohort_progress.progress(session, name)
             if p.settled:
@@ -325,4 +351,5 @@ def _migrate(
         waited=waited,
         failures=p.failures_by_kind,
         routes=stats["routes"],
+        timeline=timeline,
     )
