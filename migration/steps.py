@@ -70,8 +70,12 @@ def _prefetched(deps: SagaDeps, mig: Migration) -> Result | None:
     snap = records.fresh_snapshot(deps.sessions, mig.snapshot_id, max_age=deps.snapshot_max_age)
     if snap is None:
         return None
-    digest = records.content_hash(snap.objects)
-    return {"snapshot_id": mig.snapshot_id}, _snapshot_detail(digest, snap.objects, prefetched=True)
+    whole = deps.legacy.complete_snapshot(snap)  # the per-customer part: one request
+    if whole is snap:
+        digest, snapshot_id = records.content_hash(snap.objects), mig.snapshot_id
+    else:
+        snapshot_id, digest = records.store_snapshot(deps.sessions, mig.id, whole)
+    return {"snapshot_id": snapshot_id}, _snapshot_detail(digest, whole.objects, prefetched=True)
 
 
 def step_preflight(deps: SagaDeps, mig: Migration) -> Result:

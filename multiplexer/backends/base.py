@@ -213,11 +213,19 @@ class LegacyBillingBackend(BillingBackend, Protocol):
         self,
         refs: Sequence[UserRef],
         on_snapshot: Callable[[RawSnapshot], None] | None = None,
+        *,
+        per_customer: bool = True,
     ) -> dict[str, RawSnapshot]:
         """Several users' snapshots from one bulk read, by user id, each equal to what
         ``snapshot`` returns and dated at the read's start; a user left out of the answer
         is read with ``snapshot``. ``on_snapshot`` is given each snapshot as soon as it is
-        complete, while the read goes on."""
+        complete, while the read goes on. ``per_customer=False`` leaves out what costs a
+        request per customer; ``complete_snapshot`` adds it."""
+        ...
+
+    def complete_snapshot(self, snap: RawSnapshot) -> RawSnapshot:
+        """What ``snapshots(per_customer=False)`` left out, read now; the same snapshot
+        when nothing was left out."""
         ...
 
     def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:

@@ -240,8 +240,11 @@ class FakeBillingBackend:
         self,
         refs: Sequence[UserRef],
         on_snapshot: Callable[[RawSnapshot], None] | None = None,
+        *,
+        per_customer: bool = True,
     ) -> dict[str, RawSnapshot]:
-        """One "bulk read": the users the fake knows, dated at its start."""
+        """One "bulk read": the users the fake knows, dated at its start (it has nothing
+        that costs a request per customer: ``per_customer`` changes nothing)."""
         self.calls.append("snapshots")
         started = self.clock()
         out = {}
@@ -251,6 +254,9 @@ class FakeBillingBackend:
                 if on_snapshot is not None:
                     on_snapshot(out[r.user_id])
         return out
+
+    def complete_snapshot(self, snap: RawSnapshot) -> RawSnapshot:
+        return snap
 
     def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
         """As Stripe's: a page per 100 customers against 5 requests per user."""

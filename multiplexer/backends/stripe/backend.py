@@ -122,11 +122,17 @@ class StripeLegacyBackend:
         self,
         refs: Sequence[UserRef],
         on_snapshot: Callable[[RawSnapshot], None] | None = None,
+        *,
+        per_customer: bool = True,
     ) -> dict[str, RawSnapshot]:
         """These users' snapshots from one account-wide read (bulk), each equal to its
         per-user ``snapshot`` and dated at the read's start; a user missing from the
         answer (no customer id, not in the account, gone mid-read) is read per user."""
-        return bulk.snapshots(self._t, refs, on_snapshot)
+        return bulk.snapshots(self._t, refs, on_snapshot, per_customer=per_customer)
+
+    def complete_snapshot(self, snap: RawSnapshot) -> RawSnapshot:
+        """A ``snapshots(per_customer=False)`` snapshot made equal to the per-user one."""
+        return bulk.complete(self._t, snap)
 
     def read_costs(self, members: int, account: Mapping[str, int]) -> tuple[int, int]:
         """Estimated requests to snapshot ``members`` users: (bulk, per user)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,9 +138,13 @@ def snapshots(
     calls: StripeCalls,
     refs: Collection[UserRef],
     on_snapshot: Callable[[RawSnapshot], None] | None = None,
+    *,
+    per_customer: bool = True,
 ) -> dict[str, RawSnapshot]:
     """A cohort's snapshots by user id, each complete as its per-user snapshot;
-    ``on_snapshot`` gets each one as soon as it is complete."""
+    ``on_snapshot`` gets each one as soon as it is complete. ``per_customer=False``
+    leaves out the part read one request per customer (``snapshot.per_customer``), for
+    each member's own preflight to add (``complete``)."""
     users = {r.legacy_customer_id: r.user_id for r in refs if r.legacy_customer_id}
     out: dict[str, RawSnapshot] = {}
     started = datetime.now(UTC)  # before the first page, as the read's own ``taken_at``
@@ -150,8 +154,16 @@ def snapshots(
         if on_snapshot is not None:
             on_snapshot(snap)
 
-    read_account(calls, only=set(users), balance=True, on_customer=done)
+    read_account(calls, only=set(users), balance=per_customer, on_customer=done)
     return out
+
+
+def complete(calls: StripeCalls, snap: RawSnapshot) -> RawSnapshot:
+    """A snapshot read with ``per_customer=False``, with that part read now (one
+    request); it keeps the bulk read's ``taken_at``, the earlier of its two reads."""
+    if not calls.wire.list_expansions or snapshot.PER_CUSTOMER in snap.objects:
+        return snap  # nothing left out in this dialect, or already complete
+    return replace(snap, objects={**snap.objects, **snapshot.per_customer(calls, snap.customer_id)})
 
 
 def estimate(calls: StripeCalls, members: int, account: Mapping[str, int]) -> tuple[int, int]:

@@ -211,16 +211,30 @@ def _current_extras(
         "credit_notes": ordered(list(got.get(CREDIT_NOTES) or [])),
     }
     if balance:
-        out["balance_transactions"] = ordered(
+        out.update(per_customer(calls, customer["id"]))
+    return out
+
+
+#: the key of ``objects`` no account-wide list holds (current API)
+PER_CUSTOMER = "balance_transactions"
+
+
+def per_customer(calls: StripeCalls, customer_id: str) -> Obj:
+    """The part of a customer's ``objects`` no account-wide list holds (current API: its
+    balance transactions), one request; empty in a dialect without them."""
+    if not calls.wire.list_expansions:
+        return {}
+    return {
+        PER_CUSTOMER: ordered(
             list(
                 calls.pages(
                     "list balance transactions",
-                    v1.customers.balance_transactions.list,
-                    customer["id"],
+                    calls.client.v1.customers.balance_transactions.list,
+                    customer_id,
                 )
             )
         )
-    return out
+    }
 
 
 def _walk(value: Any) -> Iterator[Obj]:

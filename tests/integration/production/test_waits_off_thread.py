@@ -26,7 +26,7 @@ from migration_world import (
 from admin.bootstrap import bootstrap
 from core import dbschema
 from migration import cohort_progress
-from migration.models import Migration, MigrationStep
+from migration.models import Migration, MigrationStep, Snapshot
 from multiplexer.inventory import sync_customers
 from sandbox.stack import Stack
 from tests.stripe_current import configurations, shapes
@@ -81,6 +81,7 @@ def test_a_waiting_migration_frees_the_only_worker_thread_for_the_next_user(
         with ctx.sessions() as session:
             migs = {m.id: m for m in session.query(Migration)}
             rows = session.query(MigrationStep).order_by(MigrationStep.started_at).all()
+            kept = {m.id: sorted(session.get(Snapshot, m.snapshot_id).body) for m in migs.values()}
         ctx.close()
     assert sorted(m.status for m in migs.values()) == ["succeeded"] * USERS
     waits = [r for r in rows if r.outcome == "waiting"]
@@ -115,3 +116,12 @@ def test_a_waiting_migration_frees_the_only_worker_thread_for_the_next_user(
     # subscriptions", read per user for cohorts of up to 25), never by the saga
     per_user = [p for p in double.requests if re.fullmatch(r"GET /v1/customers/cus_\w+", p)]
     assert sorted(per_user) == [f"GET /v1/customers/cus_w{i}" for i in range(USERS)], per_user
+    # the cohort's read left each customer's balance transactions to its own preflight,
+    # which read them once (the other read is `cohort run`'s question, as above) and
+    # stored the whole snapshot
+    balance = sorted(p for p in double.requests if p.endswith("/balance_transactions"))
+    assert balance == sorted(
+        2 * [f"GET /v1/customers/cus_w{i}/balance_transactions" for i in range(USERS)]
+    )
+    for mig_id, keys in kept.items():
+        assert "balance_transactions" in keys, (mig_id, keys)

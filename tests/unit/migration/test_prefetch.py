@@ -94,7 +94,7 @@ def test_chunks_are_read_one_after_another_and_every_member_runs_once(world):
 def test_a_failed_bulk_read_leaves_every_member_to_the_per_user_read(world, monkeypatch):
     users = _cohort(world, 3)
 
-    def down(refs, on_snapshot=None):
+    def down(refs, on_snapshot=None, **_):
         raise BackendUnavailable("legacy down during the bulk read", backend="legacy")
 
     monkeypatch.setattr(world.legacy, "snapshots", down)
@@ -114,8 +114,8 @@ def test_members_start_as_the_read_reaches_them_and_a_read_failing_midway_loses_
     real = world.legacy.snapshots
     order: list[str] = []
 
-    def first_then_down(refs, on_snapshot=None):
-        real(refs[:1], on_snapshot=on_snapshot)
+    def first_then_down(refs, on_snapshot=None, **options):
+        real(refs[:1], on_snapshot=on_snapshot, **options)
         order.append("read failed")
         raise BackendUnavailable("legacy down during the bulk read", backend="legacy")
 

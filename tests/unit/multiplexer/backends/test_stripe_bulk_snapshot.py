@@ -108,3 +108,30 @@ def test_a_per_user_read_is_not_retried_by_the_transport() -> None:
     double.fail_next["GET /v1/invoices"] = 500
     with pytest.raises(BackendUnavailable):
         backend.snapshot(UserRef("u-plain", cid))
+
+
+def test_a_cohort_read_without_per_customer_requests_is_completed_by_one_request_each(
+    account: dict[str, Any],
+) -> None:
+    """The cohort prefetch reads the account-wide lists only; each member's preflight then
+    reads its balance transactions (one request) and has the per-user snapshot."""
+    double = account["double"]
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    refs = [UserRef(f"u-{n}", cid) for n, cid in account["customers"].items()]
+    before = len(double.reads)
+    partial = backend.snapshots(refs, per_customer=False)
+    lists = double.reads[before:]
+    assert not [r for r in lists if r.endswith("/balance_transactions")], lists
+    for name, cid in account["customers"].items():
+        snap = partial[f"u-{name}"]
+        assert "balance_transactions" not in snap.objects
+        before = len(double.reads)
+        whole = backend.complete_snapshot(snap)
+        assert double.reads[before:] == [f"GET /v1/customers/{cid}/balance_transactions"]
+        single = backend.snapshot(UserRef(f"u-{name}", cid))
+        assert content_hash(whole.objects) == content_hash(single.objects), name
+        assert whole.taken_at == snap.taken_at  # the earlier read's start: changes after it count
+        before = len(double.reads)
+        assert backend.complete_snapshot(whole) is whole and double.reads[before:] == []
+    # the credit-note configuration holds one: completing is not only adding an empty list
+    assert backend.complete_snapshot(partial["u-credit_notes"]).objects["balance_transactions"]
