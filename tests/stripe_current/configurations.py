@@ -313,6 +313,21 @@ def seed_plain_named(d: StripeDouble, name: str) -> str:
     return cid
 
 
+#: (currency, unit amount) of ``seed_varied``: 2, 2, 0 and 3 decimals
+_VARIED_PRICES = (("eur", 1250), ("usd", 1500), ("jpy", 1500), ("kwd", 12500))
+
+
+def seed_varied(d: StripeDouble, name: str, i: int) -> str:
+    """The ``i``-th customer of a population-sized mix, for benches (``cus_<name>``): EUR,
+    USD, JPY or KWD, monthly or (every third) yearly, with 1 to 3 paid invoices."""
+    currency, amount = _VARIED_PRICES[i % len(_VARIED_PRICES)]
+    price = _catalogue(d, currency, amount, interval="year" if i % 3 == 2 else "month")
+    cid, sid, _ = _active(d, name, price)
+    for n in range(1 + i % 3):
+        _paid_invoice(d, f"{name}_{n}", cid, sid, price, subtotal=amount, total=amount)
+    return cid
+
+
 def seed_many_payments(d: StripeDouble) -> str:
     """An invoice of 12.00 EUR settled by twelve 1.00 EUR bank transfers reported as Payment
     Records: the invoice's embedded ``payments`` page holds 10 and says ``has_more``."""
@@ -386,7 +401,7 @@ def seed_credit_notes(d: StripeDouble) -> str:
 CONFIGURATIONS: dict[str, Callable[[StripeDouble], str]] = {
     name[len("seed_") :]: fn
     for name, fn in sorted(globals().items())
-    if name.startswith("seed_") and name != "seed_plain_named" and callable(fn)
+    if name.startswith("seed_") and name not in ("seed_plain_named", "seed_varied") and callable(fn)
 }
 
 

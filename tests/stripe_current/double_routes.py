@@ -58,8 +58,11 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     def list_customers(p: dict[str, Any]) -> Any:
         out = page(d.all("customer"), p, "/v1/customers")
         if "data.subscriptions" in _expands(p):
+            by: dict[str, list[dict[str, Any]]] = {}  # once per page, not a scan per customer
+            for sub in d.all("subscription"):
+                by.setdefault(sub["customer"], []).append(sub)
             for cus in out["data"]:
-                subs = [s for s in d.all("subscription") if s["customer"] == cus["id"]]
+                subs = by.get(cus["id"], [])
                 cus["subscriptions"] = shapes.listed(subs, f"/v1/customers/{cus['id']}/subs")
         return out
 
