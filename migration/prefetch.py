@@ -3,9 +3,11 @@
 Per user, preflight's snapshot costs 5–7 legacy requests and more (one per list). A
 cohort's members can instead be read together from the account-wide lists, about
 (objects / 100) requests per list, and each member's snapshot stored on its migration
-*before* it is enqueued: preflight then reuses it (``steps._prefetched``: no legacy
-request) unless it is older than ``snapshot_max_age``. Its ``taken_at`` is the bulk
-read's start, so "any change since the snapshot?" is asked from then.
+*before* it is enqueued: preflight then reuses it (``steps._prefetched``: no list
+request; only the part no account-wide list holds, the current API's balance
+transactions, one request) unless it is older than ``snapshot_max_age``. Its
+``taken_at`` is the bulk read's start, so "any change since the snapshot?" is asked
+from then.
 
 The bulk read costs the whole account whatever the chunk's size, so it is chosen by
 estimate (``wanted``): the legacy adapter prices both reads (``read_costs``) for an
@@ -14,9 +16,10 @@ A cohort of 10 users in a 600,000-customer account is read per user.
 
 Where it runs: ``services.start_cohort`` hands the chunk's migrations to the
 ``twinbill.prefetch`` task (``services.prefetch_chunk``) instead of enqueueing them;
-the task reads, stores, enqueues the chunk's members, then enqueues the next chunk's
-prefetch behind them, so each chunk is read when the workers get to it. A read that
-fails stores nothing: every member is then read per user, as without bulk reads.
+the task reads, storing and enqueueing each member as soon as its objects are complete,
+then enqueues the next chunk's prefetch behind them, so each chunk is read when the
+workers get to it. A read that fails keeps what it stored; every other member is then
+read per user, as without bulk reads.
 """
 
 from __future__ import annotations
