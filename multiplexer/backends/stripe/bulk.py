@@ -11,7 +11,7 @@ are mapped by the same ``map_snapshot``.
 
 What cannot be read account-wide is read per object as the per-user read does
 (truncated embedded lists, invoice payments, coupons) or per customer (balance
-transactions, only when ``balance``). Refunds of charges that do not embed them are
+transactions, only when ``per_customer``). Refunds of charges that do not embed them are
 one account-wide pass. ``estimate`` says what a read costs against per-user reads,
 so a small cohort in a big account is read per user.
 
@@ -82,11 +82,11 @@ def read_account(
     *,
     on_page: OnPage | None = None,
     only: Collection[str] | None = None,
-    balance: bool = False,
+    per_customer: bool = False,
     on_customer: OnCustomer | None = None,
 ) -> AccountLists:
     """Every list once, account-wide; ``only`` keeps these customers (a cohort), every
-    page is still read. ``balance``: each customer's balance transactions too (one
+    page is still read. ``per_customer``: each customer's balance transactions too (one
     request per customer: a snapshot needs them, ``users sync`` does not). Each request
     is retried after a transient failure (``StripeCalls.retrying_reads``).
     ``on_customer`` is told each customer as soon as its objects are complete, before
@@ -124,7 +124,7 @@ def read_account(
         try:
             out.objects[cus["id"]] = snapshot.assemble(
                 calls, cus, grouped.get(cus["id"], {}), refunds=refunds, coupons=coupons,
-                balance=balance,
+                per_customer=per_customer,
             )  # fmt: skip
         except NotFound as exc:  # deleted while the lists were read
             out.failed[cus["id"]] = str(exc)
@@ -143,7 +143,7 @@ def snapshots(
 ) -> dict[str, RawSnapshot]:
     """A cohort's snapshots by user id, each complete as its per-user snapshot;
     ``on_snapshot`` gets each one as soon as it is complete. ``per_customer=False``
-    leaves out the part read one request per customer (``snapshot.per_customer``), for
+    leaves out the part read one request per customer (``snapshot.read_per_customer``), for
     each member's own preflight to add (``complete``)."""
     users = {r.legacy_customer_id: r.user_id for r in refs if r.legacy_customer_id}
     out: dict[str, RawSnapshot] = {}
@@ -154,16 +154,17 @@ def snapshots(
         if on_snapshot is not None:
             on_snapshot(snap)
 
-    read_account(calls, only=set(users), balance=per_customer, on_customer=done)
+    read_account(calls, only=set(users), per_customer=per_customer, on_customer=done)
     return out
 
 
 def complete(calls: StripeCalls, snap: RawSnapshot) -> RawSnapshot:
     """A snapshot read with ``per_customer=False``, with that part read now (one
     request); it keeps the bulk read's ``taken_at``, the earlier of its two reads."""
-    if not calls.wire.list_expansions or snapshot.PER_CUSTOMER in snap.objects:
-        return snap  # nothing left out in this dialect, or already complete
-    return replace(snap, objects={**snap.objects, **snapshot.per_customer(calls, snap.customer_id)})
+    if snapshot.PER_CUSTOMER in snap.objects:
+        return snap
+    extra = snapshot.read_per_customer(calls, snap.customer_id)
+    return replace(snap, objects={**snap.objects, **extra}) if extra else snap
 
 
 def estimate(calls: StripeCalls, members: int, account: Mapping[str, int]) -> tuple[int, int]:

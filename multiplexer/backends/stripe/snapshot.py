@@ -24,7 +24,8 @@ tests/integration/multiplexer/test_inventory_localstripe.py).
   records, more than 10), the coupons and products left as ids (deeper than Stripe's
   four expansion levels; retrieved once per read / per process), credit notes, and
   the customer's balance transactions (no account-wide list: one request per
-  customer in both reads; ``balance=False`` leaves them out, for ``users sync``).
+  customer in both reads; ``per_customer=False`` leaves them out: ``users sync``, and
+  a cohort's read, whose members' preflights add them).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def assemble(
     *,
     refunds: Mapping[str, list[Obj]] | None = None,
     coupons: dict[str, Obj] | None = None,
-    balance: bool = True,
+    per_customer: bool = True,
 ) -> Obj:
     """``objects`` of one customer from its list pages (``got``: ``lists`` name -> objects).
 
@@ -172,7 +173,7 @@ def assemble(
     if calls.wire.list_expansions:
         cache = {} if coupons is None else coupons
         objects.update(
-            _current_extras(calls, customer, subs, invoices, got, cache, balance=balance)
+            _current_extras(calls, customer, subs, invoices, got, cache, per_customer=per_customer)
         )
     return objects
 
@@ -185,7 +186,7 @@ def _current_extras(
     got: Lists,
     coupons: dict[str, Obj],
     *,
-    balance: bool,
+    per_customer: bool,
 ) -> Obj:
     """What the current API keeps out of reach of one list call's expansions."""
     v1 = calls.client.v1
@@ -210,8 +211,8 @@ def _current_extras(
         "products": {pid: calls.product(pid) for pid in sorted(product_ids(subs))},
         "credit_notes": ordered(list(got.get(CREDIT_NOTES) or [])),
     }
-    if balance:
-        out.update(per_customer(calls, customer["id"]))
+    if per_customer:
+        out.update(read_per_customer(calls, customer["id"]))
     return out
 
 
@@ -219,7 +220,7 @@ def _current_extras(
 PER_CUSTOMER = "balance_transactions"
 
 
-def per_customer(calls: StripeCalls, customer_id: str) -> Obj:
+def read_per_customer(calls: StripeCalls, customer_id: str) -> Obj:
     """The part of a customer's ``objects`` no account-wide list holds (current API: its
     balance transactions), one request; empty in a dialect without them."""
     if not calls.wire.list_expansions:
