@@ -18,20 +18,25 @@ Where it runs: ``services.start_cohort`` hands the chunk's migrations to the
 ``twinbill.prefetch`` task (``services.prefetch_chunk``) instead of enqueueing them;
 the task reads, storing and enqueueing each member as soon as its objects are complete,
 then enqueues the next chunk's prefetch behind them, so each chunk is read when the
-workers get to it. A read that fails keeps what it stored; every other member is then
-read per user, as without bulk reads.
+workers get to it. The task holds the cohort's prefetch lease (``lease``) meanwhile:
+killed midway, the reaper hands back the members it did not enqueue. A read that fails
+keeps what it stored; every other member is then read per user, as without bulk reads.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from core.db import transaction, utcnow
 from migration import records
 from migration.deps import SagaDeps
-from migration.models import Migration
+from migration.models import Cohort, Migration
 from multiplexer.backends.base import RawSnapshot, UserRef
 from multiplexer.models import Route
 
@@ -98,6 +103,31 @@ def wanted(deps: SagaDeps, members: int) -> bool:
         "bulk" if bulk < per_user else "per user",
     )
     return bulk < per_user
+
+
+@contextmanager
+def lease(deps: SagaDeps, cohort: str) -> Iterator[None]:
+    """Hold the cohort's prefetch lease while a prefetch task runs.
+
+    The task enqueues each member as its snapshot is stored, and the rest after the read:
+    killed midway (a worker's SIGKILL, an OOM), it leaves those it had not reached pending
+    with no task. The lease beats like a migration's (every ``stale_after / 3``); once it
+    is stale the reaper hands them back (``services.reap``). Released only when the block
+    ends normally: one that raises leaves its members to the reaper in the same way."""
+    owner = f"prefetch:{deps.owner}:{os.getpid()}:{threading.get_ident()}"[:120]
+    mine = sa.update(Cohort).where(Cohort.name == cohort)
+    with transaction(deps.sessions) as session:  # a later prefetch of the cohort takes it over
+        session.execute(mine.values(prefetch_owner=owner, prefetch_heartbeat_at=utcnow()))
+    mine = mine.where(Cohort.prefetch_owner == owner)
+    beat = records.heartbeat(
+        deps.sessions,
+        lambda: mine.values(prefetch_heartbeat_at=utcnow()),
+        every=deps.stale_after / 3,
+    )
+    with beat:
+        yield
+    with transaction(deps.sessions) as session:
+        session.execute(mine.values(prefetch_owner=None))
 
 
 def store(

@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -158,25 +158,33 @@ def keep_alive(
     The reaper must take over a migration whose worker *died*, never one whose worker is
     merely slow: a daemon thread beats every ``every`` seconds and dies with the process.
     """
+    beat = sa.update(Migration).where(Migration.id == migration_id)
+    with heartbeat(sessions, lambda: beat.values(heartbeat_at=utcnow()), every=every):
+        yield
+
+
+@contextmanager
+def heartbeat(
+    sessions: sessionmaker[Session], statement: Callable[[], sa.Update], *, every: float
+) -> Iterator[None]:
+    """Run ``statement()`` every ``every`` seconds in a daemon thread while the block runs:
+    the heartbeat of a lease (a migration's, a cohort prefetch's), dying with the process."""
     done = threading.Event()
+    every = max(every, 0.05)  # a test's lease of 0 s must not spin
 
     def beat() -> None:
         while not done.wait(every):
             # a missed beat (a database hiccup) is retried on the next tick
             with contextlib.suppress(Exception), transaction(sessions) as session:
-                session.execute(
-                    sa.update(Migration)
-                    .where(Migration.id == migration_id)
-                    .values(heartbeat_at=utcnow())
-                )
+                session.execute(statement())
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{migration_id}", daemon=True)
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
     thread.start()
     try:
         yield
     finally:
         # not joined: waiting for the thread to wake and exit cost 4 % of a worker thread's
-        # time, once per step, and a beat that lands after the step only moves heartbeat_at
+        # time, once per step, and a beat that lands after the block only moves a heartbeat
         done.set()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -148,18 +148,21 @@ def prefetch_chunk(
         enqueued.add(mig_id)
         enqueue(mig_id)
 
-    with deps.sessions() as session:
-        running = cohorts.get(session, cohort).status == "running"
-    if running and prefetch_mod.wanted(deps, len(chunk)):
-        try:
-            counts = prefetch_mod.store(deps, chunk, on_stored=ready)
-        except TwinbillError as exc:
-            log.warning("cohort %s: bulk read failed (%s); members are read per user", cohort, exc)
-    for mig_id in chunk:
-        if mig_id not in enqueued:
-            enqueue(mig_id)
-    if rest:
-        again(cohort, rest)
+    with prefetch_mod.lease(deps, cohort):
+        with deps.sessions() as session:
+            running = cohorts.get(session, cohort).status == "running"
+        if running and prefetch_mod.wanted(deps, len(chunk)):
+            try:
+                counts = prefetch_mod.store(deps, chunk, on_stored=ready)
+            except TwinbillError as exc:
+                log.warning(
+                    "cohort %s: bulk read failed (%s); members are read per user", cohort, exc
+                )
+        for mig_id in chunk:
+            if mig_id not in enqueued:
+                enqueue(mig_id)
+        if rest:
+            again(cohort, rest)
     return counts
 
 
@@ -271,11 +274,20 @@ def reconcile_recent(
     }
 
 
-def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
-    """Find migrations whose worker died (stale heartbeat) or whose task was lost, and
-    deferred users whose wait is over; hand them back to a worker."""
+def reap(
+    deps: SagaDeps,
+    enqueue: Enqueue,
+    *,
+    start: Enqueue | None = None,
+    prefetch: Prefetch | None = None,
+) -> dict[str, int]:
+    """Find migrations whose worker died (stale heartbeat) or whose task was lost, cohorts
+    whose prefetch task died, and deferred users whose wait is over; hand them back to a
+    worker: ``enqueue`` for those that ran (ahead of the cohort's queue), ``start`` for a
+    dead prefetch's members that have not (behind it, as their prefetch would have)."""
     now = utcnow()
     stale = now - timedelta(seconds=deps.stale_after)
+    handed_back = _reap_prefetches(deps, stale, start or enqueue, prefetch)
     with deps.sessions() as session:
         dead = list(
             session.scalars(
@@ -336,4 +348,59 @@ def reap(deps: SagaDeps, enqueue: Enqueue) -> dict[str, int]:
         "lost": len(lost),
         "deferred_retried": retried,
         "retried_after_pivot": len(forward),
+        "prefetch_handed_back": handed_back,
     }
+
+
+def _reap_prefetches(
+    deps: SagaDeps, stale: datetime, enqueue: Enqueue, prefetch: Prefetch | None
+) -> int:
+    """A running cohort whose prefetch lease went stale: its task died before it enqueued
+    every member it was handed. Those that have not started go back: with a snapshot
+    (stored, perhaps not enqueued) to a worker, without one to a new prefetch (or a worker,
+    read per user). Some are in the queue already; the duplicate finds the lease taken or
+    the migration finished, and does nothing."""
+    with deps.sessions() as session:
+        dead = list(
+            session.execute(
+                sa.select(Cohort.name, Cohort.prefetch_owner).where(
+                    Cohort.status == "running",
+                    Cohort.prefetch_owner.is_not(None),
+                    Cohort.prefetch_heartbeat_at < stale,
+                )
+            )
+        )
+    handed = 0
+    for name, owner in dead:
+        with transaction(deps.sessions) as session:
+            taken = session.execute(  # one reaper takes it (two beats may run at once)
+                sa.update(Cohort)
+                .where(
+                    Cohort.name == name,
+                    Cohort.prefetch_owner == owner,
+                    Cohort.prefetch_heartbeat_at < stale,
+                )
+                .values(prefetch_owner=None)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            waiting = session.execute(
+                sa.select(Migration.id, Migration.snapshot_id, Migration.step)
+                .where(Migration.cohort == name, Migration.status == "pending")
+                .order_by(Migration.created_at, Migration.id)
+            ).all()
+        unread = [m for m, snap, step in waiting if snap is None and step is None]
+        log.warning(
+            "reaper: cohort %s's prefetch died (%s); handing back %d members (%d unread)",
+            name,
+            owner,
+            len(waiting),
+            len(unread),
+        )
+        for mig_id, snap, step in waiting:
+            if prefetch is None or snap is not None or step is not None:
+                enqueue(mig_id)
+        if prefetch is not None and unread:
+            prefetch(name, unread)
+        handed += len(waiting)
+    return handed

@@ -29,6 +29,7 @@ class MigrationRoot(Protocol):
     def enqueue_resumed(self, migration_id: str) -> None: ...
 
     def enqueue_prefetch(self, cohort: str, migration_ids: list[str]) -> None: ...
+
     def enqueue_shadow_sync(self, shadow_import_id: str, trigger: str) -> None: ...
 
 
@@ -67,7 +68,12 @@ def prefetch(self: RootTask, cohort: str, migration_ids: list[str]) -> None:
 @shared_task(bind=True, base=RootTask, name="twinbill.reap", ignore_result=True)
 def reap(self: RootTask) -> None:
     root = _root(self)
-    services.reap(root.saga, root.enqueue_resumed)
+    services.reap(
+        root.saga,
+        root.enqueue_resumed,
+        start=root.enqueue_migration,
+        prefetch=root.enqueue_prefetch,
+    )
 
 
 @shared_task(bind=True, base=RootTask, name="twinbill.reconcile_recent", ignore_result=True)

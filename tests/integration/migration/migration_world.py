@@ -323,8 +323,10 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.
 
 
 @contextmanager
-def cli_worker(env: dict[str, str], log: Path, *, concurrency: int) -> Iterator[None]:
-    """A `twinbill worker` process for the block, its output in ``log``.
+def cli_worker(
+    env: dict[str, str], log: Path, *, concurrency: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A `twinbill worker` process for the block (yielded), its output in ``log``.
 
     An AssertionError raised in the block (a wait that timed out) carries the log's tail:
     what the worker did is the only clue to why the cohort did not finish.
@@ -339,7 +341,7 @@ def cli_worker(env: dict[str, str], log: Path, *, concurrency: int) -> Iterator[
             stderr=subprocess.STDOUT,
         )
         try:
-            yield
+            yield worker
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- worker log ---\n{log.read_text()[-4000:]}") from None
         finally:

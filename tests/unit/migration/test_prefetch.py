@@ -4,6 +4,7 @@ reuses it (no per-user read) unless it is too old; chosen by cost; failures fall
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -192,3 +193,85 @@ def test_the_account_is_sized_from_the_routes_and_their_facets(world):
     # four customers, two with facets: the other two are taken to look like them
     assert size["customers"] == 4
     assert (size["subscriptions"], size["invoices"], size["refunds"]) == (8, 40, 4)
+
+
+class _Killed(BaseException):
+    """The worker process dying mid-task: nothing after it runs, no handler sees it."""
+
+
+def test_a_prefetch_killed_midway_hands_its_members_back_once_its_lease_is_stale(world):
+    """Killed between storing the second member's snapshot and enqueueing it, the prefetch
+    task leaves two members with no task: the stored one and the unread one. Within a lease
+    period the reaper hands them back (the stored one to a worker, the unread one to a new
+    prefetch), and the cohort finishes with every member migrated once."""
+    users = _cohort(world, 3)
+    started: list[str] = []
+
+    def enqueue_then_die(mid: str) -> None:
+        if started:
+            raise _Killed
+        started.append(mid)
+
+    handed: list[list[str]] = []
+    with pytest.raises(_Killed):
+        services.start_cohort(
+            world.deps,
+            "wave",
+            started.append,
+            actor="t",
+            prefetch=lambda c, ids: services.prefetch_chunk(
+                world.deps, c, ids, enqueue_then_die, lambda *_: None
+            ),
+        )
+    with world.sessions() as s:
+        stored = {m.id for m in s.query(Migration) if m.snapshot_id is not None}
+        unread = {m.id for m in s.query(Migration) if m.snapshot_id is None}
+    assert len(started) == 1 and len(stored) == 2 and len(unread) == 1
+
+    def reap() -> dict[str, int]:
+        resumed: list[str] = []
+        counts = services.reap(
+            world.deps, resumed.append, start=started.append, prefetch=lambda c, i: handed.append(i)
+        )
+        assert resumed == []  # nobody had started: nothing jumps the cohort's queue
+        return counts
+
+    assert reap()["prefetch_handed_back"] == 0  # the lease is not stale yet
+    world.deps.stale_after = 0  # the reaper's view once a lease period has passed
+    assert reap()["prefetch_handed_back"] == 3
+    assert sorted(started[1:]) == sorted(stored) and handed == [sorted(unread)]
+    assert reap()["prefetch_handed_back"] == 0  # handed back once
+    world.deps.stale_after = 30.0
+
+    def run(mid: str) -> None:
+        services.run_member(world.deps, mid)
+
+    for mid in started:  # the first member twice: its first task, and the hand-back
+        run(mid)
+    services.prefetch_chunk(world.deps, "wave", handed[0], run, lambda *_: None)
+    with world.sessions() as s:
+        assert {m.user_id: m.status for m in s.query(Migration)} == dict.fromkeys(
+            users, "succeeded"
+        )
+    assert all(d.get("prefetched") for d in _preflights(world).values())
+    with world.sessions() as s:
+        assert cohorts.get(s, "wave").status == "done"
+
+
+def test_a_slow_prefetch_keeps_its_lease(world, monkeypatch):
+    """A read that takes longer than the lease is beaten alive: the reaper leaves it."""
+    _cohort(world, 2)
+    world.deps.stale_after = 0.6
+    real = world.legacy.snapshots
+    during: list[dict[str, int]] = []
+
+    def slow(refs, on_snapshot=None, **options):
+        time.sleep(1.2)  # twice the lease: only the heartbeat keeps it
+        during.append(services.reap(world.deps, lambda _m: None, prefetch=lambda c, i: None))
+        return real(refs, on_snapshot=on_snapshot, **options)
+
+    monkeypatch.setattr(world.legacy, "snapshots", slow)
+    _run(world, "wave")
+    assert during[0]["prefetch_handed_back"] == 0
+    with world.sessions() as s:
+        assert {m.status for m in s.query(Migration)} == {"succeeded"}
