@@ -21,9 +21,12 @@ model has no field for (payment-method type, automatic tax, pending items).
 
 from __future__ import annotations
 
+import contextvars
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +80,49 @@ def _pages(
         on_page(name, n)
 
 
+class _Stopped(Exception):
+    """Another list of the same read failed: this one stops at its next page."""
+
+
+def _read_lists(
+    calls: StripeCalls, specs: list[tuple[str, Any, dict[str, Any]]], on_page: OnPage | None
+) -> list[list[dict[str, Any]]]:
+    """Every list of ``specs`` read to its end, the lists side by side (one thread each).
+
+    A list's pages follow each other (each cursor is the last page's last id), but the
+    lists do not depend on one another: read one after another, the account's read took
+    the sum of their round trips with one request in flight, so the first tenth of a
+    500-user cohort used 0.72 of the budget (bench/migration_throughput.py --timeline).
+    The rate limiter still paces every request. A list that fails stops the others at
+    their next page, and its error is raised."""
+    stop = threading.Event()
+
+    def read(name: str, fn: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+        objs: list[dict[str, Any]] = []
+        try:
+            for obj in _pages(calls, name, fn, params, on_page):
+                if stop.is_set():
+                    raise _Stopped
+                objs.append(obj)
+        except _Stopped:
+            raise
+        except BaseException:
+            stop.set()
+            raise
+        return objs
+
+    with ThreadPoolExecutor(len(specs), thread_name_prefix="bulk-list") as pool:
+        # each thread logs with the task's context (its task id), as the caller's would
+        futures = [pool.submit(contextvars.copy_context().run, read, *spec) for spec in specs]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f.exception() for f in futures if f.done() and f.exception() is not None]
+        first = next((e for e in failed if not isinstance(e, _Stopped)), None)
+        if first is not None:
+            stop.set()
+            raise first
+        return [f.result() for f in futures]
+
+
 def read_account(
     calls: StripeCalls,
     *,
@@ -96,15 +142,14 @@ def read_account(
     out = AccountLists()  # taken_at: now, before the first page
     v1 = calls.client.v1
     expand = {"expand": [f"data.{snapshot.CUSTOMER_EXPAND}"]}
-    out.customers = [
-        c
-        for c in _pages(calls, "customers", v1.customers.list, expand, on_page)
-        if only is None or c["id"] in only
-    ]
+    customers, *others = _read_lists(
+        calls, [("customers", v1.customers.list, expand), *snapshot.lists(calls)], on_page
+    )
+    out.customers = [c for c in customers if only is None or c["id"] in only]
     known = {c["id"] for c in out.customers}
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for name, fn, params in snapshot.lists(calls):
-        for obj in _pages(calls, name, fn, params, on_page):
+    for (name, _fn, _params), objs in zip(snapshot.lists(calls), others, strict=True):
+        for obj in objs:
             cid = ref_id(obj.get("customer"))
             if cid in known:  # else another customer's, or a deleted customer's leftovers
                 grouped[cid][name].append(obj)

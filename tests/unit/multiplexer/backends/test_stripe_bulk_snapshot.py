@@ -8,8 +8,10 @@ checks its requests), and each configuration compares against its own per-user r
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -135,3 +137,46 @@ def test_a_cohort_read_without_per_customer_requests_is_completed_by_one_request
         assert backend.complete_snapshot(whole) is whole and double.reads[before:] == []
     # the credit-note configuration holds one: completing is not only adding an empty list
     assert backend.complete_snapshot(partial["u-credit_notes"]).objects["balance_transactions"]
+
+
+#: the account-wide lists of the current dialect's read, by request path
+ACCOUNT_LISTS = (
+    "customers", "subscriptions", "invoices", "charges", "invoiceitems", "credit_notes"
+)  # fmt: skip
+
+
+def test_the_account_wide_lists_are_read_side_by_side(monkeypatch) -> None:
+    """Each list's first request waits until every list has sent one: read one after
+    another (as they were: the first tenth of a cohort at 0.72 of the budget), the first
+    would wait for the others forever and the read would fail. The snapshots are those of
+    a read with one request at a time."""
+    double = StripeDouble()
+    cids = [configurations.seed_varied(double, f"v{i}", i) for i in range(12)]
+    refs = [UserRef(f"u-{i}", cid) for i, cid in enumerate(cids)]
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    alone = {u: s.objects for u, s in backend.snapshots(refs).items()}
+    together = threading.Barrier(len(ACCOUNT_LISTS), timeout=10)
+    answer = double.request
+
+    def wait_for_the_others(method, url, headers, post_data=None):
+        path = urlsplit(url).path.removeprefix("/v1/")
+        if method == "get" and path in ACCOUNT_LISTS:
+            together.wait()
+        return answer(method, url, headers, post_data)
+
+    monkeypatch.setattr(double, "request", wait_for_the_others)
+    side_by_side = backend.snapshots(refs)
+    assert {u: s.objects for u, s in side_by_side.items()} == alone
+
+
+def test_a_list_that_fails_fails_the_whole_read() -> None:
+    from core.errors import BackendError
+
+    double = StripeDouble()
+    for i in range(3):
+        configurations.seed_varied(double, f"v{i}", i)
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    double.fail_next["GET /v1/invoices"] = 400  # not transient: not retried
+    with pytest.raises(BackendError):
+        backend.snapshots([UserRef("u-0", "cus_v0")])
+    assert double.fail_next == {}
