@@ -47,6 +47,9 @@ SCENARIOS = {
     "clean": {},
     "errors": {"error_rate": 0.01},
     "burst429": {"burst_429_period": (30.0, 2.0)},
+    # every legacy request answered 200 ms late: real Stripe's round trips, which a
+    # local double hides (a read with one request in flight is bound by them, not by B)
+    "slow": {"slow_rate": 1.0, "slow_seconds": 0.2},
 }
 
 
@@ -102,7 +105,9 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
         print("\n  utilisation (accepted legacy req/s / B) in each tenth of the run")
         for o in outcomes:
             tenths = " ".join(f"{r:.2f}" for r in o.rates())
+            start = " ".join(f"{r:.2f}" for r in o.rates(over=30.0))
             print(f"    {o.scenario}/{o.path}/{o.shape}: {tenths}")
+            print(f"    {'':>{len(o.scenario + o.path + o.shape) - 8}}first 30 s, per 3 s: {start}")
     print("\ntargets: <= 4 calls/user (bulk, >= 500 users), utilisation >= 0.95, 0 failed")
     for o in outcomes:
         if o.failed:

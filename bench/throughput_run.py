@@ -59,14 +59,15 @@ class Outcome:
     #: (seconds into the migration, requests the proxy accepted so far), every poll
     timeline: list[tuple[float, int]] = field(default_factory=list)
 
-    def rates(self, parts: int = 10) -> list[float]:
+    def rates(self, parts: int = 10, over: float | None = None) -> list[float]:
         """Accepted legacy requests per second / B in each of ``parts`` equal spans of the
-        run: where the budget went unused (the read's start, the cohort's tail)."""
+        run (or of its first ``over`` seconds): where the budget went unused (the read's
+        start, the cohort's tail)."""
         if not self.timeline or not self.seconds:
             return []
         points = [*self.timeline, (self.seconds, self.accepted)]
         times = [t for t, _ in points]
-        span = self.seconds / parts
+        span = min(over or self.seconds, self.seconds) / parts
 
         def accepted_by(t: float) -> int:
             i = bisect.bisect_right(times, t + 1e-9) - 1

@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +28,8 @@ from migration.models import CohortMember, Migration, MigrationStep, Snapshot
 from multiplexer.backends.base import RawSnapshot
 
 ACTIVE = ("pending", "running", "deferred", "retrying")  # retrying: after the pivot
+#: ``create_in(active=...)`` not given: it looks the user's active migration up itself
+LOOK_UP = object()
 TERMINAL = ("succeeded", "failed", "compensated", "dry_run")
 
 
@@ -53,38 +55,71 @@ def create(
     """A migration for the user, or the one already under way (never two at once; a
     rollback is refused while a forward migration is under way, and the reverse)."""
     with transaction(sessions) as session:
-        existing = session.scalar(
+        return create_in(
+            session,
+            user_id,
+            cohort=cohort,
+            dry_run=dry_run,
+            include_in_flight=include_in_flight,
+            inject_bug=inject_bug,
+            direction=direction,
+        )
+
+
+def create_in(
+    session: Session,
+    user_id: str,
+    *,
+    cohort: str | None = None,
+    dry_run: bool = False,
+    include_in_flight: bool = False,
+    inject_bug: str | None = None,
+    direction: str = "forward",
+    active: Migration | None | object = LOOK_UP,
+) -> str:
+    """``create`` inside the caller's transaction (a cohort's start creates many in one);
+    ``active``: the user's migration under way (``active_of``), when the caller has it."""
+    existing = active_of(session, [user_id], dry_run).get(user_id) if active is LOOK_UP else active
+    assert existing is None or isinstance(existing, Migration)
+    if existing is not None:
+        if existing.direction != direction:
+            from core.errors import IllegalTransition
+
+            raise IllegalTransition(
+                f"user {user_id!r} has a {existing.direction} migration under way "
+                f"({existing.id}, {existing.status}); let it finish first"
+            )
+        return existing.id
+    mig = Migration(
+        id=new_id(),
+        user_id=user_id,
+        cohort=cohort,
+        status="pending",
+        dry_run=dry_run,
+        include_in_flight=include_in_flight,
+        inject_bug=inject_bug,
+        pivoted=False,
+        generation=1,
+        direction=direction,
+    )
+    session.add(mig)
+    if cohort:
+        _member(session, cohort, user_id, "queued", migration_id=mig.id)
+    return mig.id
+
+
+def active_of(session: Session, users: Sequence[str], dry_run: bool) -> dict[str, Migration]:
+    """Each user's migration under way (``ACTIVE``; dry runs apart): never more than one."""
+    return {
+        m.user_id: m
+        for m in session.scalars(
             sa.select(Migration).where(
-                Migration.user_id == user_id,
+                Migration.user_id.in_(list(users)),
                 Migration.status.in_(ACTIVE),
                 Migration.dry_run.is_(dry_run),
             )
         )
-        if existing is not None:
-            if existing.direction != direction:
-                from core.errors import IllegalTransition
-
-                raise IllegalTransition(
-                    f"user {user_id!r} has a {existing.direction} migration under way "
-                    f"({existing.id}, {existing.status}); let it finish first"
-                )
-            return existing.id
-        mig = Migration(
-            id=new_id(),
-            user_id=user_id,
-            cohort=cohort,
-            status="pending",
-            dry_run=dry_run,
-            include_in_flight=include_in_flight,
-            inject_bug=inject_bug,
-            pivoted=False,
-            generation=1,
-            direction=direction,
-        )
-        session.add(mig)
-        if cohort:
-            _member(session, cohort, user_id, "queued", migration_id=mig.id)
-        return mig.id
+    }
 
 
 def _member(session: Session, cohort: str, user_id: str, status: str, **fields: Any) -> None:

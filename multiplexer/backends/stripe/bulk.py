@@ -85,9 +85,14 @@ class _Stopped(Exception):
 
 
 def _read_lists(
-    calls: StripeCalls, specs: list[tuple[str, Any, dict[str, Any]]], on_page: OnPage | None
+    calls: StripeCalls,
+    specs: list[tuple[str, Any, dict[str, Any]]],
+    on_page: OnPage | None,
+    keep: Callable[[str, dict[str, Any]], bool],
 ) -> list[list[dict[str, Any]]]:
-    """Every list of ``specs`` read to its end, the lists side by side (one thread each).
+    """Every list of ``specs`` read to its end, the lists side by side (one thread each);
+    only the objects ``keep(list name, object)`` wants are held: a cohort's, not the whole
+    account's (a 600,000-customer account's lists would not fit in a worker's memory).
 
     A list's pages follow each other (each cursor is the last page's last id), but the
     lists do not depend on one another: read one after another, the account's read took
@@ -103,7 +108,8 @@ def _read_lists(
             for obj in _pages(calls, name, fn, params, on_page):
                 if stop.is_set():
                     raise _Stopped
-                objs.append(obj)
+                if keep(name, obj):
+                    objs.append(obj)
         except _Stopped:
             raise
         except BaseException:
@@ -142,10 +148,17 @@ def read_account(
     out = AccountLists()  # taken_at: now, before the first page
     v1 = calls.client.v1
     expand = {"expand": [f"data.{snapshot.CUSTOMER_EXPAND}"]}
+
+    def wanted(name: str, obj: dict[str, Any]) -> bool:
+        return (
+            only is None
+            or (obj["id"] if name == "customers" else ref_id(obj.get("customer"))) in only
+        )
+
     customers, *others = _read_lists(
-        calls, [("customers", v1.customers.list, expand), *snapshot.lists(calls)], on_page
+        calls, [("customers", v1.customers.list, expand), *snapshot.lists(calls)], on_page, wanted
     )
-    out.customers = [c for c in customers if only is None or c["id"] in only]
+    out.customers = customers
     known = {c["id"] for c in out.customers}
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for (name, _fn, _params), objs in zip(snapshot.lists(calls), others, strict=True):
