@@ -135,7 +135,7 @@ def start_cohort(
                 if mig_id:
                     ids.append(mig_id)
     if prefetch is not None and prefetch_mod.wanted(deps, min(len(ids), deps.bulk_chunk)):
-        prefetch(name, ids)
+        prefetch(name, ids[: deps.bulk_chunk])  # the next chunks: prefetch_mod.next_chunk
     else:
         for mig_id in ids:
             enqueue(mig_id)
@@ -148,11 +148,12 @@ def start_cohort(
 def prefetch_chunk(
     deps: SagaDeps, cohort: str, migration_ids: list[str], enqueue: Enqueue, again: Prefetch
 ) -> dict[str, int]:
-    """The ``twinbill.prefetch`` task: read the first chunk's snapshots in bulk, enqueueing
-    each member as soon as its snapshot is stored, then hand the rest to the next prefetch,
-    queued behind them. A member the read did not store (a failed read, a cohort no longer
-    running) is enqueued after it, and read per user."""
-    chunk, rest = migration_ids[: deps.bulk_chunk], migration_ids[deps.bulk_chunk :]
+    """The ``twinbill.prefetch`` task: read a chunk's snapshots in bulk, enqueueing each
+    member as soon as its snapshot is stored, then hand the next chunk (``next_chunk``:
+    from the database, never the whole rest of the cohort in a message) to the next
+    prefetch, queued behind them. A member the read did not store (a failed read, a
+    cohort no longer running) is enqueued after it, and read per user."""
+    chunk = migration_ids[: deps.bulk_chunk]
     counts = {"members": len(chunk), "read": 0, "stored": 0}
     enqueued: set[str] = set()
 
@@ -173,8 +174,8 @@ def prefetch_chunk(
         for mig_id in chunk:
             if mig_id not in enqueued:
                 enqueue(mig_id)
-        if rest:
-            again(cohort, rest)
+        if following := prefetch_mod.next_chunk(deps, cohort, after=chunk):
+            again(cohort, following)
     return counts
 
 
@@ -410,7 +411,7 @@ def _reap_prefetches(
             waiting = session.execute(
                 sa.select(Migration.id, Migration.snapshot_id, Migration.step)
                 .where(Migration.cohort == name, Migration.status == "pending")
-                .order_by(Migration.created_at, Migration.id)
+                .order_by(Migration.user_id)  # the order of a cohort's chunks (next_chunk)
             ).all()
         unread = [m for m, snap, step in waiting if snap is None and step is None]
         log.warning(
@@ -424,6 +425,6 @@ def _reap_prefetches(
             if prefetch is None or snap is not None or step is not None:
                 enqueue(mig_id)
         if prefetch is not None and unread:
-            prefetch(name, unread)
+            prefetch(name, unread[: deps.bulk_chunk])  # it hands the next chunks on
         handed += len(waiting)
     return handed

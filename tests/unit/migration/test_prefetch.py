@@ -86,7 +86,8 @@ def test_chunks_are_read_one_after_another_and_every_member_runs_once(world):
     world.deps = dataclasses.replace(world.deps, bulk_chunk=2)
     chunks: list[list[str]] = []
     ran = _run(world, "wave", chunks=chunks)
-    assert [len(c) for c in chunks] == [5, 3, 1]  # what was left at each hand-over
+    assert [len(c) for c in chunks] == [2, 2, 1]  # one chunk per hand-over, not the rest
+    assert sorted(sum(chunks, [])) == sorted(ran)
     assert len(ran) == len(set(ran)) == len(users)
     assert world.legacy.calls.count("snapshots") == 3
     assert all(d.get("prefetched") for d in _preflights(world).values())
