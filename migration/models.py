@@ -93,7 +93,7 @@ class Cohort(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     # the lease of the prefetch task reading its members (migration.prefetch.lease): held
     # from the read's start until every member it was handed is enqueued; gone stale, the
-    # reaper hands the members it did not enqueue back (services.reap)
+    # reaper hands the members it did not enqueue back (migration.reaper)
     prefetch_owner: Mapped[str | None] = mapped_column(sa.String(120), default=None)
     prefetch_heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 

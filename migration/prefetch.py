@@ -34,7 +34,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from core.db import transaction, utcnow
-from migration import records
+from migration import leases, records
 from migration.deps import SagaDeps
 from migration.models import Cohort, Migration
 from multiplexer.backends.base import RawSnapshot, UserRef
@@ -112,14 +112,14 @@ def lease(deps: SagaDeps, cohort: str) -> Iterator[None]:
     The task enqueues each member as its snapshot is stored, and the rest after the read:
     killed midway (a worker's SIGKILL, an OOM), it leaves those it had not reached pending
     with no task. The lease beats like a migration's (every ``stale_after / 3``); once it
-    is stale the reaper hands them back (``services.reap``). Released only when the block
+    is stale the reaper hands them back (``reaper.reap``). Released only when the block
     ends normally: one that raises leaves its members to the reaper in the same way."""
     owner = f"prefetch:{deps.owner}:{os.getpid()}:{threading.get_ident()}"[:120]
     mine = sa.update(Cohort).where(Cohort.name == cohort)
     with transaction(deps.sessions) as session:  # a later prefetch of the cohort takes it over
         session.execute(mine.values(prefetch_owner=owner, prefetch_heartbeat_at=utcnow()))
     mine = mine.where(Cohort.prefetch_owner == owner)
-    beat = records.heartbeat(
+    beat = leases.heartbeat(
         deps.sessions,
         lambda: mine.values(prefetch_heartbeat_at=utcnow()),
         every=deps.stale_after / 3,

@@ -1,4 +1,5 @@
-"""Durable bookkeeping of the saga: migration rows, step records, leases, snapshots.
+"""Durable bookkeeping of the saga: migration rows, step records, snapshots (leases:
+``migration.leases``).
 
 Every function here commits its own short transaction: a worker killed at any
 line leaves at worst a step marked ``running``, which the next run repeats
@@ -7,13 +8,10 @@ line leaves at worst a step marked ``running``, which the next run repeats
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import secrets
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -104,7 +102,7 @@ def create_in(
     )
     session.add(mig)
     if cohort:
-        _member(session, cohort, user_id, "queued", migration_id=mig.id)
+        mark_member(session, cohort, user_id, "queued", migration_id=mig.id)
     return mig.id
 
 
@@ -122,7 +120,7 @@ def active_of(session: Session, users: Sequence[str], dry_run: bool) -> dict[str
     }
 
 
-def _member(session: Session, cohort: str, user_id: str, status: str, **fields: Any) -> None:
+def mark_member(session: Session, cohort: str, user_id: str, status: str, **fields: Any) -> None:
     member = session.get(CohortMember, (cohort, user_id))
     if member is None:
         return
@@ -131,96 +129,12 @@ def _member(session: Session, cohort: str, user_id: str, status: str, **fields: 
         setattr(member, k, v)
 
 
-def claim(
-    sessions: sessionmaker[Session], migration_id: str, owner: str, *, stale_after: float
-) -> Migration | None:
-    """Take the lease on a migration unless a live worker holds it."""
-    now = utcnow()
-    with transaction(sessions) as session:
-        result = session.execute(
-            sa.update(Migration)
-            .where(
-                Migration.id == migration_id,
-                Migration.status.in_(("pending", "running")),
-                sa.or_(
-                    Migration.owner.is_(None),
-                    Migration.owner == owner,
-                    Migration.heartbeat_at < now - timedelta(seconds=stale_after),
-                ),
-            )
-            .values(
-                owner=owner,
-                heartbeat_at=now,
-                status="running",
-                started_at=sa.func.coalesce(Migration.started_at, now),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        mig = session.get(Migration, migration_id)
-        if mig is not None and mig.cohort:
-            _member(session, mig.cohort, mig.user_id, "running", migration_id=mig.id)
-        return mig
-
-
-def release(sessions: sessionmaker[Session], migration_id: str, owner: str) -> None:
-    """Give the lease back without finishing (a step waits: ``saga.Later``); the next run
-    claims it again, and the heartbeat set now lets the reaper resume it if that run is lost."""
-    with transaction(sessions) as session:
-        session.execute(
-            sa.update(Migration)
-            .where(Migration.id == migration_id, Migration.owner == owner)
-            .values(owner=None, heartbeat_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-
-
 def load(sessions: sessionmaker[Session], migration_id: str) -> Migration:
     with sessions() as session:
         mig = session.get(Migration, migration_id)
         if mig is None:
             raise LookupError(f"no migration {migration_id!r}")
         return mig
-
-
-@contextmanager
-def keep_alive(
-    sessions: sessionmaker[Session], migration_id: str, *, every: float
-) -> Iterator[None]:
-    """Refresh the lease's heartbeat while a long step runs (rate-limit waits, retries).
-
-    The reaper must take over a migration whose worker *died*, never one whose worker is
-    merely slow: a daemon thread beats every ``every`` seconds and dies with the process.
-    """
-    beat = sa.update(Migration).where(Migration.id == migration_id)
-    with heartbeat(sessions, lambda: beat.values(heartbeat_at=utcnow()), every=every):
-        yield
-
-
-@contextmanager
-def heartbeat(
-    sessions: sessionmaker[Session], statement: Callable[[], sa.Update], *, every: float
-) -> Iterator[None]:
-    """Run ``statement()`` every ``every`` seconds in a daemon thread while the block runs:
-    the heartbeat of a lease (a migration's, a cohort prefetch's), dying with the process."""
-    done = threading.Event()
-    every = max(every, 0.05)  # a test's lease of 0 s must not spin
-
-    def beat() -> None:
-        while not done.wait(every):
-            # a missed beat (a database hiccup) is retried on the next tick
-            with contextlib.suppress(Exception), transaction(sessions) as session:
-                session.execute(statement())
-
-    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        # not joined: waiting for the thread to wake and exit cost 4 % of a worker thread's
-        # time, once per step, and a beat that lands after the block only moves a heartbeat
-        done.set()
 
 
 def begin_step(
@@ -330,7 +244,7 @@ def finish(
         if status in ("deferred", "retrying"):
             mig.defer_reason, mig.defer_until = reason, defer_until
         if mig.cohort:
-            _member(
+            mark_member(
                 session,
                 mig.cohort,
                 mig.user_id,

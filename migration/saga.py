@@ -40,7 +40,7 @@ from core.errors import (
     TwinbillError,
 )
 from core.ratelimit import backoff_delay
-from migration import records, recovery, rollback, steps
+from migration import leases, records, recovery, rollback, steps
 from migration.deps import Deferred, Later, Requeue, Restart, SagaDeps, Step, Verifier
 from migration.models import Migration
 
@@ -96,7 +96,7 @@ def _run(deps: SagaDeps, migration_id: str, later: Requeue | None) -> Migration:
     # shared by its worker threads, so deps.owner alone would let a sibling thread (or another
     # process on the same host) take over a migration that is being run right now
     owner = f"{deps.owner}:{os.getpid()}:{threading.get_ident()}"[:120]
-    mig = records.claim(deps.sessions, migration_id, owner, stale_after=deps.stale_after)
+    mig = leases.claim(deps.sessions, migration_id, owner, stale_after=deps.stale_after)
     if mig is None:
         return records.load(deps.sessions, migration_id)  # finished, or a live worker has it
     while True:
@@ -112,7 +112,7 @@ def _run(deps: SagaDeps, migration_id: str, later: Requeue | None) -> Migration:
             if later is None:
                 deps.sleep(exc.seconds)
                 continue
-            records.release(deps.sessions, mig.id, owner)
+            leases.release(deps.sessions, mig.id, owner)
             later(mig.id, exc.seconds)  # lost (a crash right here): the reaper resumes it
             return records.load(deps.sessions, migration_id)
         except Deferred as exc:
@@ -148,7 +148,7 @@ def _run_step(deps: SagaDeps, mig: Migration, step: str) -> None:
         attempt += 1
         step_id = records.begin_step(deps.sessions, mig, step, steps.key_for(mig, step))
         try:
-            with records.keep_alive(deps.sessions, mig.id, every=deps.stale_after / 3):
+            with leases.keep_alive(deps.sessions, mig.id, every=deps.stale_after / 3):
                 advance, detail = fn(deps, mig)
         except (Deferred, Restart, Later) as signal:
             said: dict[str, Any] = {"reason": str(signal)}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction, utcnow
+from core.db import transaction
 from core.errors import InvalidInput, TwinbillError
 from migration import cohort_progress, cohorts, records, saga
 from migration import prefetch as prefetch_mod
@@ -296,135 +296,3 @@ def reconcile_recent(
         "with_differences": report.summary.users_with_differences,
         "halted": halted,
     }
-
-
-def reap(
-    deps: SagaDeps,
-    enqueue: Enqueue,
-    *,
-    start: Enqueue | None = None,
-    prefetch: Prefetch | None = None,
-) -> dict[str, int]:
-    """Find migrations whose worker died (stale heartbeat) or whose task was lost, cohorts
-    whose prefetch task died, and deferred users whose wait is over; hand them back to a
-    worker: ``enqueue`` for those that ran (ahead of the cohort's queue), ``start`` for a
-    dead prefetch's members that have not (behind it, as their prefetch would have)."""
-    now = utcnow()
-    stale = now - timedelta(seconds=deps.stale_after)
-    handed_back = _reap_prefetches(deps, stale, start or enqueue, prefetch)
-    with deps.sessions() as session:
-        dead = list(
-            session.scalars(
-                sa.select(Migration.id).where(
-                    Migration.status == "running", Migration.heartbeat_at < stale
-                )
-            )
-        )
-        lost = list(
-            session.scalars(
-                sa.select(Migration.id).where(
-                    Migration.status == "pending",
-                    Migration.created_at < now - timedelta(seconds=deps.lost_after),
-                )
-            )
-        )
-        due = list(
-            session.execute(
-                sa.select(Migration.id, Migration.cohort).where(
-                    Migration.status == "deferred", Migration.defer_until < now
-                )
-            )
-        )
-        # after the pivot: forward recovery, whatever the cohort's status (never stop halfway)
-        forward = list(
-            session.scalars(
-                sa.select(Migration.id).where(
-                    Migration.status == "retrying", Migration.defer_until < now
-                )
-            )
-        )
-    for mig_id in forward:
-        with transaction(deps.sessions) as session:
-            mig = session.get(Migration, mig_id)
-            if mig is None or mig.status != "retrying":
-                continue
-            mig.status, mig.owner = "pending", None  # step, snapshot, import: kept
-        log.warning("reaper: forward recovery of migration %s (retrying after the pivot)", mig_id)
-        enqueue(mig_id)
-    for mig_id in dead + lost:
-        log.warning("reaper: resuming migration %s", mig_id)
-        enqueue(mig_id)
-    retried = 0
-    for mig_id, cohort in due:
-        with deps.sessions() as session:
-            c = session.get(Cohort, cohort) if cohort else None
-            if c is not None and c.status != "running":
-                continue
-        with transaction(deps.sessions) as session:
-            mig = session.get(Migration, mig_id)
-            if mig is None or mig.status != "deferred":
-                continue
-            mig.status, mig.step, mig.snapshot_id, mig.generation = "pending", None, None, 1
-        enqueue(mig_id)
-        retried += 1
-    return {
-        "resumed": len(dead),
-        "lost": len(lost),
-        "deferred_retried": retried,
-        "retried_after_pivot": len(forward),
-        "prefetch_handed_back": handed_back,
-    }
-
-
-def _reap_prefetches(
-    deps: SagaDeps, stale: datetime, enqueue: Enqueue, prefetch: Prefetch | None
-) -> int:
-    """A running cohort whose prefetch lease went stale: its task died before it enqueued
-    every member it was handed. Those that have not started go back: with a snapshot
-    (stored, perhaps not enqueued) to a worker, without one to a new prefetch (or a worker,
-    read per user). Some are in the queue already; the duplicate finds the lease taken or
-    the migration finished, and does nothing."""
-    with deps.sessions() as session:
-        dead = list(
-            session.execute(
-                sa.select(Cohort.name, Cohort.prefetch_owner).where(
-                    Cohort.status == "running",
-                    Cohort.prefetch_owner.is_not(None),
-                    Cohort.prefetch_heartbeat_at < stale,
-                )
-            )
-        )
-    handed = 0
-    for name, owner in dead:
-        with transaction(deps.sessions) as session:
-            taken = session.execute(  # one reaper takes it (two beats may run at once)
-                sa.update(Cohort)
-                .where(
-                    Cohort.name == name,
-                    Cohort.prefetch_owner == owner,
-                    Cohort.prefetch_heartbeat_at < stale,
-                )
-                .values(prefetch_owner=None)
-            )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            waiting = session.execute(
-                sa.select(Migration.id, Migration.snapshot_id, Migration.step)
-                .where(Migration.cohort == name, Migration.status == "pending")
-                .order_by(Migration.user_id)  # the order of a cohort's chunks (next_chunk)
-            ).all()
-        unread = [m for m, snap, step in waiting if snap is None and step is None]
-        log.warning(
-            "reaper: cohort %s's prefetch died (%s); handing back %d members (%d unread)",
-            name,
-            owner,
-            len(waiting),
-            len(unread),
-        )
-        for mig_id, snap, step in waiting:
-            if prefetch is None or snap is not None or step is not None:
-                enqueue(mig_id)
-        if prefetch is not None and unread:
-            prefetch(name, unread[: deps.bulk_chunk])  # it hands the next chunks on
-        handed += len(waiting)
-    return handed

@@ -13,7 +13,7 @@ from typing import Protocol
 from celery import shared_task
 
 from core.queue import RootTask
-from migration import services
+from migration import reaper, services
 from migration.deps import SagaDeps
 
 
@@ -68,7 +68,7 @@ def prefetch(self: RootTask, cohort: str, migration_ids: list[str]) -> None:
 @shared_task(bind=True, base=RootTask, name="twinbill.reap", ignore_result=True)
 def reap(self: RootTask) -> None:
     root = _root(self)
-    services.reap(
+    reaper.reap(
         root.saga,
         root.enqueue_resumed,
         start=root.enqueue_migration,

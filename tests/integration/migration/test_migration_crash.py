@@ -24,7 +24,7 @@ from migration_world import (
     worker_command,
 )
 
-from migration import cohort_progress, cohorts, services
+from migration import cohort_progress, cohorts, reaper, services
 from sandbox.stack import Stack
 
 pytestmark = [
@@ -120,7 +120,7 @@ def test_worker_sigkilled_mid_saga_is_finished_by_reaper(  # type: ignore[no-unt
             fresh = start_worker(world, tmp_path / "fresh.log")
             procs.append(fresh)
             time.sleep(STALE_AFTER + 0.5)
-            reaped = services.reap(world.deps, world.ctx.enqueue_migration)
+            reaped = reaper.reap(world.deps, world.ctx.enqueue_migration)
             assert reaped["resumed"] == 1, reaped
             wait_until(lambda: settled(world, "crash"), 90, "the cohort to settle")
         finally:

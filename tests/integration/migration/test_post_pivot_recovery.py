@@ -16,7 +16,7 @@ import pytest
 from migration_world import open_world
 
 from core.db import transaction, utcnow
-from migration import cohort_progress, cohorts, records, recovery, saga, services
+from migration import cohort_progress, cohorts, reaper, records, recovery, saga
 from migration.models import Migration
 from sandbox.faultproxy import FaultProxy
 from sandbox.stack import Stack
@@ -74,7 +74,7 @@ def test_new_service_down_after_the_pivot_is_retried_until_it_is_back(tmp_path):
         with transaction(world.ctx.sessions) as s:
             s.get(Migration, mig_id).defer_until = utcnow() - timedelta(seconds=1)
         queued: list[str] = []
-        assert services.reap(world.deps, queued.append)["retried_after_pivot"] == 1
+        assert reaper.reap(world.deps, queued.append)["retried_after_pivot"] == 1
         mig = saga.run(world.deps, queued[0])
         assert mig.status == "retrying"
         assert (mig.defer_until - utcnow()).total_seconds() > 90  # 120 s: doubled
@@ -85,7 +85,7 @@ def test_new_service_down_after_the_pivot_is_retried_until_it_is_back(tmp_path):
         with transaction(world.ctx.sessions) as s:
             s.get(Migration, mig_id).defer_until = utcnow() - timedelta(seconds=1)
         queued.clear()
-        services.reap(world.deps, queued.append)
+        reaper.reap(world.deps, queued.append)
         mig = saga.run(world.deps, queued[0])
         assert mig.status == "succeeded", mig.error_message
         assert world.check_exactly_one_system([user]) == {user: "new"}

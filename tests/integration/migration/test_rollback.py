@@ -25,7 +25,7 @@ from migration_world import BILLING, DEFERRED_CONFIGS, PLAIN_CONFIGS, World, ope
 from admin.bootstrap import bootstrap
 from core.errors import InvalidInput, UnknownUser
 from core.money import Money
-from migration import records, rollback, saga, services
+from migration import reaper, records, rollback, saga, services
 from migration.models import Migration
 from sandbox.legacy.configurations import CONFIGURATIONS
 from sandbox.stack import Stack
@@ -248,7 +248,7 @@ def test_sigkill_at_each_rollback_step_is_finished_by_the_reaper(
 
     deps = dataclasses.replace(world.deps, stale_after=0.2)  # the lease of the dead worker
     time.sleep(0.3)  # let it age past that lease (a wait for staleness, not for a result)
-    reaped = services.reap(deps, lambda found: saga.run(deps, found))
+    reaped = reaper.reap(deps, lambda found: saga.run(deps, found))
     assert reaped["resumed"] == 1, reaped
 
     done = records.load(world.ctx.sessions, mig_id)

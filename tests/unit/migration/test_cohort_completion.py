@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from core.audit import AuditEntry
 from core.db import transaction
-from migration import cohort_progress, cohorts, records, services
+from migration import cohort_progress, cohorts, leases, records, services
 from migration.models import CohortMember, Migration
 
 
@@ -109,7 +109,7 @@ def test_a_member_whose_route_is_not_legacy_is_not_waited_for(world):
     world.user("u2")
     cohorts.create(world.sessions, "c", ["u1", "u2"], actor="t")
     other = records.create(world.sessions, "u2", cohort=None)  # someone else runs u2 now
-    assert records.claim(world.sessions, other, "elsewhere", stale_after=120)
+    assert leases.claim(world.sessions, other, "elsewhere", stale_after=120)
     queued: list[str] = []
     services.start_cohort(world.deps, "c", queued.append, actor="t")
     with world.sessions() as s:

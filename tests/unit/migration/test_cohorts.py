@@ -8,7 +8,7 @@ import pytest
 
 from core.db import transaction, utcnow
 from core.errors import BackendRejected, InvalidInput
-from migration import cohort_progress, cohorts, records, services
+from migration import cohort_progress, cohorts, leases, reaper, records, services
 from migration.cohorts import Candidate, select_users
 from migration.models import Migration
 from multiplexer.models import Route
@@ -107,13 +107,13 @@ def test_reaper_resumes_stale_and_lost_migrations(world):
     world.user("u1")
     world.user("u2")
     stale_id = records.create(world.sessions, "u1")
-    assert records.claim(world.sessions, stale_id, "dead-worker", stale_after=120)
+    assert leases.claim(world.sessions, stale_id, "dead-worker", stale_after=120)
     lost_id = records.create(world.sessions, "u2")
     with transaction(world.sessions) as s:
         s.get(Migration, stale_id).heartbeat_at = utcnow() - timedelta(minutes=10)
         s.get(Migration, lost_id).created_at = utcnow() - timedelta(hours=2)
     enqueued: list[str] = []
-    counts = services.reap(world.deps, enqueued.append)
+    counts = reaper.reap(world.deps, enqueued.append)
     assert counts["resumed"] == 1 and counts["lost"] == 1
     assert sorted(enqueued) == sorted([stale_id, lost_id])
     for mig_id in enqueued:

@@ -12,7 +12,7 @@ import stripe
 
 from core.db import transaction
 from core.errors import BackendUnavailable
-from migration import cohort_progress, cohorts, prefetch, services
+from migration import cohort_progress, cohorts, prefetch, reaper, services
 from migration.models import Migration, MigrationStep, Snapshot
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from multiplexer.models import Route
@@ -231,7 +231,7 @@ def test_a_prefetch_killed_midway_hands_its_members_back_once_its_lease_is_stale
 
     def reap() -> dict[str, int]:
         resumed: list[str] = []
-        counts = services.reap(
+        counts = reaper.reap(
             world.deps, resumed.append, start=started.append, prefetch=lambda c, i: handed.append(i)
         )
         assert resumed == []  # nobody had started: nothing jumps the cohort's queue
@@ -268,7 +268,7 @@ def test_a_slow_prefetch_keeps_its_lease(world, monkeypatch):
 
     def slow(refs, on_snapshot=None, **options):
         time.sleep(1.2)  # twice the lease: only the heartbeat keeps it
-        during.append(services.reap(world.deps, lambda _m: None, prefetch=lambda c, i: None))
+        during.append(reaper.reap(world.deps, lambda _m: None, prefetch=lambda c, i: None))
         return real(refs, on_snapshot=on_snapshot, **options)
 
     monkeypatch.setattr(world.legacy, "snapshots", slow)

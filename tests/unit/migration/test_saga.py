@@ -6,7 +6,7 @@ import pytest
 
 from core.canonical import InvoiceStatus, SubscriptionStatus
 from core.errors import BackendRejected, BackendUnavailable, RateLimited
-from migration import records, saga, services
+from migration import leases, reaper, records, saga, services
 from migration.records import steps_of
 
 
@@ -174,8 +174,8 @@ def test_one_migration_per_user_at_a_time(world):
 def test_a_live_lease_is_respected(world):
     world.user()
     mig_id = records.create(world.sessions, "u1")
-    assert records.claim(world.sessions, mig_id, "worker-a", stale_after=120) is not None
-    assert records.claim(world.sessions, mig_id, "worker-b", stale_after=120) is None
+    assert leases.claim(world.sessions, mig_id, "worker-a", stale_after=120) is not None
+    assert leases.claim(world.sessions, mig_id, "worker-b", stale_after=120) is None
 
 
 def test_unknown_subscription_status_is_not_billing():
@@ -221,7 +221,7 @@ def test_verify_that_cannot_run_leaves_a_migrated_user_migrated(world):
 def test_a_queued_migration_is_not_presumed_lost_too_early(world):
     world.user()
     records.create(world.sessions, "u1")
-    assert services.reap(world.deps, lambda _id: None)["lost"] == 0
+    assert reaper.reap(world.deps, lambda _id: None)["lost"] == 0
 
 
 def test_a_slow_step_keeps_its_lease(world):
@@ -238,7 +238,7 @@ def test_a_slow_step_keeps_its_lease(world):
     def slow_import(payload, *, idempotency_key):
         time.sleep(1.5)  # longer than stale_after: only the heartbeat keeps the lease
         claimed_by_other.append(
-            records.claim(world.sessions, mig_id, "other-worker", stale_after=0.6)
+            leases.claim(world.sessions, mig_id, "other-worker", stale_after=0.6)
         )
         return original(payload, idempotency_key=idempotency_key)
 
@@ -270,11 +270,11 @@ def test_a_transient_cause_after_the_pivot_is_retried_for_as_long_as_it_lasts(wo
         waits.append(round((mig.defer_until - utcnow()).total_seconds() / 10) * 10)
         assert world.route().state == "migrating"  # read-only, never failed, never legacy
         assert _billing(world.legacy) == []
-        assert services.reap(world.deps, lambda _id: None)["retried_after_pivot"] == 0  # not yet
+        assert reaper.reap(world.deps, lambda _id: None)["retried_after_pivot"] == 0  # not yet
         with transaction(world.sessions) as s:
             s.get(Migration, mig.id).defer_until = utcnow() - timedelta(seconds=1)
         queued: list[str] = []
-        assert services.reap(world.deps, queued.append)["retried_after_pivot"] == 1
+        assert reaper.reap(world.deps, queued.append)["retried_after_pivot"] == 1
         mig = saga.run(world.deps, queued[0])
         if mig.status == "succeeded":
             break
