@@ -24,6 +24,7 @@ import builtins
 import contextvars
 import re
 import sys
+import threading
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,9 +68,21 @@ class Route:
         return f"{self.method.upper()} {self.template}"
 
 
-@cache
+_ROUTES_LOCK = threading.Lock()
+
+
 def routes() -> tuple[Route, ...]:
-    """Every (method, path) the SDK's v1 services can send, with its params TypedDict."""
+    """Every (method, path) the SDK's v1 services can send, with its params TypedDict.
+
+    Built once, under a lock: the bulk read's list threads reach it at the same moment,
+    and CPython 3.11's ``ast.parse`` in two threads at once fails ("AST constructor
+    recursion depth mismatch")."""
+    with _ROUTES_LOCK:
+        return _routes()
+
+
+@cache
+def _routes() -> tuple[Route, ...]:
     found: dict[tuple[str, str], Route] = {}
     for path in sorted(Path(stripe.__file__).parent.glob("_*_service.py")):
         tree = ast.parse(path.read_text())

@@ -222,7 +222,7 @@ class StripeLegacyBackend:
         wire = self._t.wire
         params = {"expand": ["data.subscriptions"]} if wire.customers_embed_subscriptions else {}
         for cus in self._t.pages(
-            "list customers", self.client.v1.customers.list, params=params, page_size=page_size
+            "list customers", "/v1/customers", params=params, page_size=page_size
         ):
             # localstripe embeds no subscriptions and invents customer.currency = eur
             # (docs/legacy-gaps.md): one extra call reads the real billing currency

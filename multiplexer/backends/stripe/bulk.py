@@ -146,7 +146,6 @@ def read_account(
     the read goes on."""
     calls = calls.retrying_reads()
     out = AccountLists()  # taken_at: now, before the first page
-    v1 = calls.client.v1
     expand = {"expand": [f"data.{snapshot.CUSTOMER_EXPAND}"]}
 
     def wanted(name: str, obj: dict[str, Any]) -> bool:
@@ -156,7 +155,7 @@ def read_account(
         )
 
     customers, *others = _read_lists(
-        calls, [("customers", v1.customers.list, expand), *snapshot.lists(calls)], on_page, wanted
+        calls, [("customers", "/v1/customers", expand), *snapshot.lists(calls)], on_page, wanted
     )
     out.customers = customers
     known = {c["id"] for c in out.customers}
@@ -174,7 +173,7 @@ def read_account(
     refunds: dict[str, list[dict[str, Any]]] | None = None
     if len(longer) > REFUND_LISTS_PER_CHARGE:
         refunds = defaultdict(list)
-        for rf in _pages(calls, "refunds", v1.refunds.list, {}, on_page):
+        for rf in _pages(calls, "refunds", "/v1/refunds", {}, on_page):
             if (charge := snapshot.charge_of(rf)) in longer:
                 refunds[charge].append(rf)
     coupons: dict[str, dict[str, Any]] = {}

@@ -51,25 +51,25 @@ def _expand(on: bool, *paths: str) -> dict[str, Any]:
 
 
 def lists(calls: StripeCalls) -> list[tuple[str, Any, dict[str, Any]]]:
-    """The lists of a customer's objects: ``(name, endpoint, params)``. Per user they are
-    filtered by ``customer``; the bulk read sends them as they are, account-wide."""
-    v1 = calls.client.v1
+    """The lists of a customer's objects: ``(name, path, params)``, read as JSON pages
+    (``StripeCalls.pages``). Per user they are filtered by ``customer``; the bulk read
+    sends them as they are, account-wide."""
     on = calls.wire.list_expansions
     out: list[tuple[str, Any, dict[str, Any]]] = [
         (
             "subscriptions",
-            v1.subscriptions.list,
+            "/v1/subscriptions",
             {
                 "status": "all",
                 **_expand(on, "data.discounts.source.coupon", "data.items.data.discounts"),
             },
         ),
-        ("invoices", v1.invoices.list, _expand(on, "data.payments", "data.amount_paid_off_stripe")),
-        ("charges", v1.charges.list, _expand(on, "data.refunds")),
-        (PENDING, v1.invoice_items.list, {}),
+        ("invoices", "/v1/invoices", _expand(on, "data.payments", "data.amount_paid_off_stripe")),
+        ("charges", "/v1/charges", _expand(on, "data.refunds")),
+        (PENDING, "/v1/invoiceitems", {}),
     ]
     if on:
-        out.append((CREDIT_NOTES, v1.credit_notes.list, {}))
+        out.append((CREDIT_NOTES, "/v1/credit_notes", {}))
     return out
 
 
