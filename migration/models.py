@@ -40,6 +40,10 @@ class Migration(Base):
     defer_reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
     defer_until: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # when it was last handed to the queue (records.mark_queued): the reaper presumes a
+    # pending migration's task lost only this long after it was queued, never counting
+    # the hours a big cohort's later chunks wait for their read (migration.reaper)
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 

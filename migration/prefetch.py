@@ -30,6 +30,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -105,15 +106,39 @@ def wanted(deps: SagaDeps, members: int) -> bool:
     return bulk < per_user
 
 
+#: the prefetch lease's owner while the cohort's next prefetch task waits in the queue
+QUEUED = "queued"
+
+
+@dataclass
+class Lease:
+    #: set when the task enqueued the next chunk's prefetch: the lease is left ``QUEUED``
+    handed_on: bool = False
+
+
+def chain_queued(deps: SagaDeps, cohort: str) -> None:
+    """The cohort's next prefetch is about to be enqueued: the lease says so (``QUEUED``),
+    so the members waiting for it are not presumed lost; a queued task is given the
+    reaper's ``lost_after`` to start, a running one ``stale_after`` between beats."""
+    with transaction(deps.sessions) as session:
+        session.execute(
+            sa.update(Cohort)
+            .where(Cohort.name == cohort)
+            .values(prefetch_owner=QUEUED, prefetch_heartbeat_at=utcnow())
+        )
+
+
 @contextmanager
-def lease(deps: SagaDeps, cohort: str) -> Iterator[None]:
+def lease(deps: SagaDeps, cohort: str) -> Iterator[Lease]:
     """Hold the cohort's prefetch lease while a prefetch task runs.
 
     The task enqueues each member as its snapshot is stored, and the rest after the read:
     killed midway (a worker's SIGKILL, an OOM), it leaves those it had not reached pending
     with no task. The lease beats like a migration's (every ``stale_after / 3``); once it
-    is stale the reaper hands them back (``reaper.reap``). Released only when the block
-    ends normally: one that raises leaves its members to the reaper in the same way."""
+    is stale the reaper hands them back (``reaper.reap``). Given up when the block ends
+    normally — to ``QUEUED`` when the task ``handed_on`` to the next chunk's prefetch — and
+    one that raises leaves its members to the reaper in the same way."""
+    held = Lease()
     owner = f"prefetch:{deps.owner}:{os.getpid()}:{threading.get_ident()}"[:120]
     mine = sa.update(Cohort).where(Cohort.name == cohort)
     with transaction(deps.sessions) as session:  # a later prefetch of the cohort takes it over
@@ -125,9 +150,10 @@ def lease(deps: SagaDeps, cohort: str) -> Iterator[None]:
         every=deps.stale_after / 3,
     )
     with beat:
-        yield
-    with transaction(deps.sessions) as session:
-        session.execute(mine.values(prefetch_owner=None))
+        yield held
+    after = QUEUED if held.handed_on else None
+    with transaction(deps.sessions) as session:  # unless the next prefetch took it already
+        session.execute(mine.values(prefetch_owner=after, prefetch_heartbeat_at=utcnow()))
 
 
 def next_chunk(deps: SagaDeps, cohort: str, *, after: Sequence[str]) -> list[str]:

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from core.db import transaction, utcnow
+from migration import records
 from migration.deps import SagaDeps
 from migration.models import Cohort, Migration
+from migration.prefetch import QUEUED, chain_queued
 from migration.services import Enqueue, Prefetch
 
 log = logging.getLogger("twinbill.migration")
@@ -36,7 +38,8 @@ def reap(
     dead prefetch's members that have not (behind it, as their prefetch would have)."""
     now = utcnow()
     stale = now - timedelta(seconds=deps.stale_after)
-    handed_back = _reap_prefetches(deps, stale, start or enqueue, prefetch)
+    long_ago = now - timedelta(seconds=deps.lost_after)
+    handed_back = _reap_prefetches(deps, stale, long_ago, start or enqueue, prefetch)
     with deps.sessions() as session:
         dead = list(
             session.scalars(
@@ -45,11 +48,24 @@ def reap(
                 )
             )
         )
+        # queued that long ago and not started: its task is lost. One never queued (a
+        # member waiting for its chunk's read) counts from its creation, unless its
+        # cohort's prefetch lease is held: then it waits its turn, however long the
+        # cohort takes (counted from created_at, every member of a cohort of hours was
+        # handed to the control queue again at every run after its first hour)
+        reading = sa.select(Cohort.name).where(Cohort.prefetch_owner.is_not(None))
         lost = list(
             session.scalars(
                 sa.select(Migration.id).where(
                     Migration.status == "pending",
-                    Migration.created_at < now - timedelta(seconds=deps.lost_after),
+                    sa.or_(
+                        Migration.queued_at < long_ago,
+                        sa.and_(
+                            Migration.queued_at.is_(None),
+                            Migration.created_at < long_ago,
+                            sa.or_(Migration.cohort.is_(None), Migration.cohort.not_in(reading)),
+                        ),
+                    ),
                 )
             )
         )
@@ -74,8 +90,10 @@ def reap(
             if mig is None or mig.status != "retrying":
                 continue
             mig.status, mig.owner = "pending", None  # step, snapshot, import: kept
+            mig.queued_at = utcnow()
         log.warning("reaper: forward recovery of migration %s (retrying after the pivot)", mig_id)
         enqueue(mig_id)
+    records.mark_queued(deps.sessions, lost)  # once per lost_after, not at every run
     for mig_id in dead + lost:
         log.warning("reaper: resuming migration %s", mig_id)
         enqueue(mig_id)
@@ -90,6 +108,7 @@ def reap(
             if mig is None or mig.status != "deferred":
                 continue
             mig.status, mig.step, mig.snapshot_id, mig.generation = "pending", None, None, 1
+            mig.queued_at = utcnow()
         enqueue(mig_id)
         retried += 1
     return {
@@ -102,20 +121,27 @@ def reap(
 
 
 def _reap_prefetches(
-    deps: SagaDeps, stale: datetime, enqueue: Enqueue, prefetch: Prefetch | None
+    deps: SagaDeps,
+    stale: datetime,
+    long_ago: datetime,
+    enqueue: Enqueue,
+    prefetch: Prefetch | None,
 ) -> int:
     """A running cohort whose prefetch lease went stale: its task died before it enqueued
-    every member it was handed. Those that have not started go back: with a snapshot
-    (stored, perhaps not enqueued) to a worker, without one to a new prefetch (or a worker,
-    read per user). Some are in the queue already; the duplicate finds the lease taken or
-    the migration finished, and does nothing."""
+    every member it was handed (no beat for ``stale_after``), or the next prefetch it
+    queued never started (``QUEUED`` for ``lost_after``). Those that have not started go
+    back: with a snapshot (stored, perhaps not enqueued) to a worker, without one to a new
+    prefetch (or a worker, read per user). Some are in the queue already; the duplicate
+    finds the lease taken or the migration finished, and does nothing."""
+    gone = sa.or_(
+        sa.and_(Cohort.prefetch_owner == QUEUED, Cohort.prefetch_heartbeat_at < long_ago),
+        sa.and_(Cohort.prefetch_owner != QUEUED, Cohort.prefetch_heartbeat_at < stale),
+    )
     with deps.sessions() as session:
         dead = list(
             session.execute(
                 sa.select(Cohort.name, Cohort.prefetch_owner).where(
-                    Cohort.status == "running",
-                    Cohort.prefetch_owner.is_not(None),
-                    Cohort.prefetch_heartbeat_at < stale,
+                    Cohort.status == "running", Cohort.prefetch_owner.is_not(None), gone
                 )
             )
         )
@@ -124,11 +150,7 @@ def _reap_prefetches(
         with transaction(deps.sessions) as session:
             taken = session.execute(  # one reaper takes it (two beats may run at once)
                 sa.update(Cohort)
-                .where(
-                    Cohort.name == name,
-                    Cohort.prefetch_owner == owner,
-                    Cohort.prefetch_heartbeat_at < stale,
-                )
+                .where(Cohort.name == name, Cohort.prefetch_owner == owner, gone)
                 .values(prefetch_owner=None)
             )
             if taken.rowcount != 1:  # type: ignore[attr-defined]
@@ -146,10 +168,16 @@ def _reap_prefetches(
             len(waiting),
             len(unread),
         )
-        for mig_id, snap, step in waiting:
-            if prefetch is None or snap is not None or step is not None:
-                enqueue(mig_id)
+        started = [
+            mig_id
+            for mig_id, snap, step in waiting
+            if prefetch is None or snap is not None or step is not None
+        ]
+        records.mark_queued(deps.sessions, started)
+        for mig_id in started:
+            enqueue(mig_id)
         if prefetch is not None and unread:
+            chain_queued(deps, name)
             prefetch(name, unread[: deps.bulk_chunk])  # it hands the next chunks on
         handed += len(waiting)
     return handed

@@ -290,7 +290,22 @@ def attach_snapshot(sessions: sessionmaker[Session], migration_id: str, snap: Ra
         ):
             return False
         mig.snapshot_id, _ = _add_snapshot(session, migration_id, snap)
+        mig.queued_at = utcnow()  # its prefetch enqueues it now
         return True
+
+
+def mark_queued(sessions: sessionmaker[Session], migration_ids: Sequence[str]) -> None:
+    """Note that these migrations are handed to the queue now (``Migration.queued_at``)."""
+    ids = list(migration_ids)
+    now = utcnow()
+    for at in range(0, len(ids), 500):  # SQLite's bound parameters, a batch at a time
+        with transaction(sessions) as session:
+            session.execute(
+                sa.update(Migration)
+                .where(Migration.id.in_(ids[at : at + 500]))
+                .values(queued_at=now)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def fresh_snapshot(

@@ -135,8 +135,10 @@ def start_cohort(
                 if mig_id:
                     ids.append(mig_id)
     if prefetch is not None and prefetch_mod.wanted(deps, min(len(ids), deps.bulk_chunk)):
+        prefetch_mod.chain_queued(deps, name)
         prefetch(name, ids[: deps.bulk_chunk])  # the next chunks: prefetch_mod.next_chunk
     else:
+        records.mark_queued(deps.sessions, ids)
         for mig_id in ids:
             enqueue(mig_id)
     started = len(ids)
@@ -161,7 +163,7 @@ def prefetch_chunk(
         enqueued.add(mig_id)
         enqueue(mig_id)
 
-    with prefetch_mod.lease(deps, cohort):
+    with prefetch_mod.lease(deps, cohort) as lease:
         with deps.sessions() as session:
             running = cohorts.get(session, cohort).status == "running"
         if running and prefetch_mod.wanted(deps, len(chunk)):
@@ -171,10 +173,12 @@ def prefetch_chunk(
                 log.warning(
                     "cohort %s: bulk read failed (%s); members are read per user", cohort, exc
                 )
-        for mig_id in chunk:
-            if mig_id not in enqueued:
-                enqueue(mig_id)
+        unread = [mig_id for mig_id in chunk if mig_id not in enqueued]
+        records.mark_queued(deps.sessions, unread)
+        for mig_id in unread:
+            enqueue(mig_id)
         if following := prefetch_mod.next_chunk(deps, cohort, after=chunk):
+            lease.handed_on = True
             again(cohort, following)
     return counts
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 import stripe
 
-from core.db import transaction
+from core.db import transaction, utcnow
 from core.errors import BackendUnavailable
 from migration import cohort_progress, cohorts, prefetch, reaper, services
-from migration.models import Migration, MigrationStep, Snapshot
+from migration.models import Cohort, Migration, MigrationStep, Snapshot
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from multiplexer.models import Route
 
@@ -276,3 +277,61 @@ def test_a_slow_prefetch_keeps_its_lease(world, monkeypatch):
     assert during[0]["prefetch_handed_back"] == 0
     with world.sessions() as s:
         assert {m.status for m in s.query(Migration)} == {"succeeded"}
+
+
+def _started_in_chunks(world, n: int, chunk: int) -> tuple[list[str], list[list[str]]]:
+    """A cohort of ``n`` started with bulk reads in chunks of ``chunk``; only the first
+    chunk's prefetch runs (its members are left queued), the next waits in the queue."""
+    _cohort(world, n)
+    world.deps = dataclasses.replace(world.deps, bulk_chunk=chunk)
+    queued: list[str] = []
+    waiting: list[list[str]] = []
+
+    def first(c: str, ids: list[str]) -> None:
+        services.prefetch_chunk(world.deps, c, ids, queued.append, lambda c, i: waiting.append(i))
+
+    services.start_cohort(world.deps, "wave", queued.append, actor="t", prefetch=first)
+    return queued, waiting
+
+
+def _age(world, hours: float, **columns: bool) -> None:
+    """Move the given timestamps of every migration (and the cohort's lease) back."""
+    then = utcnow() - timedelta(hours=hours)
+    with transaction(world.sessions) as s:
+        for m in s.query(Migration):
+            for col in set(columns) - {"lease"}:
+                if getattr(m, col) is not None or col == "created_at":
+                    setattr(m, col, then)
+        if columns.get("lease"):
+            s.get(Cohort, "wave").prefetch_heartbeat_at = then
+
+
+def test_members_waiting_for_a_later_chunk_are_not_presumed_lost(world):
+    """A cohort of hours: counted from their creation, every member still waiting for
+    its chunk's read was 'lost' after an hour and handed to the control queue again at
+    every reaper run. They wait while the next prefetch is queued; a queued member that
+    no worker took for an hour is handed again once, not at every run."""
+    queued, waiting = _started_in_chunks(world, 5, chunk=2)
+    assert len(queued) == 2 and [len(w) for w in waiting] == [2]
+    _age(world, 2, created_at=True)
+    resumed: list[str] = []
+    counts = reaper.reap(world.deps, resumed.append, prefetch=lambda c, i: None)
+    assert counts["lost"] == 0 and counts["prefetch_handed_back"] == 0 and resumed == []
+    _age(world, 2, queued_at=True)  # the first chunk's two: queued, never taken
+    assert reaper.reap(world.deps, resumed.append)["lost"] == 2
+    assert sorted(resumed) == sorted(queued)
+    assert reaper.reap(world.deps, resumed.append)["lost"] == 0  # once per lost_after
+
+
+def test_a_queued_prefetch_that_never_starts_is_handed_back(world):
+    """The next chunk's prefetch was queued and lost (a broker flushed): after
+    ``lost_after`` the reaper starts the chain again from the first unread member."""
+    queued, waiting = _started_in_chunks(world, 5, chunk=2)
+    with world.sessions() as s:
+        assert s.get(Cohort, "wave").prefetch_owner == prefetch.QUEUED
+    handed: list[list[str]] = []
+    again = reaper.reap(world.deps, queued.append, prefetch=lambda c, i: handed.append(i))
+    assert again["prefetch_handed_back"] == 0  # queued a moment ago: it waits its turn
+    _age(world, 2, lease=True)
+    back = reaper.reap(world.deps, queued.append, prefetch=lambda c, i: handed.append(i))
+    assert back["prefetch_handed_back"] == 5 and handed == [waiting[0]]
