@@ -69,6 +69,8 @@ def run_worker(
     def _after_fork(**_: object) -> None:  # prefork children must not share sockets
         app.engine.dispose(close=False)
 
+    _mark_received_migrations(app)
+
     log.info("worker starting", extra={"pool": pool, "concurrency": concurrency})
     app.celery.worker_main(
         [
@@ -81,6 +83,31 @@ def run_worker(
             "--task-events",
         ]
     )
+
+
+def _mark_received_migrations(app: App) -> None:
+    """Each migration task this process receives marks its migration (``leases.
+    mark_received``) before a thread claims it: SIGKILLed in between, the reaper hands
+    it back within a lease period instead of an hour (the production-shape test lost
+    a member to this window, 1 run in 3 on a loaded machine)."""
+    import os
+    import socket
+
+    from celery.signals import task_received
+
+    from admin.bootstrap import MIGRATE
+    from migration import leases
+
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    @task_received.connect(weak=False)
+    def _received(request: object = None, **_: object) -> None:
+        if getattr(request, "name", None) != MIGRATE or not getattr(request, "args", None):
+            return
+        try:
+            leases.mark_received(app.sessions, str(request.args[0]), worker)  # type: ignore[attr-defined]
+        except Exception:  # the mark is a safety net: the task runs without it
+            log.exception("could not mark migration %s received", request.args[0])  # type: ignore[attr-defined]
 
 
 def run_beat(app: App, *, loglevel: str, metrics_port: int | None = None) -> None:

@@ -22,6 +22,43 @@ from core.db import transaction, utcnow
 from migration import records
 from migration.models import Migration
 
+#: the owner a worker writes when it *receives* a migration's task (``mark_received``),
+#: before one of its threads claims it
+RECEIVED = "received:"
+
+
+def mark_received(sessions: sessionmaker[Session], migration_id: str, worker: str) -> bool:
+    """A worker process received this migration's task and is about to run it.
+
+    A worker SIGKILLed between receiving a task and claiming its migration left it
+    ``pending`` with nobody on it: Redis gives an unacked message back only after its
+    visibility timeout (6 h), the lost sweep after ``lost_after`` (1 h). The mark is a
+    lease nobody beats: the claim replaces it at once, and the reaper hands back one
+    that is older than ``stale_after`` (``migration.reaper``)."""
+    with transaction(sessions) as session:
+        marked = session.execute(
+            sa.update(Migration)
+            .where(
+                Migration.id == migration_id,
+                Migration.status == "pending",
+                Migration.owner.is_(None),
+            )
+            .values(owner=f"{RECEIVED}{worker}"[:120], heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return bool(marked.rowcount)  # type: ignore[attr-defined]
+
+
+def unmark_received(sessions: sessionmaker[Session], migration_id: str) -> None:
+    """The task ends without claiming (its cohort is paused): the migration waits, queued."""
+    with transaction(sessions) as session:
+        session.execute(
+            sa.update(Migration)
+            .where(Migration.id == migration_id, Migration.owner.startswith(RECEIVED))
+            .values(owner=None)
+            .execution_options(synchronize_session=False)
+        )
+
 
 def claim(
     sessions: sessionmaker[Session], migration_id: str, owner: str, *, stale_after: float
@@ -37,6 +74,7 @@ def claim(
                 sa.or_(
                     Migration.owner.is_(None),
                     Migration.owner == owner,
+                    Migration.owner.startswith(RECEIVED),  # received, not yet claimed
                     Migration.heartbeat_at < now - timedelta(seconds=stale_after),
                 ),
             )

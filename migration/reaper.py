@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from core.db import transaction, utcnow
-from migration import records
+from migration import leases, records
 from migration.deps import SagaDeps
 from migration.models import Cohort, Migration
 from migration.prefetch import QUEUED, chain_queued
@@ -48,6 +48,16 @@ def reap(
                 )
             )
         )
+        # received by a worker that died before one of its threads claimed it
+        received = list(
+            session.scalars(
+                sa.select(Migration.id).where(
+                    Migration.status == "pending",
+                    Migration.owner.startswith(leases.RECEIVED),
+                    Migration.heartbeat_at < stale,
+                )
+            )
+        )
         # queued that long ago and not started: its task is lost. One never queued (a
         # member waiting for its chunk's read) counts from its creation, unless its
         # cohort's prefetch lease is held: then it waits its turn, however long the
@@ -58,6 +68,7 @@ def reap(
             session.scalars(
                 sa.select(Migration.id).where(
                     Migration.status == "pending",
+                    Migration.owner.is_(None),  # a received one: below
                     sa.or_(
                         Migration.queued_at < long_ago,
                         sa.and_(
@@ -93,8 +104,10 @@ def reap(
             mig.queued_at = utcnow()
         log.warning("reaper: forward recovery of migration %s (retrying after the pivot)", mig_id)
         enqueue(mig_id)
-    records.mark_queued(deps.sessions, lost)  # once per lost_after, not at every run
-    for mig_id in dead + lost:
+    for mig_id in received:
+        leases.unmark_received(deps.sessions, mig_id)
+    records.mark_queued(deps.sessions, lost + received)  # once per lost_after, not every run
+    for mig_id in dead + lost + received:
         log.warning("reaper: resuming migration %s", mig_id)
         enqueue(mig_id)
     retried = 0
@@ -114,6 +127,7 @@ def reap(
     return {
         "resumed": len(dead),
         "lost": len(lost),
+        "received_by_the_dead": len(received),
         "deferred_retried": retried,
         "retried_after_pivot": len(forward),
         "prefetch_handed_back": handed_back,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.errors import InvalidInput, TwinbillError
-from migration import cohort_progress, cohorts, records, saga
+from migration import cohort_progress, cohorts, leases, records, saga
 from migration import prefetch as prefetch_mod
 from migration.models import Cohort, CohortMember, Migration
 from migration.saga import Requeue, SagaDeps
@@ -263,6 +263,7 @@ def run_member(deps: SagaDeps, migration_id: str, later: Requeue | None = None) 
                 and cohort.status in ("paused", "halted")
                 and mig.status == "pending"
             ):
+                leases.unmark_received(deps.sessions, migration_id)
                 return None  # stays queued; `cohort resume` enqueues it again
     result = saga.run(deps, migration_id, later=later)
     from migration import shadow

@@ -194,3 +194,37 @@ def test_a_cohorts_start_costs_statements_per_batch_not_per_member(world):
         assert members[users[7]].status == "deferred"
         assert "already migrating in cohort earlier" in members[users[7]].reason
         assert s.query(Migration).filter(Migration.cohort == "big").count() == len(users) - 1
+
+
+def test_a_migration_received_by_a_worker_that_died_is_handed_back_within_a_lease(world):
+    """SIGKILLed between receiving a task and claiming its migration, a worker left it
+    pending for an hour (the lost sweep) or six (Redis's visibility timeout). Its mark
+    is replaced by the claim at once; a stale one is handed back by the reaper."""
+    for u in ("u1", "u2"):
+        world.user(u)
+    claimed, dead = records.create(world.sessions, "u1"), records.create(world.sessions, "u2")
+    assert leases.mark_received(world.sessions, claimed, "host:1")
+    assert leases.claim(world.sessions, claimed, "host:1:thread", stale_after=120)
+    assert not leases.mark_received(world.sessions, claimed, "host:2")  # claimed: no mark
+    assert leases.mark_received(world.sessions, dead, "host:1")
+    enqueued: list[str] = []
+    assert reaper.reap(world.deps, enqueued.append)["received_by_the_dead"] == 0  # fresh
+    with transaction(world.sessions) as s:
+        s.get(Migration, dead).heartbeat_at = utcnow() - timedelta(minutes=10)
+    counts = reaper.reap(world.deps, enqueued.append)
+    assert counts["received_by_the_dead"] == 1 and counts["lost"] == 0 and enqueued == [dead]
+    assert reaper.reap(world.deps, enqueued.append)["received_by_the_dead"] == 0  # once
+    assert services.run_member(world.deps, dead).status == "succeeded"
+
+
+def test_a_paused_cohorts_member_drops_its_received_mark(world):
+    world.user("u1")
+    cohorts.create(world.sessions, "c", ["u1"], actor="t")
+    queued: list[str] = []
+    services.start_cohort(world.deps, "c", queued.append, actor="t")
+    cohorts.set_status(world.sessions, "c", "paused", actor="t")
+    assert leases.mark_received(world.sessions, queued[0], "host:1")
+    assert services.run_member(world.deps, queued[0]) is None
+    with world.sessions() as s:
+        mig = s.get(Migration, queued[0])
+        assert (mig.status, mig.owner) == ("pending", None)  # waits; nobody holds it
