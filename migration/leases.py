@@ -10,6 +10,7 @@ The cohort prefetch's lease (``migration.prefetch.lease``) beats the same way.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,12 @@ from migration.models import Migration
 #: the owner a worker writes when it *receives* a migration's task (``mark_received``),
 #: before one of its threads claims it
 RECEIVED = "received:"
+
+
+def this_thread(worker: str, kind: str = "") -> str:
+    """A lease's owner: the worker, this process and this thread (a process's threads
+    share ``worker``; a sibling must not take over what this thread runs right now)."""
+    return f"{kind}{worker}:{os.getpid()}:{threading.get_ident()}"[:120]
 
 
 def mark_received(sessions: sessionmaker[Session], migration_id: str, worker: str) -> bool:

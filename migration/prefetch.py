@@ -26,8 +26,6 @@ keeps what it stored; every other member is then read per user, as without bulk 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,7 +137,7 @@ def lease(deps: SagaDeps, cohort: str) -> Iterator[Lease]:
     normally — to ``QUEUED`` when the task ``handed_on`` to the next chunk's prefetch — and
     one that raises leaves its members to the reaper in the same way."""
     held = Lease()
-    owner = f"prefetch:{deps.owner}:{os.getpid()}:{threading.get_ident()}"[:120]
+    owner = leases.this_thread(deps.owner, "prefetch:")
     mine = sa.update(Cohort).where(Cohort.name == cohort)
     with transaction(deps.sessions) as session:  # a later prefetch of the cohort takes it over
         session.execute(mine.values(prefetch_owner=owner, prefetch_heartbeat_at=utcnow()))

@@ -26,8 +26,6 @@ from migration.models import CohortMember, Migration, MigrationStep, Snapshot
 from multiplexer.backends.base import RawSnapshot
 
 ACTIVE = ("pending", "running", "deferred", "retrying")  # retrying: after the pivot
-#: ``create_in(active=...)`` not given: it looks the user's active migration up itself
-LOOK_UP = object()
 TERMINAL = ("succeeded", "failed", "compensated", "dry_run")
 
 
@@ -56,6 +54,7 @@ def create(
         return create_in(
             session,
             user_id,
+            active_of(session, [user_id], dry_run).get(user_id),
             cohort=cohort,
             dry_run=dry_run,
             include_in_flight=include_in_flight,
@@ -67,18 +66,16 @@ def create(
 def create_in(
     session: Session,
     user_id: str,
+    existing: Migration | None,
     *,
     cohort: str | None = None,
     dry_run: bool = False,
     include_in_flight: bool = False,
     inject_bug: str | None = None,
     direction: str = "forward",
-    active: Migration | None | object = LOOK_UP,
 ) -> str:
-    """``create`` inside the caller's transaction (a cohort's start creates many in one);
-    ``active``: the user's migration under way (``active_of``), when the caller has it."""
-    existing = active_of(session, [user_id], dry_run).get(user_id) if active is LOOK_UP else active
-    assert existing is None or isinstance(existing, Migration)
+    """``create`` inside the caller's transaction (a cohort's start creates many in one),
+    given the user's migration under way (``active_of``: a batch looks them up at once)."""
     if existing is not None:
         if existing.direction != direction:
             from core.errors import IllegalTransition

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -95,7 +93,7 @@ def _run(deps: SagaDeps, migration_id: str, later: Requeue | None) -> Migration:
     # the lease holder is this thread of this process: SagaDeps is built once per process and
     # shared by its worker threads, so deps.owner alone would let a sibling thread (or another
     # process on the same host) take over a migration that is being run right now
-    owner = f"{deps.owner}:{os.getpid()}:{threading.get_ident()}"[:120]
+    owner = leases.this_thread(deps.owner)
     mig = leases.claim(deps.sessions, migration_id, owner, stale_after=deps.stale_after)
     if mig is None:
         return records.load(deps.sessions, migration_id)  # finished, or a live worker has it

@@ -219,22 +219,21 @@ def _migration_for_member(
     if current is not None and current.status == "failed" and current.pivoted:
         return None  # past the pivot: a human resumes it (runbook), never a fresh start
     route = session.get(Route, user_id)
-    other = active
-    if other is not None and other.cohort != cohort:
-        if other.status == "deferred":  # this cohort takes it over, fresh (as the reaper)
-            other.status, other.step, other.snapshot_id, other.generation = (
+    if active is not None and active.cohort != cohort:
+        if active.status == "deferred":  # this cohort takes it over, fresh (as the reaper)
+            active.status, active.step, active.snapshot_id, active.generation = (
                 "pending",
                 None,
                 None,
                 1,
             )
-            other.cohort, other.defer_reason, other.defer_until = cohort, None, None
+            active.cohort, active.defer_reason, active.defer_until = cohort, None, None
             if member is not None:
-                member.status, member.migration_id, member.reason = "queued", other.id, None
-            return other.id
+                member.status, member.migration_id, member.reason = "queued", active.id, None
+            return active.id
         if member is not None:  # another cohort's worker runs it right now
             member.status = "deferred"
-            member.reason = f"already migrating in cohort {other.cohort} ({other.id})"
+            member.reason = f"already migrating in cohort {active.cohort} ({active.id})"
         return None
     if route is None or route.state != routing.LEGACY:
         if member is not None:
@@ -246,7 +245,7 @@ def _migration_for_member(
                 else f"route is {state}, not legacy: nothing to start"
             )
         return None
-    return records.create_in(session, user_id, cohort=cohort, active=other, **opts)
+    return records.create_in(session, user_id, active, cohort=cohort, **opts)
 
 
 def run_member(deps: SagaDeps, migration_id: str, later: Requeue | None = None) -> Migration | None:
