@@ -96,6 +96,14 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
                 f"{bulk.calls_per_user / per_user.calls_per_user:.3f}, users/s "
                 f"{bulk.users_per_second / per_user.users_per_second:.2f}x"
             )
+    for o in outcomes:
+        if o.path == "bulk":
+            chunks = -(-o.users // o.chunk) if o.chunk else 1
+            print(
+                f"  {o.scenario}/{o.shape}: account of {o.account} customers, cohort of "
+                f"{o.users} in {chunks} chunks: {o.account_reads:.2f} whole-account reads"
+                f" (customer-list pages / ceil(account / 100))"
+            )
     if args.routes:
         for o in outcomes:
             print(f"\n  {o.scenario}/{o.path}/{o.shape}: legacy calls per user by route")
@@ -116,7 +124,11 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=500)
+    parser.add_argument("--users", type=int, default=500, help="the cohort")
+    parser.add_argument(
+        "--account", type=int, default=0, help="legacy customers in the account (>= --users)"
+    )
+    parser.add_argument("--chunk", type=int, default=0, help="TWINBILL_BULK_CHUNK (0: default)")
     parser.add_argument("--budget", type=float, default=20.0, help="B, legacy requests/s")
     parser.add_argument("--limiter-share", type=float, default=0.95, help="limiter rate / B")
     parser.add_argument("--seed", type=int, default=7)
@@ -181,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
                             redis_url=args.redis_url,
                             postgres_url=args.postgres_url,
                             legacy=args.legacy,
+                            account=args.account,
+                            chunk=args.chunk,
                         )
                     )
                     print(f"  {_row(outcomes[-1])}", file=sys.stderr, flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -58,6 +59,15 @@ class Outcome:
     routes: dict[str, int] = field(default_factory=dict)
     #: (seconds into the migration, requests the proxy accepted so far), every poll
     timeline: list[tuple[float, int]] = field(default_factory=list)
+    account: int = 0  # legacy customers in the account (the cohort is ``users`` of them)
+    chunk: int = 0  # cohort members per prefetch chunk (0: the settings' default)
+
+    @property
+    def account_reads(self) -> float:
+        """Whole-account reads, from the customer list's pages (no per-user read lists
+        customers: it retrieves its own)."""
+        pages = max(1, -(-self.account // 100))
+        return self.routes.get("GET /v1/customers", 0) / pages
 
     def rates(self, parts: int = 10, over: float | None = None) -> list[float]:
         """Accepted legacy requests per second / B in each of ``parts`` equal spans of the
@@ -194,6 +204,8 @@ def run_scenario(
     redis_url: str | None = None,
     postgres_url: str | None = None,
     legacy: str = "localstripe",
+    account: int = 0,
+    chunk: int = 0,
 ) -> Outcome:
     from sandbox.faultproxy import FaultProxy
     from sandbox.pgdb import scratch_database
@@ -203,7 +215,7 @@ def run_scenario(
     extra = BULK_ENV if path == "bulk" else PER_USER_ENV
     with (
         Stack(workdir / "sandbox") as ep,
-        _legacy(legacy, ep, users, seed) as (legacy_url, legacy_env, seed_seconds),
+        _legacy(legacy, ep, max(users, account), seed) as (legacy_url, legacy_env, seed_sec),
         FaultProxy(legacy_url, seed=seed) as proxy,
         _env(extra),
         scratch_database(postgres_url, "twinbill_bench")
@@ -218,6 +230,7 @@ def run_scenario(
             "TWINBILL_REDIS_URL": redis_url if processes and redis_url else "",
             "TWINBILL_LEGACY_RATE_LIMIT": str(limiter_share * budget),
             "TWINBILL_NEW_RATE_LIMIT": "500",
+            **({"TWINBILL_BULK_CHUNK": str(chunk)} if chunk else {}),
             **extra,
         }
         if processes:
@@ -225,7 +238,7 @@ def run_scenario(
 
             redis.Redis.from_url(env["TWINBILL_REDIS_URL"]).flushdb()  # the bench's own db
         with _env(env):
-            return _migrate(
+            outcome = _migrate(
                 name,
                 path,
                 env,
@@ -234,11 +247,12 @@ def run_scenario(
                 budget,
                 limiter_share,
                 faults,
-                seed_seconds,
+                seed_sec,
                 threads,
                 processes,
                 workdir,
             )
+            return dataclasses.replace(outcome, account=max(users, account), chunk=chunk)
 
 
 @contextlib.contextmanager
@@ -294,8 +308,8 @@ def _migrate(
     dbschema.upgrade(settings.database_url)
     ctx = bootstrap(settings)
     sync_customers(ctx.sessions, ctx.legacy.iter_customers(), actor="bench", cache=ctx.cache)
-    with ctx.sessions() as session:
-        everyone = [c.user_id for c in cohorts.candidates(session)]
+    with ctx.sessions() as session:  # the first ``users`` of the account
+        everyone = sorted(c.user_id for c in cohorts.candidates(session))[:users]
     cohorts.create(ctx.sessions, name, everyone, actor="bench", halt_at_bp=10_000)
     limiter = ctx.limiters["legacy"]
     workers = (

@@ -98,7 +98,7 @@ class SagaDeps:
     #: "auto" when its estimated cost is below per-user reads, "on", "off" (TWINBILL_BULK_READS)
     bulk_reads: BulkReads = "auto"
     #: a prefetched snapshot older than this (seconds) is read again by preflight, per user
-    snapshot_max_age: float = 1800.0
+    snapshot_max_age: float = 21600.0
     #: members per bulk read; the next chunk's read waits behind this chunk's members
     bulk_chunk: int = 1000
     sleep: Callable[[float], None] = time.sleep

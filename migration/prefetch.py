@@ -36,6 +36,7 @@ from core.db import transaction, utcnow
 from migration import leases, records
 from migration.deps import SagaDeps
 from migration.models import Cohort, Migration
+from migration.stage import CohortStage
 from multiplexer.backends.base import RawSnapshot, UserRef
 from multiplexer.models import Route
 
@@ -185,16 +186,48 @@ def next_chunk(deps: SagaDeps, cohort: str, *, after: Sequence[str]) -> list[str
         )
 
 
+def stage_of(deps: SagaDeps, cohort: str) -> CohortStage:
+    """The cohort's staged account read (``migration.stage``), if it is fresh enough to
+    serve a chunk: younger than half ``snapshot_max_age``, so that a member's snapshot is
+    still fresh when its preflight comes (``steps._prefetched``)."""
+    return CohortStage(deps.sessions, cohort, max_age=deps.snapshot_max_age / 2)
+
+
+def worth_it(deps: SagaDeps, cohort: str) -> bool:
+    """Read this cohort's next chunk in bulk? Yes from a fresh stage (its read is paid);
+    else if one read of the account costs less than its unread members read per user."""
+    if deps.bulk_reads == "off":
+        return False
+    if stage_of(deps, cohort).taken_at is not None:
+        return True
+    with deps.sessions() as session:
+        unread = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Migration)
+            .where(
+                Migration.cohort == cohort,
+                Migration.status == "pending",
+                Migration.step.is_(None),
+                Migration.snapshot_id.is_(None),
+            )
+        )
+    return wanted(deps, int(unread or 0))
+
+
 def store(
     deps: SagaDeps,
+    cohort: str,
     migration_ids: Sequence[str],
     on_stored: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
-    """One bulk read for these migrations; each that has not started gets its snapshot.
+    """These migrations' snapshots from the cohort's staged account read; each that has
+    not started gets its snapshot. The stage is read first when it holds no fresh read
+    (the whole account once, for every chunk of the cohort: ``migration.stage``).
 
     ``on_stored`` is told each migration the moment its snapshot is stored, while the
-    read goes on to the next customers. The snapshot stored leaves out what costs a
-    request per customer; the member's preflight reads it (``steps._prefetched``)."""
+    others are assembled. The snapshot stored leaves out what costs a request per
+    customer; the member's preflight reads it (``steps._prefetched``). A member whose
+    customer an event named since the stage's read is left to its own per-user read."""
     with deps.sessions() as session:
         rows = session.execute(
             sa.select(Migration.id, Migration.user_id, Route.legacy_customer_id)
@@ -207,6 +240,9 @@ def store(
             )
         ).all()
     refs = {mig_id: UserRef(user_id, cid) for mig_id, user_id, cid in rows if cid}
+    stage = stage_of(deps, cohort)
+    changed = stage.changed_since([r.legacy_customer_id or "" for r in refs.values()])
+    refs = {m: r for m, r in refs.items() if r.legacy_customer_id not in changed}
     migration_of = {ref.user_id: mig_id for mig_id, ref in refs.items()}
     stored = 0
 
@@ -222,7 +258,14 @@ def store(
         # the per-customer part (balance transactions) is left to each member's preflight:
         # read here, a third of the cohort's legacy calls came before any member's own
         # steps, and after the read three threads could not keep the budget full
-        deps.legacy.snapshots(list(refs.values()), on_snapshot=attach, per_customer=False)
-    counts = {"members": len(migration_ids), "read": len(refs), "stored": stored}
+        deps.legacy.snapshots(
+            list(refs.values()), on_snapshot=attach, per_customer=False, stage=stage
+        )
+    counts = {
+        "members": len(migration_ids),
+        "read": len(refs),
+        "stored": stored,
+        "changed since the stage": len(changed),
+    }
     log.info("cohort prefetch: %s", counts)
     return counts

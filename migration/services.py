@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.errors import InvalidInput, TwinbillError
-from migration import cohort_progress, cohorts, leases, records, saga
+from migration import cohort_progress, cohorts, leases, records, saga, stage
 from migration import prefetch as prefetch_mod
 from migration.models import Cohort, CohortMember, Migration
 from migration.saga import Requeue, SagaDeps
@@ -134,7 +134,8 @@ def start_cohort(
                 )
                 if mig_id:
                     ids.append(mig_id)
-    if prefetch is not None and prefetch_mod.wanted(deps, min(len(ids), deps.bulk_chunk)):
+    # one read of the account serves every chunk (``migration.stage``): priced for them all
+    if prefetch is not None and prefetch_mod.wanted(deps, len(ids)):
         prefetch_mod.chain_queued(deps, name)
         prefetch(name, ids[: deps.bulk_chunk])  # the next chunks: prefetch_mod.next_chunk
     else:
@@ -166,9 +167,9 @@ def prefetch_chunk(
     with prefetch_mod.lease(deps, cohort) as lease:
         with deps.sessions() as session:
             running = cohorts.get(session, cohort).status == "running"
-        if running and prefetch_mod.wanted(deps, len(chunk)):
+        if running and prefetch_mod.worth_it(deps, cohort):
             try:
-                counts = prefetch_mod.store(deps, chunk, on_stored=ready)
+                counts = prefetch_mod.store(deps, cohort, chunk, on_stored=ready)
             except TwinbillError as exc:
                 log.warning(
                     "cohort %s: bulk read failed (%s); members are read per user", cohort, exc
@@ -180,6 +181,8 @@ def prefetch_chunk(
         if following := prefetch_mod.next_chunk(deps, cohort, after=chunk):
             lease.handed_on = True
             again(cohort, following)
+        else:  # every chunk's snapshots are stored: the staged read is needed no more
+            stage.drop(deps.sessions, cohort)
     return counts
 
 

@@ -110,6 +110,42 @@ class LegacyChanges:
     requests: int = 0
 
 
+#: one object a bulk read keeps: (customer id, list name, the object as JSON)
+StagedRow = tuple[str, str, dict[str, Any]]
+
+
+class Stage(Protocol):
+    """Where a bulk read keeps the account-wide lists' objects until each customer's
+    snapshot is assembled from them: in memory for one read, or in the database so that
+    a whole cohort's chunks share one read of the account (``migration.stage``).
+
+    A read fills it (``begin``, ``add`` from several threads, ``finish``); any number of
+    later calls assemble snapshots from it (``load``) without a list request."""
+
+    #: when the read that filled it started; None: never filled, or the read did not finish
+    taken_at: datetime | None
+    #: the backend's own notes on the read (e.g. which lists were read account-wide)
+    extra: dict[str, Any]
+
+    def wanted(self) -> set[str] | None:
+        """The customers whose objects to keep (None: every customer of the account)."""
+        ...
+
+    def begin(self) -> None:
+        """Drop whatever an earlier or unfinished read left."""
+        ...
+
+    def add(self, rows: Sequence[StagedRow]) -> None:
+        """Keep these objects; called from several threads at once."""
+        ...
+
+    def finish(self, taken_at: datetime, extra: dict[str, Any]) -> None: ...
+
+    def load(self, customer_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """These customers' objects by list name, in the order they were added."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     id: str
@@ -215,12 +251,15 @@ class LegacyBillingBackend(BillingBackend, Protocol):
         on_snapshot: Callable[[RawSnapshot], None] | None = None,
         *,
         per_customer: bool = True,
+        stage: Stage | None = None,
     ) -> dict[str, RawSnapshot]:
         """Several users' snapshots from one bulk read, by user id, each equal to what
         ``snapshot`` returns and dated at the read's start; a user left out of the answer
         is read with ``snapshot``. ``on_snapshot`` is given each snapshot as soon as it is
         complete, while the read goes on. ``per_customer=False`` leaves out what costs a
-        request per customer; ``complete_snapshot`` adds it."""
+        request per customer; ``complete_snapshot`` adds it. With a ``stage`` already
+        filled (``taken_at`` set) the snapshots are assembled from it, dated at its read;
+        else the account is read into it first, for later calls to share."""
         ...
 
     def complete_snapshot(self, snap: RawSnapshot) -> RawSnapshot:

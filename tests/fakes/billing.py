@@ -39,6 +39,7 @@ from multiplexer.backends.base import (
     LegacyChange,
     LegacyChanges,
     RawSnapshot,
+    Stage,
     UserRef,
 )
 from multiplexer.facets import LegacyFeatures
@@ -242,15 +243,40 @@ class FakeBillingBackend:
         on_snapshot: Callable[[RawSnapshot], None] | None = None,
         *,
         per_customer: bool = True,
+        stage: Stage | None = None,
     ) -> dict[str, RawSnapshot]:
         """One "bulk read": the users the fake knows, dated at its start (it has nothing
-        that costs a request per customer: ``per_customer`` changes nothing)."""
+        that costs a request per customer: ``per_customer`` changes nothing). With a
+        ``stage``, the fake fills it as Stripe's read does (``"account read"``, each
+        wanted customer's objects as rows) unless it is filled, and answers from its rows."""
         self.calls.append("snapshots")
-        started = self.clock()
+        if stage is None:
+            started = self.clock()
+            known = [r for r in refs if r.user_id in self.customers]
+            objects = {r.legacy_customer_id or "": self.snapshot(r).objects for r in known}
+        else:
+            if stage.taken_at is None:
+                self.calls.append("account read")
+                started = self.clock()
+                wanted = stage.wanted()
+                stage.begin()
+                stage.add(
+                    [
+                        (cus.id, "customers", self.snapshot(UserRef(user_id, cus.id)).objects)
+                        for user_id, cus in self.customers.items()
+                        if wanted is None or cus.id in wanted
+                    ]
+                )
+                stage.finish(started, {})
+            assert stage.taken_at is not None
+            started = stage.taken_at
+            rows = stage.load([r.legacy_customer_id or "" for r in refs])
+            objects = {cid: got["customers"][0] for cid, got in rows.items()}
         out = {}
         for r in refs:
-            if r.user_id in self.customers:
-                out[r.user_id] = replace(self.snapshot(r), taken_at=started)
+            if (cid := r.legacy_customer_id or "") in objects:
+                snap = RawSnapshot(r.user_id, cid, objects[cid])
+                out[r.user_id] = replace(snap, taken_at=started)
                 if on_snapshot is not None:
                     on_snapshot(out[r.user_id])
         return out

@@ -46,6 +46,7 @@ from multiplexer.backends.base import (
     LegacyChanges,
     RawSnapshot,
     Recreation,
+    Stage,
     Throttle,
     UserRef,
     no_throttle,
@@ -124,11 +125,13 @@ class StripeLegacyBackend:
         on_snapshot: Callable[[RawSnapshot], None] | None = None,
         *,
         per_customer: bool = True,
+        stage: Stage | None = None,
     ) -> dict[str, RawSnapshot]:
         """These users' snapshots from one account-wide read (bulk), each equal to its
         per-user ``snapshot`` and dated at the read's start; a user missing from the
-        answer (no customer id, not in the account, gone mid-read) is read per user."""
-        return bulk.snapshots(self._t, refs, on_snapshot, per_customer=per_customer)
+        answer (no customer id, not in the account, gone mid-read) is read per user.
+        ``stage``: the read a cohort's chunks share (``bulk.fill`` once, then assembled)."""
+        return bulk.snapshots(self._t, refs, on_snapshot, per_customer=per_customer, stage=stage)
 
     def complete_snapshot(self, snap: RawSnapshot) -> RawSnapshot:
         """A ``snapshots(per_customer=False)`` snapshot made equal to the per-user one."""

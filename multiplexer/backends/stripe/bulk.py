@@ -25,7 +25,7 @@ import contextvars
 import math
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,7 +33,7 @@ from typing import Any
 
 from core.canonical import BillingHistory
 from core.errors import NotFound, TransformError
-from multiplexer.backends.base import InventoryEntry, RawSnapshot, UserRef
+from multiplexer.backends.base import InventoryEntry, RawSnapshot, Stage, StagedRow, UserRef
 from multiplexer.backends.stripe import snapshot
 from multiplexer.backends.stripe.dialect import DialectName
 from multiplexer.backends.stripe.fields import META_USER, metadata, ref_id
@@ -88,11 +88,11 @@ def _read_lists(
     calls: StripeCalls,
     specs: list[tuple[str, Any, dict[str, Any]]],
     on_page: OnPage | None,
-    keep: Callable[[str, dict[str, Any]], bool],
-) -> list[list[dict[str, Any]]]:
-    """Every list of ``specs`` read to its end, the lists side by side (one thread each);
-    only the objects ``keep(list name, object)`` wants are held: a cohort's, not the whole
-    account's (a 600,000-customer account's lists would not fit in a worker's memory).
+    sink: Callable[[str, list[dict[str, Any]]], None],
+) -> None:
+    """Every list of ``specs`` read to its end, the lists side by side (one thread each),
+    each page's objects handed to ``sink(list name, objects)`` as it arrives; the sink keeps
+    what the read wants (a cohort's objects, not the whole account's) where it keeps them.
 
     A list's pages follow each other (each cursor is the last page's last id), but the
     lists do not depend on one another: read one after another, the account's read took
@@ -102,20 +102,23 @@ def _read_lists(
     their next page, and its error is raised."""
     stop = threading.Event()
 
-    def read(name: str, fn: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
-        objs: list[dict[str, Any]] = []
+    def read(name: str, fn: Any, params: dict[str, Any]) -> None:
+        page: list[dict[str, Any]] = []
+        size = calls.page_size
         try:
             for obj in _pages(calls, name, fn, params, on_page):
                 if stop.is_set():
                     raise _Stopped
-                if keep(name, obj):
-                    objs.append(obj)
+                page.append(obj)
+                if len(page) >= size:
+                    sink(name, page)
+                    page = []
+            sink(name, page)
         except _Stopped:
             raise
         except BaseException:
             stop.set()
             raise
-        return objs
 
     with ThreadPoolExecutor(len(specs), thread_name_prefix="bulk-list") as pool:
         # each thread logs with the task's context (its task id), as the caller's would
@@ -126,7 +129,125 @@ def _read_lists(
         if first is not None:
             stop.set()
             raise first
-        return [f.result() for f in futures]
+
+
+class MemoryStage:
+    """A ``Stage`` in memory, for one read (``users sync``, a read with no stage given)."""
+
+    def __init__(self, wanted: Collection[str] | None = None) -> None:
+        self.taken_at: datetime | None = None
+        self.extra: dict[str, Any] = {}
+        self._wanted = None if wanted is None else set(wanted)
+        self._rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self.order: list[str] = []  # customers in the order the customer list gave them
+        self._lock = threading.Lock()
+
+    def wanted(self) -> set[str] | None:
+        return self._wanted
+
+    def begin(self) -> None:
+        self.taken_at, self.extra, self._rows, self.order = None, {}, {}, []
+
+    def add(self, rows: Sequence[StagedRow]) -> None:
+        with self._lock:
+            for cid, name, obj in rows:
+                if name == "customers":
+                    self.order.append(cid)
+                self._rows.setdefault(cid, {}).setdefault(name, []).append(obj)
+
+    def finish(self, taken_at: datetime, extra: dict[str, Any]) -> None:
+        self.taken_at, self.extra = taken_at, dict(extra)
+
+    def load(self, customer_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        return {cid: self._rows[cid] for cid in customer_ids if cid in self._rows}
+
+
+#: the stage's list of the refunds read account-wide (for charges with many refunds)
+STAGED_REFUNDS = "refunds of long charges"
+#: customers assembled per ``Stage.load``
+LOAD_BATCH = 500
+
+
+def fill(calls: StripeCalls, stage: Stage, *, on_page: OnPage | None = None) -> None:
+    """Read every account-wide list once into ``stage``, keeping its ``wanted`` customers'
+    objects (every page is still read). Charges embed a page of 10 refunds; when more than
+    ``REFUND_LISTS_PER_CHARGE`` of the kept charges have more, the refunds are one more
+    account-wide list, kept too; else each such charge's are listed when it is assembled.
+    The stage's ``taken_at`` is set last, to the read's start: a read that dies midway
+    leaves a stage that the next read ``begin``s again."""
+    calls = calls.retrying_reads()
+    started = datetime.now(UTC)  # before the first page: any change after it may be missing
+    only = stage.wanted()
+    stage.begin()
+    longer: dict[str, str] = {}  # charge id -> customer, for charges with more refunds
+    lock = threading.Lock()
+
+    def sink(name: str, objs: list[dict[str, Any]]) -> None:
+        rows: list[StagedRow] = []
+        for obj in objs:
+            cid = obj["id"] if name == "customers" else ref_id(obj.get("customer"))
+            if not cid or (only is not None and cid not in only):
+                continue  # another customer's (or a deleted customer's leftovers)
+            rows.append((cid, name, obj))
+            if name == "charges" and snapshot.needs_refund_list(obj):
+                with lock:
+                    longer[obj["id"]] = cid
+        if rows:
+            stage.add(rows)
+
+    expand = {"expand": [f"data.{snapshot.CUSTOMER_EXPAND}"]}
+    _read_lists(
+        calls, [("customers", "/v1/customers", expand), *snapshot.lists(calls)], on_page, sink
+    )
+    listed = len(longer) > REFUND_LISTS_PER_CHARGE
+    if listed:
+        rows: list[StagedRow] = []
+        for rf in _pages(calls, "refunds", "/v1/refunds", {}, on_page):
+            if (charge := snapshot.charge_of(rf)) in longer:
+                rows.append((longer[charge], STAGED_REFUNDS, rf))
+        stage.add(rows)
+    stage.finish(started, {"refunds_listed": listed})
+
+
+def assemble(
+    calls: StripeCalls,
+    stage: Stage,
+    customer_ids: Sequence[str],
+    *,
+    per_customer: bool = False,
+    on_customer: OnCustomer | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """(objects, failed) of these customers from a filled ``stage``, a batch of customers
+    per ``load``; a customer the stage does not hold is in neither (not in the account, or
+    not wanted by its read): the caller reads it per user. What no account-wide list
+    holds is read now, per object (``snapshot.assemble``)."""
+    calls = calls.retrying_reads()
+    listed = bool(stage.extra.get("refunds_listed"))
+    coupons: dict[str, dict[str, Any]] = {}
+    objects: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    for at in range(0, len(customer_ids), LOAD_BATCH):
+        got = stage.load(customer_ids[at : at + LOAD_BATCH])
+        for cid in customer_ids[at : at + LOAD_BATCH]:
+            lists = got.get(cid) or {}
+            if not lists.get("customers"):
+                continue
+            refunds: dict[str, list[dict[str, Any]]] | None = None
+            if listed:
+                refunds = defaultdict(list)
+                for rf in lists.get(STAGED_REFUNDS) or []:
+                    refunds[snapshot.charge_of(rf) or ""].append(rf)
+            try:
+                objects[cid] = snapshot.assemble(
+                    calls, lists["customers"][0], lists, refunds=refunds, coupons=coupons,
+                    per_customer=per_customer,
+                )  # fmt: skip
+            except NotFound as exc:  # deleted while the lists were read
+                failed[cid] = str(exc)
+                continue
+            if on_customer is not None:
+                on_customer(cid, objects[cid])
+    return objects, failed
 
 
 def read_account(
@@ -137,57 +258,22 @@ def read_account(
     per_customer: bool = False,
     on_customer: OnCustomer | None = None,
 ) -> AccountLists:
-    """Every list once, account-wide; ``only`` keeps these customers (a cohort), every
-    page is still read. ``per_customer``: each customer's balance transactions too (one
-    request per customer: a snapshot needs them, ``users sync`` does not). Each request
-    is retried after a transient failure (``StripeCalls.retrying_reads``).
+    """Every list once, account-wide, held in memory; ``only`` keeps these customers,
+    every page is still read. ``per_customer``: each customer's balance transactions too
+    (one request per customer: a snapshot needs them, ``users sync`` does not). Each
+    request is retried after a transient failure (``StripeCalls.retrying_reads``).
     ``on_customer`` is told each customer as soon as its objects are complete, before
     the next customer's own requests: a cohort's first members can be migrated while
     the read goes on."""
-    calls = calls.retrying_reads()
-    out = AccountLists()  # taken_at: now, before the first page
-    expand = {"expand": [f"data.{snapshot.CUSTOMER_EXPAND}"]}
-
-    def wanted(name: str, obj: dict[str, Any]) -> bool:
-        return (
-            only is None
-            or (obj["id"] if name == "customers" else ref_id(obj.get("customer"))) in only
-        )
-
-    customers, *others = _read_lists(
-        calls, [("customers", "/v1/customers", expand), *snapshot.lists(calls)], on_page, wanted
+    stage = MemoryStage(only)
+    fill(calls, stage, on_page=on_page)
+    assert stage.taken_at is not None
+    out = AccountLists(taken_at=stage.taken_at)
+    held = stage.load(stage.order)
+    out.customers = [held[cid]["customers"][0] for cid in stage.order]
+    out.objects, out.failed = assemble(
+        calls, stage, stage.order, per_customer=per_customer, on_customer=on_customer
     )
-    out.customers = customers
-    known = {c["id"] for c in out.customers}
-    grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for (name, _fn, _params), objs in zip(snapshot.lists(calls), others, strict=True):
-        for obj in objs:
-            cid = ref_id(obj.get("customer"))
-            if cid in known:  # else another customer's, or a deleted customer's leftovers
-                grouped[cid][name].append(obj)
-    # charges embed a page of 10 refunds; more are listed per charge, or once account-wide
-    # when many charges have more
-    longer = {
-        ch["id"] for g in grouped.values() for ch in g["charges"] if snapshot.needs_refund_list(ch)
-    }
-    refunds: dict[str, list[dict[str, Any]]] | None = None
-    if len(longer) > REFUND_LISTS_PER_CHARGE:
-        refunds = defaultdict(list)
-        for rf in _pages(calls, "refunds", "/v1/refunds", {}, on_page):
-            if (charge := snapshot.charge_of(rf)) in longer:
-                refunds[charge].append(rf)
-    coupons: dict[str, dict[str, Any]] = {}
-    for cus in out.customers:
-        try:
-            out.objects[cus["id"]] = snapshot.assemble(
-                calls, cus, grouped.get(cus["id"], {}), refunds=refunds, coupons=coupons,
-                per_customer=per_customer,
-            )  # fmt: skip
-        except NotFound as exc:  # deleted while the lists were read
-            out.failed[cus["id"]] = str(exc)
-            continue
-        if on_customer is not None:
-            on_customer(cus["id"], out.objects[cus["id"]])
     return out
 
 
@@ -197,21 +283,27 @@ def snapshots(
     on_snapshot: Callable[[RawSnapshot], None] | None = None,
     *,
     per_customer: bool = True,
+    stage: Stage | None = None,
 ) -> dict[str, RawSnapshot]:
     """A cohort's snapshots by user id, each complete as its per-user snapshot;
     ``on_snapshot`` gets each one as soon as it is complete. ``per_customer=False``
     leaves out the part read one request per customer (``snapshot.read_per_customer``), for
-    each member's own preflight to add (``complete``)."""
+    each member's own preflight to add (``complete``). ``stage``: the account read a
+    cohort's chunks share, read into it now unless it is filled already (``Stage``)."""
     users = {r.legacy_customer_id: r.user_id for r in refs if r.legacy_customer_id}
+    if stage is None:
+        stage = MemoryStage(users)
+    if stage.taken_at is None:
+        fill(calls, stage)
+    taken_at = stage.taken_at
     out: dict[str, RawSnapshot] = {}
-    started = datetime.now(UTC)  # before the first page, as the read's own ``taken_at``
 
     def done(cid: str, objects: dict[str, Any]) -> None:
-        snap = out[users[cid]] = RawSnapshot(users[cid], cid, objects, taken_at=started)
+        snap = out[users[cid]] = RawSnapshot(users[cid], cid, objects, taken_at=taken_at)
         if on_snapshot is not None:
             on_snapshot(snap)
 
-    read_account(calls, only=set(users), per_customer=per_customer, on_customer=done)
+    assemble(calls, stage, list(users), per_customer=per_customer, on_customer=done)
     return out
 
 

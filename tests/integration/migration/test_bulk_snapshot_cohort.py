@@ -17,7 +17,7 @@ import pytest
 from migration_world import World, open_world
 
 from migration import cohorts, services
-from migration.models import CohortMember, Migration, MigrationStep
+from migration.models import Cohort, CohortMember, Migration, MigrationStep, StagedObject
 from sandbox.faultproxy import FaultProxy
 from sandbox.stack import Stack
 
@@ -117,5 +117,43 @@ def test_a_bulk_cohort_reads_legacy_once_and_ends_as_the_per_user_one(tmp_path: 
         # the re-check's fresh per-user read hashes like the bulk snapshot)
         assert _outcome(world, "bulk") == _outcome(world, "single")
         assert all(key[3] == 1 for key in _outcome(world, "bulk")), _outcome(world, "bulk")
+        world.check_exactly_one_system(users)
+        world.ctx.close()
+
+
+@pytest.mark.postgres
+def test_a_cohort_in_chunks_reads_the_account_once_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Three chunks of a cohort share one account read, staged in PostgreSQL: the
+    account's customer list is read once (not once per chunk), every member that passed
+    preflight did so on a staged snapshot, the stage is gone when the last chunk is
+    assembled, and each system's own answers show every user in exactly one of them."""
+    with Stack(tmp_path / "sandbox") as ep, FaultProxy(ep.legacy_url) as proxy:
+        world = open_world(ep, tmp_path, legacy_url=proxy.url, database_url=postgres_url)
+        users = world.seed(2 * len(CONFIGS), configs=CONFIGS)  # half stay in the account
+        assert world.sync() == len(users)
+        members = sorted(users)[: len(CONFIGS)]
+        cohorts.create(world.ctx.sessions, "chunked", members, actor="test")
+        deps = dataclasses.replace(world.deps, bulk_reads="on", bulk_chunk=2)
+        chunks: list[list[str]] = []
+
+        def prefetch(cohort: str, ids: list[str]) -> None:
+            chunks.append(ids)
+            services.prefetch_chunk(deps, cohort, ids, queued.append, prefetch)
+
+        queued: list[str] = []
+        proxy.reset_stats()
+        services.start_cohort(deps, "chunked", queued.append, actor="test", prefetch=prefetch)
+        assert [len(c) for c in chunks] == [2, 2, 1]
+        # the account (10 customers) is one page of each list, read once for three chunks
+        assert proxy.stats()["routes"].get("GET /v1/customers") == 1, proxy.stats()["routes"]
+        for mig_id in queued:
+            services.run_member(deps, mig_id)
+        used = _prefetched(world, "chunked")
+        assert used and all(used), used
+        with world.ctx.sessions() as session:
+            assert session.query(StagedObject).count() == 0
+            assert session.get(Cohort, "chunked").stage_taken_at is None
         world.check_exactly_one_system(users)
         world.ctx.close()

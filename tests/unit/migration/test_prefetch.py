@@ -14,7 +14,10 @@ import stripe
 from core.db import transaction, utcnow
 from core.errors import BackendUnavailable
 from migration import cohort_progress, cohorts, prefetch, reaper, services
-from migration.models import Cohort, Migration, MigrationStep, Snapshot
+from migration.models import Cohort, Migration, MigrationStep, Snapshot, StagedObject
+from migration.stage import CohortStage
+from multiplexer import change_feed
+from multiplexer.backends.base import LegacyChange
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from multiplexer.models import Route
 
@@ -91,7 +94,107 @@ def test_chunks_are_read_one_after_another_and_every_member_runs_once(world):
     assert sorted(sum(chunks, [])) == sorted(ran)
     assert len(ran) == len(set(ran)) == len(users)
     assert world.legacy.calls.count("snapshots") == 3
+    # the account is read once, into the cohort's stage, for all three chunks
+    assert world.legacy.calls.count("account read") == 1
     assert all(d.get("prefetched") for d in _preflights(world).values())
+    with world.sessions() as s:  # the last chunk dropped the stage
+        assert s.scalar(sa.select(sa.func.count()).select_from(StagedObject)) == 0
+        assert s.get(Cohort, "wave").stage_taken_at is None
+
+
+def _between_chunks(world, name: str, hook) -> list[str]:
+    """As ``_run``, with ``hook()`` called before every chunk's prefetch but the first."""
+    ran: list[str] = []
+
+    def enqueue(mid: str) -> None:
+        ran.append(mid)
+        services.run_member(world.deps, mid)
+
+    def again(cohort: str, ids: list[str], *, first: bool = False) -> None:
+        if not first:
+            hook(ids)
+        services.prefetch_chunk(world.deps, cohort, ids, enqueue, again)
+
+    services.start_cohort(
+        world.deps, name, enqueue, actor="t", prefetch=lambda c, i: again(c, i, first=True)
+    )
+    return ran
+
+
+def _user_of(world, mig_id: str) -> str:
+    with world.sessions() as s:
+        return s.get(Migration, mig_id).user_id
+
+
+def test_a_member_whose_customer_changed_since_the_stage_is_read_per_user(world):
+    """A webhook (or the event feed) names a member's customer after the cohort's account
+    read: that member is not served its staged objects but read per user, the others of
+    the chunk still from the stage."""
+    users = _cohort(world, 4)
+    world.deps = dataclasses.replace(world.deps, bulk_chunk=2)
+    changed: list[str] = []
+
+    def touch(ids: list[str]) -> None:
+        user = _user_of(world, ids[0])
+        cid = world.route(user).legacy_customer_id
+        with transaction(world.sessions) as s:
+            change_feed.mark(
+                s, [LegacyChange((cid,), utcnow(), "customer.updated", "evt_1")], source="webhook"
+            )
+        changed.append(user)
+
+    ran = _between_chunks(world, "wave", touch)
+    assert len(ran) == len(users)
+    details = _preflights(world)
+    assert {u for u, d in details.items() if not d.get("prefetched")} == set(changed)
+    assert world.legacy.calls.count("account read") == 1
+    with world.sessions() as s:
+        assert {m.status for m in s.query(Migration)} == {"succeeded"}
+
+
+def test_a_stage_past_half_the_snapshot_age_is_read_again(world):
+    """A staged read older than half ``snapshot_max_age`` serves no further chunk: the
+    account is read again, and the members still get prefetched snapshots."""
+    _cohort(world, 4)
+    world.deps = dataclasses.replace(world.deps, bulk_chunk=2, snapshot_max_age=3600)
+
+    def age(ids: list[str]) -> None:
+        with transaction(world.sessions) as s:
+            s.get(Cohort, "wave").stage_taken_at = utcnow() - timedelta(minutes=31)
+
+    _between_chunks(world, "wave", age)
+    assert world.legacy.calls.count("account read") == 2
+    assert all(d.get("prefetched") for d in _preflights(world).values())
+
+
+def test_two_reads_of_one_stage_never_mix_and_an_unfinished_one_is_never_served(world):
+    for u in ("a", "b"):
+        world.user(u)
+    cohorts.create(world.sessions, "wave", ["a", "b"], actor="t")
+    cid = world.route("a").legacy_customer_id
+
+    def open_stage() -> CohortStage:
+        return CohortStage(world.sessions, "wave", max_age=3600)
+
+    one, two = open_stage(), open_stage()
+    assert one.taken_at is None and one.wanted() == {cid, world.route("b").legacy_customer_id}
+    one.begin()
+    one.add([(cid, "customers", {"id": cid, "read": 1})])
+    two.begin()
+    two.add([(cid, "customers", {"id": cid, "read": 2})])
+    assert open_stage().taken_at is None  # neither finished: nothing to serve
+    two.finish(utcnow(), {})
+    assert open_stage().load([cid]) == {cid: {"customers": [{"id": cid, "read": 2}]}}
+    one.add([(cid, "invoices", {"id": "in_1", "read": 1})])  # the first read goes on
+    one.finish(utcnow(), {"refunds_listed": False})
+    served = open_stage()
+    assert served.extra["refunds_listed"] is False
+    assert served.load([cid]) == {
+        cid: {"customers": [{"id": cid, "read": 1}], "invoices": [{"id": "in_1", "read": 1}]}
+    }
+    with world.sessions() as s:  # the replaced read's rows are gone
+        assert s.scalar(sa.select(sa.func.count()).select_from(StagedObject)) == 2
+    assert CohortStage(world.sessions, "wave", max_age=0).taken_at is None  # too old
 
 
 def test_a_failed_bulk_read_leaves_every_member_to_the_per_user_read(world, monkeypatch):

@@ -17,6 +17,7 @@ import pytest
 
 from migration.records import content_hash
 from multiplexer.backends.base import UserRef
+from multiplexer.backends.stripe import bulk
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from tests.stripe_current import configurations, shapes
 from tests.stripe_current.double import StripeDouble, client_for
@@ -137,6 +138,36 @@ def test_a_cohort_read_without_per_customer_requests_is_completed_by_one_request
         assert backend.complete_snapshot(whole) is whole and double.reads[before:] == []
     # the credit-note configuration holds one: completing is not only adding an empty list
     assert backend.complete_snapshot(partial["u-credit_notes"]).objects["balance_transactions"]
+
+
+def test_a_cohorts_chunks_are_assembled_from_one_staged_read_of_the_account(
+    account: dict[str, Any],
+) -> None:
+    """A cohort read in chunks reads the account-wide lists once, into a stage; each
+    later chunk is assembled from it without a list request, every snapshot still equal to
+    the per-user one and dated at the stage's read. A stage keeps only its cohort's
+    customers (``wanted``)."""
+    double = account["double"]
+    backend = StripeLegacyBackend(client_for(double), dialect="current")
+    refs = [UserRef(f"u-{n}", cid) for n, cid in account["customers"].items()]
+    stage = bulk.MemoryStage({r.legacy_customer_id for r in refs[1:]})  # the first: not ours
+    chunks = [refs[1:4], refs[4:]]
+    before = len(double.reads)
+    first = backend.snapshots(chunks[0], per_customer=False, stage=stage)
+    account_wide = {f"GET /v1/{p}" for p in ACCOUNT_LISTS}
+    lists = [r for r in double.reads[before:] if r in account_wide]
+    assert sorted(lists) == sorted(account_wide), lists
+    before = len(double.reads)
+    second = backend.snapshots(chunks[1], per_customer=False, stage=stage)
+    again = [r for r in double.reads[before:] if r in account_wide]
+    assert again == [], again  # no account-wide list for the second chunk
+    assert backend.snapshots(refs[:1], stage=stage) == {}  # not kept: read per user
+    for ref in refs[1:]:
+        snap = {**first, **second}[ref.user_id]
+        assert snap.taken_at == stage.taken_at
+        single = backend.snapshot(ref)
+        whole = backend.complete_snapshot(snap)
+        assert content_hash(whole.objects) == content_hash(single.objects), ref.user_id
 
 
 #: the account-wide lists of the current dialect's read, by request path
