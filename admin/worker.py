@@ -89,7 +89,9 @@ def _mark_received_migrations(app: App) -> None:
     """Each migration task this process receives marks its migration (``leases.
     mark_received``) before a thread claims it: SIGKILLed in between, the reaper hands
     it back within a lease period instead of an hour (the production-shape test lost
-    a member to this window, 1 run in 3 on a loaded machine)."""
+    a member to this window, 1 run in 3 on a loaded machine). This process beats its
+    marks (``leases.beat_received``): a task it holds while its threads are busy is not
+    handed to another worker."""
     import os
     import socket
 
@@ -99,6 +101,7 @@ def _mark_received_migrations(app: App) -> None:
     from migration import leases
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    leases.beat_received(app.sessions, worker, every=app.settings.lease_seconds / 3)
 
     @task_received.connect(weak=False)
     def _received(request: object = None, **_: object) -> None:

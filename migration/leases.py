@@ -41,7 +41,8 @@ def mark_received(sessions: sessionmaker[Session], migration_id: str, worker: st
     ``pending`` with nobody on it: Redis gives an unacked message back only after its
     visibility timeout (6 h), the lost sweep after ``lost_after`` (1 h). The mark is a
     lease nobody beats: the claim replaces it at once, and the reaper hands back one
-    that is older than ``stale_after`` (``migration.reaper``)."""
+    that is older than ``stale_after`` (``migration.reaper``), unless the worker's
+    ``beat_received`` keeps it fresh."""
     with transaction(sessions) as session:
         marked = session.execute(
             sa.update(Migration)
@@ -54,6 +55,21 @@ def mark_received(sessions: sessionmaker[Session], migration_id: str, worker: st
             .execution_options(synchronize_session=False)
         )
         return bool(marked.rowcount)  # type: ignore[attr-defined]
+
+
+def beat_received(sessions: sessionmaker[Session], worker: str, *, every: float) -> threading.Event:
+    """For the life of this worker process, keep its received marks fresh: one UPDATE of
+    every migration still marked received by ``worker`` every ``every`` seconds.
+
+    Unbeaten, a mark went stale while a *live* worker held the task (every thread busy,
+    the task behind others in the pool's queue): the reaper then sent a duplicate to the
+    control queue — harmless (its claim fails) but churn. Beaten from the process that
+    receives the tasks, a mark goes stale only when that process dies. Returns the
+    event that stops the beat (a worker never sets it: the beat ends with the process)."""
+    mine = sa.update(Migration).where(Migration.owner == f"{RECEIVED}{worker}"[:120])
+    stop = threading.Event()
+    _start_beat(sessions, lambda: mine.values(heartbeat_at=utcnow()), every, stop, "received")
+    return stop
 
 
 def unmark_received(sessions: sessionmaker[Session], migration_id: str) -> None:
@@ -134,6 +150,22 @@ def heartbeat(
     """Run ``statement()`` every ``every`` seconds in a daemon thread while the block runs:
     the heartbeat of a lease (a migration's, a cohort prefetch's), dying with the process."""
     done = threading.Event()
+    _start_beat(sessions, statement, every, done)
+    try:
+        yield
+    finally:
+        # not joined: waiting for the thread to wake and exit cost 4 % of a worker thread's
+        # time, once per step, and a beat that lands after the block only moves a heartbeat
+        done.set()
+
+
+def _start_beat(
+    sessions: sessionmaker[Session],
+    statement: Callable[[], sa.Update],
+    every: float,
+    done: threading.Event,
+    name: str = "heartbeat",
+) -> None:
     every = max(every, 0.05)  # a test's lease of 0 s must not spin
 
     def beat() -> None:
@@ -142,11 +174,4 @@ def heartbeat(
             with contextlib.suppress(Exception), transaction(sessions) as session:
                 session.execute(statement())
 
-    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        # not joined: waiting for the thread to wake and exit cost 4 % of a worker thread's
-        # time, once per step, and a beat that lands after the block only moves a heartbeat
-        done.set()
+    threading.Thread(target=beat, name=name, daemon=True).start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -215,6 +216,35 @@ def test_a_migration_received_by_a_worker_that_died_is_handed_back_within_a_leas
     assert counts["received_by_the_dead"] == 1 and counts["lost"] == 0 and enqueued == [dead]
     assert reaper.reap(world.deps, enqueued.append)["received_by_the_dead"] == 0  # once
     assert services.run_member(world.deps, dead).status == "succeeded"
+
+
+def test_a_live_workers_received_marks_are_beaten_and_never_handed_back(world):
+    """A task waiting in a live worker behind busy threads keeps its mark fresh (the
+    worker beats it); once the beat stops (the process died) the reaper hands it back."""
+    world.user("u1")
+    waiting = records.create(world.sessions, "u1")
+    assert leases.mark_received(world.sessions, waiting, "host:1")
+    old = utcnow() - timedelta(minutes=10)
+    with transaction(world.sessions) as s:
+        s.get(Migration, waiting).heartbeat_at = old
+    stop = leases.beat_received(world.sessions, "host:1", every=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with world.sessions() as s:
+                if s.get(Migration, waiting).heartbeat_at > old:
+                    break
+            time.sleep(0.05)
+        enqueued: list[str] = []
+        assert reaper.reap(world.deps, enqueued.append)["received_by_the_dead"] == 0
+        assert enqueued == []
+    finally:
+        stop.set()
+    time.sleep(0.2)  # a beat in flight lands
+    with transaction(world.sessions) as s:
+        s.get(Migration, waiting).heartbeat_at = old
+    counts = reaper.reap(world.deps, enqueued.append)
+    assert counts["received_by_the_dead"] == 1 and enqueued == [waiting]
 
 
 def test_a_paused_cohorts_member_drops_its_received_mark(world):
