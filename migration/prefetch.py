@@ -9,16 +9,19 @@ transactions, one request) unless it is older than ``snapshot_max_age``. Its
 ``taken_at`` is the bulk read's start, so "any change since the snapshot?" is asked
 from then.
 
-The bulk read costs the whole account whatever the chunk's size, so it is chosen by
-estimate (``wanted``): the legacy adapter prices both reads (``read_costs``) for an
-account sized from the routing table (``account_size``: what ``users sync`` recorded).
-A cohort of 10 users in a 600,000-customer account is read per user.
+The bulk read costs the whole account whatever the cohort's size, so it is read once
+per cohort into the database (``migration.stage``) and every chunk is assembled from
+it, and it is chosen by estimate (``wanted``, for the whole cohort): the legacy adapter
+prices both reads (``read_costs``) for an account sized from the routing table
+(``account_size``: what ``users sync`` recorded). A cohort of 10 users in a
+600,000-customer account is read per user.
 
 Where it runs: ``services.start_cohort`` hands the chunk's migrations to the
 ``twinbill.prefetch`` task (``services.prefetch_chunk``) instead of enqueueing them;
-the task reads, storing and enqueueing each member as soon as its objects are complete,
-then enqueues the next chunk's prefetch behind them, so each chunk is read when the
-workers get to it. The task holds the cohort's prefetch lease (``lease``) meanwhile:
+the task reads (the first chunk: the account into the stage; every chunk: its members
+from the stage), storing and enqueueing each member as soon as its objects are
+complete, then enqueues the next chunk's prefetch behind them, so each chunk is
+assembled when the workers get to it. The task holds the cohort's prefetch lease (``lease``) meanwhile:
 killed midway, the reaper hands back the members it did not enqueue. A read that fails
 keeps what it stored; every other member is then read per user, as without bulk reads.
 """
