@@ -100,26 +100,6 @@ class Cohort(Base):
     # reaper hands the members it did not enqueue back (migration.reaper)
     prefetch_owner: Mapped[str | None] = mapped_column(sa.String(120), default=None)
     prefetch_heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
-    # the account read its chunks share (migration.stage): when it started, once complete
-    # (None: not read, or the read did not finish), and the legacy adapter's notes on it
-    stage_taken_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
-    stage_extra: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
-
-
-class StagedObject(Base):
-    """One legacy object a cohort's account read kept for a member (migration.stage)."""
-
-    __tablename__ = "cohort_stage"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    cohort: Mapped[str] = mapped_column(sa.ForeignKey("cohorts.name", ondelete="CASCADE"))
-    # the read that kept it: only the finished read's rows are served (Cohort.stage_extra)
-    reader: Mapped[str] = mapped_column(sa.String(40))
-    customer_id: Mapped[str] = mapped_column(sa.String(120))
-    list_name: Mapped[str] = mapped_column(sa.String(40))
-    body: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-    __table_args__ = (sa.Index("ix_cohort_stage_customer", "cohort", "reader", "customer_id"),)
 
 
 class CohortMember(Base):

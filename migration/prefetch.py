@@ -21,8 +21,9 @@ Where it runs: ``services.start_cohort`` hands the chunk's migrations to the
 the task reads (the first chunk: the account into the stage; every chunk: its members
 from the stage), storing and enqueueing each member as soon as its objects are
 complete, then enqueues the next chunk's prefetch behind them, so each chunk is
-assembled when the workers get to it. The task holds the cohort's prefetch lease (``lease``) meanwhile:
-killed midway, the reaper hands back the members it did not enqueue. A read that fails
+assembled when the workers get to it. The task holds the cohort's prefetch lease
+(``lease``) meanwhile: killed midway, the reaper hands back the members it did not
+enqueue. A read that fails
 keeps what it stored; every other member is then read per user, as without bulk reads.
 """
 
@@ -37,11 +38,12 @@ import sqlalchemy as sa
 
 from core.db import transaction, utcnow
 from migration import leases, records
+from migration import stage as stages
 from migration.deps import SagaDeps
 from migration.models import Cohort, Migration
-from migration.stage import CohortStage
 from multiplexer.backends.base import RawSnapshot, UserRef
 from multiplexer.models import Route
+from multiplexer.stage import DbStage
 
 log = logging.getLogger("twinbill.prefetch")
 
@@ -189,11 +191,11 @@ def next_chunk(deps: SagaDeps, cohort: str, *, after: Sequence[str]) -> list[str
         )
 
 
-def stage_of(deps: SagaDeps, cohort: str) -> CohortStage:
+def stage_of(deps: SagaDeps, cohort: str) -> DbStage:
     """The cohort's staged account read (``migration.stage``), if it is fresh enough to
     serve a chunk: younger than half ``snapshot_max_age``, so that a member's snapshot is
     still fresh when its preflight comes (``steps._prefetched``)."""
-    return CohortStage(deps.sessions, cohort, max_age=deps.snapshot_max_age / 2)
+    return stages.of_cohort(deps.sessions, cohort, max_age=deps.snapshot_max_age / 2)
 
 
 def worth_it(deps: SagaDeps, cohort: str) -> bool:

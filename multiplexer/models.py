@@ -209,3 +209,34 @@ class LegacyChangeFeed(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     reads: Mapped[int] = mapped_column(sa.Integer, default=0)  # event reads so far
     requests: Mapped[int] = mapped_column(sa.Integer, default=0)  # legacy requests they took
+
+
+class LegacyStage(Base):
+    """A bulk read of the legacy account kept in the database (``multiplexer.stage``): one
+    per ``scope`` (a cohort's, ``users sync``'s), pointing at the read being served."""
+
+    __tablename__ = "legacy_stages"
+
+    scope: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    # the finished read whose rows are served, when it started, the adapter's notes on it
+    reader: Mapped[str | None] = mapped_column(sa.String(40), default=None)
+    taken_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+
+
+class LegacyStagedObject(Base):
+    """One legacy object a staged read kept, under the read that kept it (``reader``)."""
+
+    __tablename__ = "legacy_stage_objects"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(sa.String(120))
+    reader: Mapped[str] = mapped_column(sa.String(40))
+    customer_id: Mapped[str] = mapped_column(sa.String(120))
+    list_name: Mapped[str] = mapped_column(sa.String(40))
+    body: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+    __table_args__ = (
+        sa.Index("ix_legacy_stage_objects_customer", "scope", "reader", "customer_id"),
+        sa.Index("ix_legacy_stage_objects_list", "scope", "reader", "list_name", "id"),
+    )

@@ -116,8 +116,9 @@ StagedRow = tuple[str, str, dict[str, Any]]
 
 class Stage(Protocol):
     """Where a bulk read keeps the account-wide lists' objects until each customer's
-    snapshot is assembled from them: in memory for one read, or in the database so that
-    a whole cohort's chunks share one read of the account (``migration.stage``).
+    snapshot is assembled from them: in memory for one small read, or in the database
+    (``multiplexer.stage``) so that a whole cohort's chunks share one read of the account
+    and an account too big for memory can be synced.
 
     A read fills it (``begin``, ``add`` from several threads, ``finish``); any number of
     later calls assemble snapshots from it (``load``) without a list request."""
@@ -143,6 +144,10 @@ class Stage(Protocol):
 
     def load(self, customer_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
         """These customers' objects by list name, in the order they were added."""
+        ...
+
+    def customer_ids(self) -> list[str]:
+        """Every customer the read kept, in the order the customer list gave them."""
         ...
 
 
@@ -239,9 +244,11 @@ class LegacyBillingBackend(BillingBackend, Protocol):
     def get_plan(self, plan_code: str) -> Plan: ...
     def iter_customers(self, page_size: int = 100) -> Iterator[Customer]: ...
     def read_inventory(
-        self, *, on_page: Callable[[str, int], None] | None = None
+        self, *, on_page: Callable[[str, int], None] | None = None, stage: Stage | None = None
     ) -> tuple[int, Iterator[InventoryEntry]]:
-        """Every customer with its billing shape, from account-wide lists: (count, entries)."""
+        """Every customer with its billing shape, from account-wide lists: (count, entries).
+        ``stage``: where the read's objects wait for their entries (in memory when None; a
+        big account's do not fit)."""
         ...
 
     def snapshot(self, ref: UserRef) -> RawSnapshot: ...

@@ -184,9 +184,10 @@ class FakeBillingBackend:
         yield from list(self.customers.values())
 
     def read_inventory(
-        self, *, on_page: Callable[[str, int], None] | None = None
+        self, *, on_page: Callable[[str, int], None] | None = None, stage: Stage | None = None
     ) -> tuple[int, Iterator[InventoryEntry]]:
-        """Every customer with its history (the fake has no raw objects: card, no tax)."""
+        """Every customer with its history (the fake has no raw objects: card, no tax;
+        nothing to keep in a ``stage``)."""
         self.calls.append("read_inventory")
         customers = list(self.customers.items())
 

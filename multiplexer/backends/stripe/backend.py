@@ -234,11 +234,14 @@ class StripeLegacyBackend:
             yield map_customer(cus, subscriptions=subs, dialect=self.dialect)
 
     def read_inventory(
-        self, *, on_page: Callable[[str, int], None] | None = None
+        self, *, on_page: Callable[[str, int], None] | None = None, stage: Stage | None = None
     ) -> tuple[int, Iterator[InventoryEntry]]:
-        """Account-wide lists, 100 per page, grouped per customer (bulk)."""
-        lists = bulk.read_account(self._t, on_page=on_page)
-        return lists.total, bulk.entries(lists, self.map_snapshot, dialect=self.dialect)
+        """Account-wide lists, 100 per page, grouped per customer (bulk), kept in ``stage``
+        (default: in memory) until each customer's entry is made."""
+        stage = stage if stage is not None else bulk.MemoryStage()
+        bulk.fill(self._t, stage, on_page=on_page)
+        ids = stage.customer_ids()
+        return len(ids), bulk.entries(self._t, stage, self.map_snapshot, dialect=self.dialect)
 
     # -- writes ------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,26 +43,8 @@ from multiplexer.facets import LegacyFeatures
 
 #: ``(list name, objects read so far)`` after every page
 OnPage = Callable[[str, int], None]
-#: ``(customer id, objects)`` as soon as one customer's objects are complete
-OnCustomer = Callable[[str, dict[str, Any]], None]
 #: charges with more than a page of refunds listed one by one; beyond, one account-wide list
 REFUND_LISTS_PER_CHARGE = 10
-
-
-@dataclass
-class AccountLists:
-    """Every account-wide list, read once: each customer's ``objects`` (``snapshot`` shape)."""
-
-    customers: list[dict[str, Any]] = field(default_factory=list)
-    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: customers whose objects could not be completed (an object gone mid-read): the
-    #: caller reads them per user (``snapshot.fetch``) or reports them
-    failed: dict[str, str] = field(default_factory=dict)
-    taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    @property
-    def total(self) -> int:
-        return len(self.customers)
 
 
 def _pages(
@@ -161,11 +143,14 @@ class MemoryStage:
     def load(self, customer_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
         return {cid: self._rows[cid] for cid in customer_ids if cid in self._rows}
 
+    def customer_ids(self) -> list[str]:
+        return list(self.order)
+
 
 #: the stage's list of the refunds read account-wide (for charges with many refunds)
 STAGED_REFUNDS = "refunds of long charges"
 #: customers assembled per ``Stage.load``
-LOAD_BATCH = 500
+LOAD_BATCH = 100
 
 
 def fill(calls: StripeCalls, stage: Stage, *, on_page: OnPage | None = None) -> None:
@@ -209,72 +194,35 @@ def fill(calls: StripeCalls, stage: Stage, *, on_page: OnPage | None = None) -> 
     stage.finish(started, {"refunds_listed": listed})
 
 
-def assemble(
-    calls: StripeCalls,
-    stage: Stage,
-    customer_ids: Sequence[str],
-    *,
-    per_customer: bool = False,
-    on_customer: OnCustomer | None = None,
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """(objects, failed) of these customers from a filled ``stage``, a batch of customers
-    per ``load``; a customer the stage does not hold is in neither (not in the account, or
-    not wanted by its read): the caller reads it per user. What no account-wide list
-    holds is read now, per object (``snapshot.assemble``)."""
-    calls = calls.retrying_reads()
-    listed = bool(stage.extra.get("refunds_listed"))
-    coupons: dict[str, dict[str, Any]] = {}
-    objects: dict[str, dict[str, Any]] = {}
-    failed: dict[str, str] = {}
+def _batches(stage: Stage, customer_ids: Sequence[str]) -> Iterator[tuple[str, snapshot.Lists]]:
+    """(customer id, its lists) of those the stage holds, ``LOAD_BATCH`` per ``load``."""
     for at in range(0, len(customer_ids), LOAD_BATCH):
         got = stage.load(customer_ids[at : at + LOAD_BATCH])
         for cid in customer_ids[at : at + LOAD_BATCH]:
-            lists = got.get(cid) or {}
-            if not lists.get("customers"):
-                continue
-            refunds: dict[str, list[dict[str, Any]]] | None = None
-            if listed:
-                refunds = defaultdict(list)
-                for rf in lists.get(STAGED_REFUNDS) or []:
-                    refunds[snapshot.charge_of(rf) or ""].append(rf)
-            try:
-                objects[cid] = snapshot.assemble(
-                    calls, lists["customers"][0], lists, refunds=refunds, coupons=coupons,
-                    per_customer=per_customer,
-                )  # fmt: skip
-            except NotFound as exc:  # deleted while the lists were read
-                failed[cid] = str(exc)
-                continue
-            if on_customer is not None:
-                on_customer(cid, objects[cid])
-    return objects, failed
+            if (got.get(cid) or {}).get("customers"):
+                yield cid, got[cid]
 
 
-def read_account(
-    calls: StripeCalls,
-    *,
-    on_page: OnPage | None = None,
-    only: Collection[str] | None = None,
-    per_customer: bool = False,
-    on_customer: OnCustomer | None = None,
-) -> AccountLists:
-    """Every list once, account-wide, held in memory; ``only`` keeps these customers,
-    every page is still read. ``per_customer``: each customer's balance transactions too
-    (one request per customer: a snapshot needs them, ``users sync`` does not). Each
-    request is retried after a transient failure (``StripeCalls.retrying_reads``).
-    ``on_customer`` is told each customer as soon as its objects are complete, before
-    the next customer's own requests: a cohort's first members can be migrated while
-    the read goes on."""
-    stage = MemoryStage(only)
-    fill(calls, stage, on_page=on_page)
-    assert stage.taken_at is not None
-    out = AccountLists(taken_at=stage.taken_at)
-    held = stage.load(stage.order)
-    out.customers = [held[cid]["customers"][0] for cid in stage.order]
-    out.objects, out.failed = assemble(
-        calls, stage, stage.order, per_customer=per_customer, on_customer=on_customer
-    )
-    return out
+class _Assembler:
+    """One customer's ``objects`` from its staged lists (``snapshot.assemble``), what no
+    account-wide list holds read now per object; the coupons cache is the read's."""
+
+    def __init__(self, calls: StripeCalls, stage: Stage, *, per_customer: bool) -> None:
+        self.calls = calls.retrying_reads()
+        self.listed = bool(stage.extra.get("refunds_listed"))
+        self.per_customer = per_customer
+        self.coupons: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, lists: snapshot.Lists) -> dict[str, Any]:
+        refunds: dict[str, list[dict[str, Any]]] | None = None
+        if self.listed:
+            refunds = defaultdict(list)
+            for rf in lists.get(STAGED_REFUNDS) or []:
+                refunds[snapshot.charge_of(rf) or ""].append(rf)
+        return snapshot.assemble(
+            self.calls, lists["customers"][0], lists, refunds=refunds, coupons=self.coupons,
+            per_customer=self.per_customer,
+        )  # fmt: skip
 
 
 def snapshots(
@@ -295,15 +243,16 @@ def snapshots(
         stage = MemoryStage(users)
     if stage.taken_at is None:
         fill(calls, stage)
-    taken_at = stage.taken_at
+    assemble = _Assembler(calls, stage, per_customer=per_customer)
     out: dict[str, RawSnapshot] = {}
-
-    def done(cid: str, objects: dict[str, Any]) -> None:
-        snap = out[users[cid]] = RawSnapshot(users[cid], cid, objects, taken_at=taken_at)
+    for cid, lists in _batches(stage, list(users)):
+        try:
+            objects = assemble(lists)
+        except NotFound:  # deleted while the lists were read: read per user
+            continue
+        snap = out[users[cid]] = RawSnapshot(users[cid], cid, objects, taken_at=stage.taken_at)
         if on_snapshot is not None:
             on_snapshot(snap)
-
-    assemble(calls, stage, list(users), per_customer=per_customer, on_customer=done)
     return out
 
 
@@ -359,20 +308,28 @@ def features(objects: Mapping[str, Any]) -> LegacyFeatures:
 
 
 def entries(
-    lists: AccountLists,
+    calls: StripeCalls,
+    stage: Stage,
     map_snapshot: Callable[[RawSnapshot], BillingHistory],
     *,
     dialect: DialectName = "current",
 ) -> Iterator[InventoryEntry]:
-    """One entry per customer, mapped by the backend's own ``map_snapshot``; a customer
-    the mapping cannot read is an entry with a ``problem``, never an aborted sync."""
-    for cus in lists.customers:
-        cid = cus["id"]
+    """One entry per customer of a filled ``stage``, in the customer list's order, a
+    batch of customers in memory at a time; mapped by the backend's own
+    ``map_snapshot``. A customer the mapping cannot read is an entry with a ``problem``,
+    never an aborted sync. Each entry's snapshot leaves out the per-customer part
+    (``users sync`` does not need its balance transactions)."""
+    assemble = _Assembler(calls, stage, per_customer=False)
+    for cid, lists in _batches(stage, stage.customer_ids()):
+        cus = lists["customers"][0]
         user_id = metadata(cus).get(META_USER, "")
-        objects = lists.objects.get(cid) or {"customer": cus}
-        snap = RawSnapshot(user_id, cid, objects, taken_at=lists.taken_at)
         history: BillingHistory | None = None
-        problem = lists.failed.get(cid)
+        problem: str | None = None
+        try:
+            objects = assemble(lists)
+        except NotFound as exc:  # deleted while the lists were read
+            objects, problem = {"customer": cus}, str(exc)
+        snap = RawSnapshot(user_id, cid, objects, taken_at=stage.taken_at)
         try:
             if problem is not None:
                 raise TransformError(problem, record=cid)

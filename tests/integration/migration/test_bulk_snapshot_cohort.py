@@ -17,7 +17,8 @@ import pytest
 from migration_world import World, open_world
 
 from migration import cohorts, services
-from migration.models import Cohort, CohortMember, Migration, MigrationStep, StagedObject
+from migration.models import CohortMember, Migration, MigrationStep
+from multiplexer.models import LegacyStage, LegacyStagedObject
 from sandbox.faultproxy import FaultProxy
 from sandbox.stack import Stack
 
@@ -153,7 +154,7 @@ def test_a_cohort_in_chunks_reads_the_account_once_on_postgresql(
         used = _prefetched(world, "chunked")
         assert used and all(used), used
         with world.ctx.sessions() as session:
-            assert session.query(StagedObject).count() == 0
-            assert session.get(Cohort, "chunked").stage_taken_at is None
+            assert session.query(LegacyStagedObject).count() == 0
+            assert session.query(LegacyStage).count() == 0
         world.check_exactly_one_system(users)
         world.ctx.close()

@@ -13,13 +13,12 @@ import stripe
 
 from core.db import transaction, utcnow
 from core.errors import BackendUnavailable
-from migration import cohort_progress, cohorts, prefetch, reaper, services
-from migration.models import Cohort, Migration, MigrationStep, Snapshot, StagedObject
-from migration.stage import CohortStage
+from migration import cohort_progress, cohorts, prefetch, reaper, services, stage
+from migration.models import Cohort, Migration, MigrationStep, Snapshot
 from multiplexer import change_feed
 from multiplexer.backends.base import LegacyChange
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
-from multiplexer.models import Route
+from multiplexer.models import LegacyStage, LegacyStagedObject, Route
 
 
 def _run(world, name: str, *, chunks: list[list[str]] | None = None) -> list[str]:
@@ -98,8 +97,8 @@ def test_chunks_are_read_one_after_another_and_every_member_runs_once(world):
     assert world.legacy.calls.count("account read") == 1
     assert all(d.get("prefetched") for d in _preflights(world).values())
     with world.sessions() as s:  # the last chunk dropped the stage
-        assert s.scalar(sa.select(sa.func.count()).select_from(StagedObject)) == 0
-        assert s.get(Cohort, "wave").stage_taken_at is None
+        assert s.scalar(sa.select(sa.func.count()).select_from(LegacyStagedObject)) == 0
+        assert s.get(LegacyStage, stage.scope("wave")) is None
 
 
 def _between_chunks(world, name: str, hook) -> list[str]:
@@ -160,7 +159,7 @@ def test_a_stage_past_half_the_snapshot_age_is_read_again(world):
 
     def age(ids: list[str]) -> None:
         with transaction(world.sessions) as s:
-            s.get(Cohort, "wave").stage_taken_at = utcnow() - timedelta(minutes=31)
+            s.get(LegacyStage, stage.scope("wave")).taken_at = utcnow() - timedelta(minutes=31)
 
     _between_chunks(world, "wave", age)
     assert world.legacy.calls.count("account read") == 2
@@ -173,8 +172,8 @@ def test_two_reads_of_one_stage_never_mix_and_an_unfinished_one_is_never_served(
     cohorts.create(world.sessions, "wave", ["a", "b"], actor="t")
     cid = world.route("a").legacy_customer_id
 
-    def open_stage() -> CohortStage:
-        return CohortStage(world.sessions, "wave", max_age=3600)
+    def open_stage():
+        return stage.of_cohort(world.sessions, "wave", max_age=3600)
 
     one, two = open_stage(), open_stage()
     assert one.taken_at is None and one.wanted() == {cid, world.route("b").legacy_customer_id}
@@ -193,8 +192,8 @@ def test_two_reads_of_one_stage_never_mix_and_an_unfinished_one_is_never_served(
         cid: {"customers": [{"id": cid, "read": 1}], "invoices": [{"id": "in_1", "read": 1}]}
     }
     with world.sessions() as s:  # the replaced read's rows are gone
-        assert s.scalar(sa.select(sa.func.count()).select_from(StagedObject)) == 2
-    assert CohortStage(world.sessions, "wave", max_age=0).taken_at is None  # too old
+        assert s.scalar(sa.select(sa.func.count()).select_from(LegacyStagedObject)) == 2
+    assert stage.of_cohort(world.sessions, "wave", max_age=0).taken_at is None  # too old
 
 
 def test_a_failed_bulk_read_leaves_every_member_to_the_per_user_read(world, monkeypatch):

@@ -6,10 +6,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 
 from core.canonical import Subscription
+from multiplexer import stage
+from multiplexer.backends.stripe import bulk
 from multiplexer.backends.stripe.backend import StripeLegacyBackend
 from multiplexer.facets import compute
+from multiplexer.models import LegacyStagedObject
 
 T0 = 1_764_000_000  # 2025-11-24
 DAY = 86_400
@@ -182,3 +186,23 @@ def test_a_customer_the_mapping_cannot_read_is_an_entry_with_a_problem(account):
     assert bad.customer is not None and bad.customer.id == "cus_0007"
     f = compute(bad.history, bad.features, currency="EUR", problem=bad.problem)
     assert f["readable"] is False
+
+
+def test_the_inventory_kept_in_the_database_equals_the_one_in_memory(account, sessions):
+    """``users sync`` keeps the read's objects in the database (a big account does not fit
+    in memory): the entries are the in-memory read's, in the customer list's order, read
+    from the rows a batch at a time; dropping the scope leaves no row."""
+    backend, _ = account
+    _, in_memory = backend.read_inventory()
+    expected = [(e.user_id, e.snapshot.objects, e.problem) for e in in_memory]
+    staged = stage.DbStage(sessions, "users sync:test", max_age=0)
+    loads: list[int] = []
+    real_load = staged.load
+    staged.load = lambda ids: loads.append(len(ids)) or real_load(ids)  # type: ignore[method-assign]
+    total, entries = backend.read_inventory(stage=staged)
+    got = [(e.user_id, e.snapshot.objects, e.problem) for e in entries]
+    assert total == 250 and got == expected
+    assert loads and max(loads) <= bulk.LOAD_BATCH < total  # never the whole account at once
+    stage.drop(sessions, "users sync:test")
+    with sessions() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(LegacyStagedObject)) == 0
