@@ -14,7 +14,8 @@ where localstripe takes most of an hour), then in one run:
   facets — what an inventory built on the per-user read path would cost.
 
 Legacy calls are counted at the client (slots taken from the legacy limiter).
-Prints calls per customer, customers/s and the ratios bulk/per-customer, plus the
+Prints calls per customer, customers/s and the ratios bulk/per-customer, the growth of
+the process's peak memory during the sync (what it holds at once), plus the
 projected time for 600,000 customers at Stripe's live limit of 100 req/s (calls
 bound). localstripe scans its whole store on every list call, so its wall-clock
 numbers favour neither path much; the call ratio is what carries to real Stripe.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -114,9 +116,11 @@ def main(argv: list[str] | None = None) -> None:
         limiter = ctx.limiters["legacy"]
 
         before = limiter.stats()["acquired"]
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         t0 = time.perf_counter()
         report = sync_legacy(ctx, actor="bench")
         bulk_s = time.perf_counter() - t0
+        peak_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
         bulk_calls = limiter.stats()["acquired"] - before
         bulk_n = report.created + report.updated + report.refreshed + report.unchanged
 
@@ -163,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         f"conflicts {len(report.conflicts)}, unreadable {len(report.unreadable)}, "
         f"skipped {len(report.skipped)}"
     )
+    # the process's peak resident memory grew this much during the sync (over the seeded
+    # legacy double's own): what the sync holds at once
+    print(f"peak memory growth during the sync: {peak_growth / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

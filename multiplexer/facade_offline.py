@@ -22,10 +22,9 @@ from core.errors import BackendRejected, InvalidInput, NotFound
 from core.money import Money
 from multiplexer import guards, offline_ledger
 from multiplexer.backends.base import UserRef
+from multiplexer.facade_base import MuxBase
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
-
     from multiplexer.backends.base import BillingBackend
     from multiplexer.cache import RouteInfo
 
@@ -44,19 +43,7 @@ def _require_reference(reference: str | None) -> str:
     return ref
 
 
-class OfflineMoneyMixin:
-    _sessions: sessionmaker[Session]
-    _backends: dict[str, BillingBackend]
-
-    if TYPE_CHECKING:
-
-        def _writable(self, user_id: str) -> RouteInfo: ...
-        def _check_money(self, info: RouteInfo, amount: Money) -> Money: ...
-        def _backend(self, info: RouteInfo) -> BillingBackend: ...
-        def _refuser(self, info: RouteInfo, actor: str) -> guards.Refuse: ...
-        @staticmethod
-        def _ref(info: RouteInfo) -> UserRef: ...
-
+class OfflineMoneyMixin(MuxBase):
     def record_offline_payment(
         self,
         user_id: str,
