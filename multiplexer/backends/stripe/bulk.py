@@ -9,6 +9,12 @@ objects are completed and shaped are ``snapshot``'s, shared with the per-user re
 a customer's ``objects`` here equal its per-user snapshot's (same content hash), and
 are mapped by the same ``map_snapshot``.
 
+A read keeps the objects it wants in a ``Stage`` (``fill``): in memory for a small
+read (``MemoryStage``), or in the database (``multiplexer.stage``) so that a cohort's
+chunks share one read of the account and a big account's sync does not hold it in
+memory; customers are then assembled from it a batch at a time (``snapshots``,
+``entries``).
+
 What cannot be read account-wide is read per object as the per-user read does
 (truncated embedded lists, invoice payments, coupons) or per customer (balance
 transactions, only when ``per_customer``). Refunds of charges that do not embed them are

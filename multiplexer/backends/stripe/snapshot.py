@@ -1,7 +1,7 @@
 """One customer's legacy objects in one shape, whichever read produced them.
 
 The per-user snapshot (``fetch``: the lists filtered by ``customer``) and the bulk
-read (``bulk.read_account``: the same lists account-wide, grouped per customer) ask
+read (``bulk.fill``: the same lists account-wide, kept per customer in a stage) ask
 for the same lists with the same expansions (``lists``) and hand what they got to the
 same ``assemble``. So a customer's ``objects`` — and the content hash stored with a
 snapshot — are equal whichever read took them, in both dialects (tested for every
