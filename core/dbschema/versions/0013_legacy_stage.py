@@ -9,6 +9,9 @@ estimate then chose per-user reads: about 9 requests per user, not 3.3); and ``u
 sync`` held the whole account in memory, which a 600,000-customer account does not fit.
 A read now keeps its objects in ``legacy_stage_objects`` (under its reader id), and
 ``legacy_stages`` points each scope (a cohort, ``users sync``) at its finished read.
+
+``migrations.owner`` gains an index: each worker process refreshes its received marks
+by owner every few seconds (``leases.beat_received``), which scanned every migration.
 """
 
 from __future__ import annotations
@@ -54,9 +57,11 @@ def upgrade() -> None:
         "legacy_stage_objects",
         ["scope", "reader", "list_name", "id"],
     )
+    op.create_index("ix_migrations_owner", "migrations", ["owner"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_migrations_owner", table_name="migrations")
     op.drop_index("ix_legacy_stage_objects_list", table_name="legacy_stage_objects")
     op.drop_index("ix_legacy_stage_objects_customer", table_name="legacy_stage_objects")
     op.drop_table("legacy_stage_objects")
