@@ -40,9 +40,9 @@ def mark_received(sessions: sessionmaker[Session], migration_id: str, worker: st
     A worker SIGKILLed between receiving a task and claiming its migration left it
     ``pending`` with nobody on it: Redis gives an unacked message back only after its
     visibility timeout (6 h), the lost sweep after ``lost_after`` (1 h). The mark is a
-    lease nobody beats: the claim replaces it at once, and the reaper hands back one
-    that is older than ``stale_after`` (``migration.reaper``), unless the worker's
-    ``beat_received`` keeps it fresh."""
+    lease the receiving process beats (``beat_received``): the claim replaces it at
+    once, and the reaper hands back one older than ``stale_after`` — once that process
+    died (``migration.reaper``)."""
     with transaction(sessions) as session:
         marked = session.execute(
             sa.update(Migration)
