@@ -53,8 +53,10 @@ REPORT_FACETS = (
     "complexity",
 )
 OK = "ok"
-#: the stage scope of a ``users sync`` run (``sync_legacy``), a run id after it
+#: the stage scope of a ``users sync`` run (``sync_legacy``): its start time, a run id
 SYNC_SCOPE = "users sync:"
+#: a sync's rows older than this are a killed sync's (none runs for a day)
+SYNC_LEFTOVERS = timedelta(days=1)
 EXAMPLES = 5
 
 
@@ -235,8 +237,11 @@ def sync_legacy(
     scope ``users sync``), a batch of customers in memory at a time: held in memory, a
     600,000-customer account (some 8 million objects) would not fit. Every sync reads
     the account afresh, under its own scope (two syncs at once never share rows); its
-    rows are dropped when the sync ends, however it ends (a killed one's stay: runbook)."""
-    scope = f"{SYNC_SCOPE}{uuid.uuid4().hex}"
+    rows are dropped when the sync ends, however it ends. A sync that was killed left
+    its rows: the next sync drops those of syncs started over ``SYNC_LEFTOVERS`` ago."""
+    now = utcnow()
+    stage.drop_older(ctx.sessions, SYNC_SCOPE, f"{now - SYNC_LEFTOVERS:%Y%m%dT%H%M%S}")
+    scope = f"{SYNC_SCOPE}{now:%Y%m%dT%H%M%S}:{uuid.uuid4().hex}"
     staged = stage.DbStage(ctx.sessions, scope, max_age=0)
     try:
         total, entries = ctx.legacy.read_inventory(on_page=on_page, stage=staged)

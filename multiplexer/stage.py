@@ -162,3 +162,20 @@ def drop(sessions: sessionmaker[Session], scope: str) -> None:
     with transaction(sessions) as session:
         session.execute(_rows(scope))
         session.execute(sa.delete(LegacyStage).where(LegacyStage.scope == scope))
+
+
+def drop_older(sessions: sessionmaker[Session], prefix: str, stamp: str) -> int:
+    """Drop every scope ``prefix + X`` whose X sorts before ``stamp``: for scopes named by
+    a sortable start time (``users sync``'s), the reads started before it. One range
+    delete on the scope index, no scan. Returns the objects removed."""
+    lo, hi = prefix, prefix + stamp
+    with transaction(sessions) as session:
+        gone = session.execute(
+            sa.delete(LegacyStagedObject).where(
+                LegacyStagedObject.scope >= lo, LegacyStagedObject.scope < hi
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        session.execute(
+            sa.delete(LegacyStage).where(LegacyStage.scope >= lo, LegacyStage.scope < hi)
+        )
+    return int(gone or 0)

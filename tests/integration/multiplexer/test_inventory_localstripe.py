@@ -10,20 +10,25 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from core import dbschema
+from core.db import utcnow
 from core.settings import load_settings
 from migration import readiness
 from migration.records import content_hash
 from multiplexer import facets as facets_of
+from multiplexer import stage
 from multiplexer.backends.base import UserRef
 from multiplexer.backends.stripe.bulk import features
 from multiplexer.bootstrap import build
 from multiplexer.facets import compute
-from multiplexer.models import Route
+from multiplexer.models import LegacyStagedObject, Route
 from sandbox.legacy.configurations import CONFIGURATIONS
 from sandbox.legacy.launcher import LocalStripe
 from sandbox.legacy.population import seed
@@ -195,3 +200,21 @@ def test_cli_sync_is_idempotent_reports_progress_and_the_report_answers(world):
     page = (tmp / "r.html").read_text()
     assert "<svg" in page and "What will go wrong" in page
     assert "<script" not in page and "http" not in page.split("<body>")[1]  # no CDN
+
+
+def test_a_sync_keeps_no_rows_and_removes_what_a_killed_sync_left(world):
+    """The sync's read waits in the database; the sync drops it when it ends. A sync
+    killed midway left its rows: the next sync removes those of a sync started over a day
+    ago, never those of one that may still be running."""
+    ctx = world["ctx"]
+    now = utcnow()
+    killed = f"{readiness.SYNC_SCOPE}{now - timedelta(days=2):%Y%m%dT%H%M%S}:dead"
+    running = f"{readiness.SYNC_SCOPE}{now - timedelta(hours=1):%Y%m%dT%H%M%S}:alive"
+    for scope in (killed, running):
+        left = stage.DbStage(ctx.sessions, scope, max_age=0)
+        left.begin()
+        left.add([("cus_x", "customers", {"id": "cus_x"})])
+    readiness.sync_legacy(ctx, actor="test")
+    with ctx.sessions() as s:
+        scopes = Counter(s.scalars(sa.select(LegacyStagedObject.scope)))
+    assert scopes == {running: 1}, scopes
