@@ -445,26 +445,14 @@ def test_a_cohort_paused_midway_reads_no_further_chunk_and_drops_its_stage(world
     the staged account read, so a paused cohort holds no rows."""
     _cohort(world, 4)
     world.deps = dataclasses.replace(world.deps, bulk_chunk=2)
-    enqueued: list[str] = []
 
     def pause(ids: list[str]) -> None:
         cohorts.set_status(world.sessions, "wave", "paused", actor="t")
         with world.sessions() as s:
             assert s.get(LegacyStage, stage.scope("wave")) is not None  # read, not dropped
 
-    def enqueue(mid: str) -> None:
-        enqueued.append(mid)
-        services.run_member(world.deps, mid)
-
-    def again(cohort: str, ids: list[str], *, first: bool = False) -> None:
-        if not first:
-            pause(ids)
-        services.prefetch_chunk(world.deps, cohort, ids, enqueue, again)
-
     world.legacy.calls.clear()
-    services.start_cohort(
-        world.deps, "wave", enqueue, actor="t", prefetch=lambda c, i: again(c, i, first=True)
-    )
+    enqueued = _between_chunks(world, "wave", pause)
     assert world.legacy.calls.count("account read") == 1
     assert world.legacy.calls.count("snapshots") == 1  # the second chunk read nothing
     assert len(enqueued) == 4
