@@ -33,6 +33,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -41,6 +42,7 @@ from migration import leases, records
 from migration import stage as stages
 from migration.deps import SagaDeps
 from migration.models import Cohort, Migration
+from multiplexer import change_feed
 from multiplexer.backends.base import RawSnapshot, UserRef
 from multiplexer.models import Route
 from multiplexer.stage import DbStage
@@ -109,6 +111,10 @@ def wanted(deps: SagaDeps, members: int) -> bool:
     )
     return bulk < per_user
 
+
+#: wider than the change feed's clock margin: a member served from a stage its customer
+#: changed after costs a restart at the re-check; one read per user needlessly, one read
+STAGE_SKEW = timedelta(seconds=60)
 
 #: the prefetch lease's owner while the cohort's next prefetch task waits in the queue
 QUEUED = "queued"
@@ -198,12 +204,13 @@ def stage_of(deps: SagaDeps, cohort: str) -> DbStage:
     return stages.of_cohort(deps.sessions, cohort, max_age=deps.snapshot_max_age / 2)
 
 
-def worth_it(deps: SagaDeps, cohort: str) -> bool:
-    """Read this cohort's next chunk in bulk? Yes from a fresh stage (its read is paid);
-    else if one read of the account costs less than its unread members read per user."""
+def worth_it(deps: SagaDeps, cohort: str, stage: DbStage) -> bool:
+    """Read this cohort's next chunk in bulk? Yes from a fresh ``stage`` (its read is
+    paid); else if one read of the account costs less than its unread members read per
+    user."""
     if deps.bulk_reads == "off":
         return False
-    if stage_of(deps, cohort).taken_at is not None:
+    if stage.taken_at is not None:
         return True
     with deps.sessions() as session:
         unread = session.scalar(
@@ -221,13 +228,13 @@ def worth_it(deps: SagaDeps, cohort: str) -> bool:
 
 def store(
     deps: SagaDeps,
-    cohort: str,
+    stage: DbStage,
     migration_ids: Sequence[str],
     on_stored: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
-    """These migrations' snapshots from the cohort's staged account read; each that has
-    not started gets its snapshot. The stage is read first when it holds no fresh read
-    (the whole account once, for every chunk of the cohort: ``migration.stage``).
+    """These migrations' snapshots from the cohort's ``stage`` (``stage_of``); each that
+    has not started gets its snapshot. The stage is read first when it holds no fresh
+    read (the whole account once, for every chunk of the cohort: ``migration.stage``).
 
     ``on_stored`` is told each migration the moment its snapshot is stored, while the
     others are assembled. The snapshot stored leaves out what costs a request per
@@ -245,8 +252,10 @@ def store(
             )
         ).all()
     refs = {mig_id: UserRef(user_id, cid) for mig_id, user_id, cid in rows if cid}
-    stage = stage_of(deps, cohort)
-    changed = stage.changed_since([r.legacy_customer_id or "" for r in refs.values()])
+    changed: set[str] = set()
+    if stage.taken_at is not None:  # an earlier read: who changed since it started?
+        cids = [r.legacy_customer_id or "" for r in refs.values()]
+        changed = change_feed.named_since(deps.sessions, cids, stage.taken_at - STAGE_SKEW)
     refs = {m: r for m, r in refs.items() if r.legacy_customer_id not in changed}
     migration_of = {ref.user_id: mig_id for mig_id, ref in refs.items()}
     stored = 0

@@ -167,9 +167,10 @@ def prefetch_chunk(
     with prefetch_mod.lease(deps, cohort) as lease:
         with deps.sessions() as session:
             running = cohorts.get(session, cohort).status == "running"
-        if running and prefetch_mod.worth_it(deps, cohort):
+        staged = prefetch_mod.stage_of(deps, cohort)
+        if running and prefetch_mod.worth_it(deps, cohort, staged):
             try:
-                counts = prefetch_mod.store(deps, cohort, chunk, on_stored=ready)
+                counts = prefetch_mod.store(deps, staged, chunk, on_stored=ready)
             except TwinbillError as exc:
                 log.warning(
                     "cohort %s: bulk read failed (%s); members are read per user", cohort, exc

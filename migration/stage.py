@@ -13,7 +13,7 @@ A staged snapshot is dated at the stage's read, which may be hours before its me
 runs. That is safe because "unchanged since the snapshot" is proved from the account's
 event stream (``migration.recheck``; Stripe keeps 30 days of events), and a member whose
 customer an event named since the read is not served from the stage at all
-(``DbStage.changed_since``) but read per user. The age only trades the read's cost
+(``change_feed.named_since``) but read per user. The age only trades the read's cost
 against those re-reads: a stage older than half ``snapshot_max_age`` is read again
 (``migration.prefetch.stage_of``). The prefetch of the cohort's last chunk drops it.
 """

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,6 +107,23 @@ def mark_event(session: Session, event: dict[str, Any]) -> int:
     at = datetime.fromtimestamp(created, UTC)
     change = LegacyChange(event_keys(event), at, str(event.get("type")), str(event.get("id")))
     return mark(session, [change], source="webhook")
+
+
+def named_since(
+    sessions: sessionmaker[Session], keys: Collection[str], since: datetime
+) -> set[str]:
+    """The keys an event (read from the stream, or a webhook) named at or after ``since``:
+    one indexed lookup by key, for a batch of customers."""
+    if not keys:
+        return set()
+    with sessions() as session:
+        return set(
+            session.scalars(
+                sa.select(LegacyChangeMark.key).where(
+                    LegacyChangeMark.key.in_(list(keys)), LegacyChangeMark.changed_at >= since
+                )
+            )
+        )
 
 
 class ChangeFeed:

@@ -30,13 +30,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction, utcnow
 from multiplexer.backends.base import StagedRow
-from multiplexer.models import LegacyChangeMark, LegacyStage, LegacyStagedObject
+from multiplexer.models import LegacyStage, LegacyStagedObject
 
 #: rows per INSERT: one statement per list page, bounded
 INSERT_BATCH = 500
-#: wider than the change feed's clock margin: a member served from a stage its customer
-#: changed after costs a restart at the re-check; one read per user needlessly, one read
-SKEW = timedelta(seconds=60)
 
 
 class DbStage:
@@ -98,9 +95,12 @@ class DbStage:
             row.reader, row.taken_at, row.extra = self.reader, taken_at, dict(extra)
         self.taken_at, self.extra = taken_at, dict(extra)
 
-    def _served(self) -> sa.Select[Any]:
-        return sa.select(LegacyStagedObject.customer_id).where(
-            LegacyStagedObject.scope == self.scope, LegacyStagedObject.reader == self.reader
+    def _served(self, *columns: Any) -> sa.Select[Any]:
+        """These columns of the served read's rows, in the order they were added."""
+        return (
+            sa.select(*columns)
+            .where(LegacyStagedObject.scope == self.scope, LegacyStagedObject.reader == self.reader)
+            .order_by(LegacyStagedObject.id)
         )
 
     def customer_ids(self) -> list[str]:
@@ -109,9 +109,9 @@ class DbStage:
         with self.sessions() as session:
             return list(
                 session.scalars(
-                    self._served()
-                    .where(LegacyStagedObject.list_name == "customers")
-                    .order_by(LegacyStagedObject.id)
+                    self._served(LegacyStagedObject.customer_id).where(
+                        LegacyStagedObject.list_name == "customers"
+                    )
                 )
             )
 
@@ -121,36 +121,15 @@ class DbStage:
             return out
         with self.sessions() as session:
             rows = session.execute(
-                sa.select(
+                self._served(
                     LegacyStagedObject.customer_id,
                     LegacyStagedObject.list_name,
                     LegacyStagedObject.body,
-                )
-                .where(
-                    LegacyStagedObject.scope == self.scope,
-                    LegacyStagedObject.reader == self.reader,
-                    LegacyStagedObject.customer_id.in_(list(customer_ids)),
-                )
-                .order_by(LegacyStagedObject.id)
+                ).where(LegacyStagedObject.customer_id.in_(list(customer_ids)))
             )
             for cid, name, body in rows:
                 out.setdefault(cid, {}).setdefault(name, []).append(body)
         return out
-
-    def changed_since(self, customer_ids: Sequence[str]) -> set[str]:
-        """The customers an event named after the read started (the change feed's marks,
-        from event reads and webhooks): their staged objects may be out of date."""
-        if self.taken_at is None or not customer_ids:
-            return set()
-        with self.sessions() as session:
-            return set(
-                session.scalars(
-                    sa.select(LegacyChangeMark.key).where(
-                        LegacyChangeMark.key.in_(list(customer_ids)),
-                        LegacyChangeMark.changed_at >= self.taken_at - SKEW,
-                    )
-                )
-            )
 
 
 def _rows(scope: str) -> sa.Delete:
