@@ -52,6 +52,10 @@ class Refused(Exception):
         self.status, self.code = status, code
 
 
+#: the fields a list is filtered by (``?customer=``, ``?charge=``, ``?invoice=``)
+OWNERS = ("customer", "charge", "invoice")
+
+
 def client_for(double: StripeDouble) -> stripe.StripeClient:
     return stripe.StripeClient("sk_test_double", http_client=double, max_network_retries=0)
 
@@ -62,6 +66,10 @@ class StripeDouble(HTTPClient):
     def __init__(self) -> None:
         super().__init__()
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
+        #: (kind, field, value) -> {id: object}: the lists Stripe filters by an owner
+        #: (``customer``, ``charge``, ``invoice``) read one owner's objects, not a scan
+        #: of the whole account per request (a 10,000-customer account crawled)
+        self._owners: dict[tuple[str, str, Any], dict[str, dict[str, Any]]] = {}
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.reads: list[str] = []  # "GET /path" of every read, in order
         self.log: list[tuple[int, str]] = []  # (thread, "METHOD /path") of every request
@@ -79,7 +87,14 @@ class StripeDouble(HTTPClient):
 
     # -- store ----------------------------------------------------------------------
     def put(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-        self.objects.setdefault(kind, {})[obj["id"]] = obj
+        store = self.objects.setdefault(kind, {})
+        old = store.get(obj["id"])
+        for field in OWNERS:
+            if old is not None:
+                self._owners.get((kind, field, old.get(field)), {}).pop(obj["id"], None)
+            if obj.get(field) is not None:
+                self._owners.setdefault((kind, field, obj[field]), {})[obj["id"]] = obj
+        store[obj["id"]] = obj
         return obj
 
     def get(self, kind: str, oid: str) -> dict[str, Any]:
@@ -90,6 +105,19 @@ class StripeDouble(HTTPClient):
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         return list(self.objects.get(kind, {}).values())
+
+    def owned(self, kind: str, params: dict[str, Any], field: str = "customer") -> list[Any]:
+        """A list filtered by ``field`` when the request names it, else account-wide."""
+        if field not in params:
+            return self.all(kind)
+        return self.of(kind, field, params[field])
+
+    def of(self, kind: str, field: str, value: Any) -> list[dict[str, Any]]:
+        """The objects of ``kind`` whose ``field`` (an owner in ``OWNERS``) is ``value``."""
+        assert field in OWNERS, field
+        found = self._owners.get((kind, field, value), {})
+        # an owner changed in place (not through ``put``) must not hide or misfile one
+        return [o for o in found.values() if o.get(field) == value]
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_dbl{next(self._ids):06d}"

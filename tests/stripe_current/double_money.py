@@ -25,21 +25,9 @@ if TYPE_CHECKING:
 
 def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     # -- invoices -------------------------------------------------------------------
-    def payments_by_invoice() -> dict[str, list[dict[str, Any]]]:
-        by: dict[str, list[dict[str, Any]]] = {}
-        for ip in d.all("invoice_payment"):
-            by.setdefault(ip["invoice"], []).append(ip)
-        return by
-
-    def inv_view(
-        inv: dict[str, Any],
-        expands: set[str],
-        prefix: str = "",
-        payments: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> dict[str, Any]:
+    def inv_view(inv: dict[str, Any], expands: set[str], prefix: str = "") -> dict[str, Any]:
         out = copy.deepcopy(inv)
-        # a list passes its index in: a scan per invoice made a 10,000-customer list quadratic
-        ips = (payments if payments is not None else payments_by_invoice()).get(inv["id"], [])
+        ips = d.of("invoice_payment", "invoice", inv["id"])
         if f"{prefix}payments" in expands:
             listed = page(ips, {"limit": 10}, f"/v1/invoice_payments?invoice={inv['id']}")
             out["payments"] = listed
@@ -49,10 +37,9 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/invoices")
     def list_invoices(p: dict[str, Any]) -> Any:
-        found = [i for i in d.all("invoice") if _owned(i, p)]
+        found = d.owned("invoice", p)
         out = page(found, p, "/v1/invoices")
-        payments = payments_by_invoice()
-        out["data"] = [inv_view(i, _expands(p), "data.", payments) for i in out["data"]]
+        out["data"] = [inv_view(i, _expands(p), "data.") for i in out["data"]]
         return out
 
     @d.route("get", f"/v1/invoices/{ID}")
@@ -151,7 +138,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/invoice_payments")
     def list_invoice_payments(p: dict[str, Any]) -> Any:
-        found = [ip for ip in d.all("invoice_payment") if ip["invoice"] == p.get("invoice")]
+        found = d.of("invoice_payment", "invoice", p.get("invoice"))
         out = page(found, p, "/v1/invoice_payments")
         if "data.payment.payment_record" in _expands(p):
             for ip in out["data"]:
@@ -185,12 +172,12 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     # -- charges, refunds, credit notes ---------------------------------------------------
     @d.route("get", "/v1/charges")
     def list_charges(p: dict[str, Any]) -> Any:
-        found = [c for c in d.all("charge") if _owned(c, p)]
+        found = d.owned("charge", p)
         return page(found, p, "/v1/charges")
 
     @d.route("get", "/v1/refunds")
     def list_refunds(p: dict[str, Any]) -> Any:
-        found = [r for r in d.all("refund") if _owned(r, p, "charge")]
+        found = d.owned("refund", p, "charge")
         return page(found, p, "/v1/refunds")
 
     @d.route("post", "/v1/refunds")
@@ -211,7 +198,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/credit_notes")
     def list_credit_notes(p: dict[str, Any]) -> Any:
-        found = [c for c in d.all("credit_note") if _owned(c, p) and _owned(c, p, "invoice")]
+        found = [c for c in d.owned("credit_note", p) if _owned(c, p, "invoice")]
         return page(found, p, "/v1/credit_notes")
 
     @d.route("post", "/v1/credit_notes")
@@ -226,7 +213,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
             raise Refused(
                 400, "credit_amount + refund_amount + out_of_band_amount must equal amount"
             )
-        credited = sum(c["amount"] for c in d.all("credit_note") if c["invoice"] == inv["id"])
+        credited = sum(c["amount"] for c in d.of("credit_note", "invoice", inv["id"]))
         if amount + credited > inv["total"]:
             raise Refused(400, "The credit note total exceeds the invoice total")
         cn = shapes.credit_note(

@@ -58,17 +58,14 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
     def list_customers(p: dict[str, Any]) -> Any:
         out = page(d.all("customer"), p, "/v1/customers")
         if "data.subscriptions" in _expands(p):
-            by: dict[str, list[dict[str, Any]]] = {}  # once per page, not a scan per customer
-            for sub in d.all("subscription"):
-                by.setdefault(sub["customer"], []).append(sub)
             for cus in out["data"]:
-                subs = by.get(cus["id"], [])
+                subs = d.of("subscription", "customer", cus["id"])
                 cus["subscriptions"] = shapes.listed(subs, f"/v1/customers/{cus['id']}/subs")
         return out
 
     @d.route("get", f"/v1/customers/{ID}/balance_transactions")
     def list_balance(p: dict[str, Any], cid: str) -> Any:
-        txs = [t for t in d.all("customer_balance_transaction") if t["customer"] == cid]
+        txs = d.of("customer_balance_transaction", "customer", cid)
         return page(txs, p, f"/v1/customers/{cid}/balance_transactions")
 
     @d.route("post", f"/v1/customers/{ID}/balance_transactions")
@@ -141,7 +138,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/subscriptions")
     def list_subs(p: dict[str, Any]) -> Any:
-        subs = [s for s in d.all("subscription") if _owned(s, p)]
+        subs = d.owned("subscription", p)
         if p.get("status", "active") != "all":
             subs = [s for s in subs if s["status"] == p.get("status", "active")]
         out = page(subs, p, "/v1/subscriptions")
@@ -264,7 +261,7 @@ def register(d: StripeDouble) -> None:  # noqa: C901 - one flat table of routes
 
     @d.route("get", "/v1/invoiceitems")
     def list_invoice_items(p: dict[str, Any]) -> Any:
-        found = [i for i in d.all("invoiceitem") if _owned(i, p)]
+        found = d.owned("invoiceitem", p)
         return page(found, p, "/v1/invoiceitems")
 
     from tests.stripe_current import double_money
@@ -316,10 +313,8 @@ def _period_end(start: int, price: dict[str, Any], trial_days: int) -> int:
 def _off_stripe(d: StripeDouble, iid: str) -> int:
     return sum(
         ip["amount_paid"] or 0
-        for ip in d.all("invoice_payment")
-        if ip["invoice"] == iid
-        and ip["payment"].get("type") == "payment_record"
-        and ip["status"] == "paid"
+        for ip in d.of("invoice_payment", "invoice", iid)
+        if ip["payment"].get("type") == "payment_record" and ip["status"] == "paid"
     )
 
 
