@@ -43,6 +43,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from throughput_run import Outcome, known_bulk_settings, run_scenario  # noqa: E402
 
 PROJECT_USERS, LIVE_LIMIT = 600_000, 100.0
+#: Stripe's default limit per endpoint (each named API operation), live mode
+ENDPOINT_LIMIT = 25.0
 SCENARIOS = {
     "clean": {},
     "errors": {"error_rate": 0.01},
@@ -109,6 +111,20 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
             print(f"\n  {o.scenario}/{o.path}/{o.shape}: legacy calls per user by route")
             for route, n in sorted(o.routes.items(), key=lambda kv: -kv[1]):
                 print(f"    {n / o.users:>7.2f}  {route}")
+    print(
+        f"\n  Stripe also limits each endpoint to {ENDPOINT_LIMIT:g} req/s: the busiest route"
+        " caps users/s whatever the global budget"
+    )
+    for o in outcomes:
+        route, per_user = o.busiest_route()
+        print(
+            f"    {o.scenario}/{o.path}/{o.shape}: busiest {route} at {per_user:.2f} calls/user"
+            f" -> <= {ENDPOINT_LIMIT / per_user if per_user else 0:.1f} users/s; 600k >= "
+            f"{o.endpoint_bound_hours(PROJECT_USERS, ENDPOINT_LIMIT):.1f} h, global util at"
+            f" most {min(1.0, ENDPOINT_LIMIT * o.calls_per_user / per_user / LIVE_LIMIT):.2f}"
+            if per_user
+            else f"    {o.scenario}/{o.path}/{o.shape}: no routes counted"
+        )
     if args.timeline:
         print("\n  utilisation (accepted legacy req/s / B) in each tenth of the run")
         for o in outcomes:

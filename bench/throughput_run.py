@@ -117,6 +117,19 @@ class Outcome:
             return None
         return self.waited / (self.threads * self.seconds)
 
+    def busiest_route(self) -> tuple[str, float]:
+        """The legacy route with the most calls per user, and that number."""
+        if not self.routes or not self.users:
+            return "-", 0.0
+        route, n = max(self.routes.items(), key=lambda kv: kv[1])
+        return route, n / self.users
+
+    def endpoint_bound_hours(self, users: int, endpoint_rate: float) -> float:
+        """Stripe also limits each endpoint (25 req/s live, docs.stripe.com/rate-limits):
+        the busiest route caps users/s at endpoint_rate / its calls per user."""
+        _route, per_user = self.busiest_route()
+        return users * per_user / endpoint_rate / 3600 if per_user else 0.0
+
     def projected_hours(self, users: int, rate: float) -> float:
         """600,000 users at Stripe's 100 req/s: users x calls/user / (rate x utilisation)."""
         util = self.utilisation or 1e-9
