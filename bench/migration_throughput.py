@@ -22,7 +22,10 @@ included); utilisation = legacy requests the proxy accepted per second of migrat
 (and the same of the limiter's rate); the share of thread time spent waiting for a
 legacy slot; failed users; and the projected time for 600,000 users at Stripe's
 100 req/s = 600000 x calls/user / (100 x utilisation). ``--routes`` adds the calls per
-user of each legacy route. Prints numbers, asserts nothing.
+user of each legacy route, and every run prints its busiest route with the bound Stripe's
+per-endpoint limit (25 req/s) puts on users/s. ``BENCH_PROXY_PROCESS=1`` runs the fault
+proxy in its own process (its arrival times then do not wait for the bench's GIL). Prints
+numbers, asserts nothing.
 
     .venv/bin/python bench/migration_throughput.py --users 500 --budget 20 --threads 3 \\
         --bulk --processes 2

@@ -229,7 +229,11 @@ def run_scenario(
     with (
         Stack(workdir / "sandbox") as ep,
         _legacy(legacy, ep, max(users, account), seed) as (legacy_url, legacy_env, seed_sec),
-        FaultProxy(legacy_url, seed=seed) as proxy,
+        (
+            _ProxyProcess(legacy_url, seed)
+            if os.environ.get("BENCH_PROXY_PROCESS")
+            else FaultProxy(legacy_url, seed=seed)
+        ) as proxy,
         _env(extra),
         scratch_database(postgres_url, "twinbill_bench")
         if processes
@@ -266,6 +270,38 @@ def run_scenario(
                 workdir,
             )
             return dataclasses.replace(outcome, account=max(users, account), chunk=chunk)
+
+
+class _ProxyProcess:
+    """``sandbox.faultproxy`` in its own process (``BENCH_PROXY_PROCESS=1``): its arrival
+    times are not delayed by the double's page serialisation in the bench's process."""
+
+    def __init__(self, upstream: str, seed: int) -> None:
+        import httpx
+
+        cmd = [sys.executable, "-m", "sandbox.faultproxy", upstream, f"--seed={seed}"]
+        self._proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        self.url = self._proc.stdout.readline().strip()
+        self._http = httpx.Client(base_url=self.url, timeout=10)
+
+    def configure(self, **faults: Any) -> None:
+        self._http.post("/_proxy/config", json=faults).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._http.get("/_proxy/stats").json()
+        return out
+
+    def reset_stats(self) -> None:
+        self._http.post("/_proxy/reset").raise_for_status()
+
+    def __enter__(self) -> _ProxyProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
 
 
 @contextlib.contextmanager
